@@ -1,0 +1,555 @@
+//! The encrypted file format shared by every object in a vault except `config` and key slots.
+//!
+//! ```text
+//! header (32 bytes, plaintext, authenticated):
+//!   0..8   magic "GITVAULT"
+//!   8      envelope version (1)
+//!   9      kind (1 pack, 2 pack index, 3 snapshot, 4 ledger entry)
+//!   10     compression (0 none, 1 zstd)
+//!   11..13 reserved, zero
+//!   13..32 STREAM nonce prefix (19 random bytes)
+//! body: the (optionally zstd-compressed) content cut into 1 MiB chunks, each sealed with
+//!   XChaCha20-Poly1305 under the vault's data key, nonce = prefix ‖ u32 BE chunk counter ‖
+//!   last-chunk flag (STREAM, "BE32" flavour), associated data = header ‖ the object's id in
+//!   ASCII. Every chunk but the last holds exactly 1 MiB; the last holds less (possibly 0).
+//! ```
+//!
+//! Binding the header and the id into every chunk means a file cannot be truncated, extended,
+//! re-labelled as another kind, or moved under another name without failing authentication.
+//! Pack data is stored without compression because git already deflates it.
+
+use std::io::{self, Read, Write};
+
+use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::KeyInit;
+
+use crate::FormatError;
+use crate::ids::Mac;
+use crate::keys::{DataKey, MacKey};
+
+pub const MAGIC: [u8; 8] = *b"GITVAULT";
+pub const ENVELOPE_VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 32;
+pub const NONCE_PREFIX_LEN: usize = 19;
+/// Plaintext bytes per chunk (of the compressed stream when compression is on).
+pub const CHUNK_SIZE: usize = 1 << 20;
+pub const TAG_LEN: usize = 16;
+const SEALED_CHUNK: usize = CHUNK_SIZE + TAG_LEN;
+
+/// What an envelope holds; part of the authenticated header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Pack = 1,
+    PackIndex = 2,
+    Snapshot = 3,
+    LedgerEntry = 4,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pack => "pack",
+            Kind::PackIndex => "pack index",
+            Kind::Snapshot => "snapshot",
+            Kind::LedgerEntry => "ledger entry",
+        }
+    }
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Kind::Pack,
+            2 => Kind::PackIndex,
+            3 => Kind::Snapshot,
+            4 => Kind::LedgerEntry,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Compression {
+    None = 0,
+    Zstd = 1,
+}
+
+/// zstd level for metadata (JSON, pack indexes): fast, and these are small.
+const ZSTD_LEVEL: i32 = 3;
+
+fn header(kind: Kind, compression: Compression, prefix: &[u8; NONCE_PREFIX_LEN]) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8] = ENVELOPE_VERSION;
+    h[9] = kind as u8;
+    h[10] = compression as u8;
+    h[13..].copy_from_slice(prefix);
+    h
+}
+
+fn aad(header: &[u8; HEADER_LEN], id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(HEADER_LEN + id.len());
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(id.as_bytes());
+    aad
+}
+
+fn stream(key: &DataKey, prefix: &[u8; NONCE_PREFIX_LEN]) -> StreamBE32<XChaCha20Poly1305> {
+    let aead = XChaCha20Poly1305::new(&key.0.into());
+    StreamBE32::from_aead(aead, &(*prefix).into())
+}
+
+fn io_err(e: FormatError) -> io::Error {
+    io::Error::other(e)
+}
+
+/// The format error inside an IO error produced by this module, if any.
+pub fn as_format_error(e: &io::Error) -> Option<&FormatError> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<FormatError>())
+}
+
+/// What sealing produced: the content's keyed hash and its sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sealed {
+    /// Keyed hash of the uncompressed content.
+    pub mac: Mac,
+    /// Bytes of uncompressed content.
+    pub plain_size: u64,
+    /// Bytes of the envelope as stored.
+    pub stored_size: u64,
+}
+
+/// Where the re-decrypted chunks go to prove the envelope opens to the original content.
+enum Check {
+    Plain(blake3::Hasher),
+    Zstd(Box<zstd::stream::write::Decoder<'static, HashSink>>),
+}
+
+struct HashSink(blake3::Hasher);
+impl Write for HashSink {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Cuts the (compressed) stream into chunks, seals each, checks it opens again, writes it out.
+struct ChunkSealer<W: Write> {
+    out: W,
+    stream: StreamBE32<XChaCha20Poly1305>,
+    aad: Vec<u8>,
+    buf: Vec<u8>,
+    sealed: Vec<u8>,
+    counter: u32,
+    written: u64,
+    check: Check,
+}
+
+impl<W: Write> ChunkSealer<W> {
+    fn seal_chunk(&mut self, last: bool) -> io::Result<()> {
+        let take = self.buf.len().min(CHUNK_SIZE);
+        self.sealed.clear();
+        self.sealed.extend_from_slice(&self.buf[..take]);
+        self.buf.drain(..take);
+        self.stream
+            .encrypt_in_place(self.counter, last, &self.aad, &mut self.sealed)
+            .map_err(|_| io_err(FormatError::Authentication))?;
+        // Open what we are about to store, so that a fault in memory or in the cipher is caught
+        // before the file exists rather than on the day of the restore.
+        let mut reopened = self.sealed.clone();
+        self.stream
+            .decrypt_in_place(self.counter, last, &self.aad, &mut reopened)
+            .map_err(|_| io_err(FormatError::Authentication))?;
+        match &mut self.check {
+            Check::Plain(h) => {
+                h.update(&reopened);
+            }
+            Check::Zstd(d) => d.write_all(&reopened).map_err(|e| io_err(FormatError::Decompress(e)))?,
+        }
+        self.out.write_all(&self.sealed)?;
+        self.written += self.sealed.len() as u64;
+        self.counter = self
+            .counter
+            .checked_add(1)
+            .ok_or_else(|| io_err(FormatError::Invalid { what: "envelope", detail: "content exceeds 4 PiB".into() }))?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<(W, u64, blake3::Hasher)> {
+        while self.buf.len() >= CHUNK_SIZE {
+            self.seal_chunk(false)?;
+        }
+        self.seal_chunk(true)?;
+        self.out.flush()?;
+        let hasher = match self.check {
+            Check::Plain(h) => h,
+            Check::Zstd(mut d) => {
+                d.flush().map_err(|e| io_err(FormatError::Decompress(e)))?;
+                d.into_inner().0
+            }
+        };
+        Ok((self.out, self.written, hasher))
+    }
+}
+
+impl<W: Write> Write for ChunkSealer<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        // A chunk of exactly CHUNK_SIZE is never the last one, so it can go out now.
+        while self.buf.len() >= CHUNK_SIZE {
+            self.seal_chunk(false)?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Stage<W: Write> {
+    Plain(ChunkSealer<W>),
+    Zstd(Box<zstd::stream::write::Encoder<'static, ChunkSealer<W>>>),
+}
+
+/// Encrypts a stream of content into an envelope written to `W`, with bounded memory.
+///
+/// Call [`SealWriter::finish`]; dropping the writer leaves a partial envelope in `W`, which the
+/// caller must discard (storage writers do, by never committing it).
+pub struct SealWriter<W: Write> {
+    stage: Stage<W>,
+    mac: blake3::Hasher,
+    plain_size: u64,
+}
+
+impl<W: Write> SealWriter<W> {
+    pub fn new(
+        key: &DataKey,
+        mac_key: &MacKey,
+        kind: Kind,
+        compression: Compression,
+        id: &str,
+        mut out: W,
+    ) -> io::Result<Self> {
+        let mut prefix = [0u8; NONCE_PREFIX_LEN];
+        crate::random_bytes(&mut prefix).map_err(io_err)?;
+        let header = header(kind, compression, &prefix);
+        out.write_all(&header)?;
+        let check = match compression {
+            Compression::None => Check::Plain(mac_key.hasher()),
+            Compression::Zstd => Check::Zstd(Box::new(zstd::stream::write::Decoder::new(HashSink(mac_key.hasher()))?)),
+        };
+        let sealer = ChunkSealer {
+            out,
+            stream: stream(key, &prefix),
+            aad: aad(&header, id),
+            buf: Vec::with_capacity(CHUNK_SIZE + 64 * 1024),
+            sealed: Vec::with_capacity(SEALED_CHUNK),
+            counter: 0,
+            written: HEADER_LEN as u64,
+            check,
+        };
+        let stage = match compression {
+            Compression::None => Stage::Plain(sealer),
+            Compression::Zstd => Stage::Zstd(Box::new(zstd::stream::write::Encoder::new(sealer, ZSTD_LEVEL)?)),
+        };
+        Ok(Self { stage, mac: mac_key.hasher(), plain_size: 0 })
+    }
+
+    /// Seal the last chunk, prove the whole envelope opens to the content written, and return
+    /// the inner writer with what was sealed.
+    pub fn finish(self) -> io::Result<(W, Sealed)> {
+        let sealer = match self.stage {
+            Stage::Plain(s) => s,
+            Stage::Zstd(e) => e.finish()?,
+        };
+        let (out, stored_size, reopened) = sealer.finish()?;
+        let mac = Mac::from_bytes(*self.mac.finalize().as_bytes());
+        if Mac::from_bytes(*reopened.finalize().as_bytes()) != mac {
+            return Err(io_err(FormatError::Invalid {
+                what: "envelope",
+                detail: "the sealed file did not open to the content written (memory or cipher fault); nothing was stored".into(),
+            }));
+        }
+        Ok((out, Sealed { mac, plain_size: self.plain_size, stored_size }))
+    }
+}
+
+impl<W: Write> Write for SealWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.stage {
+            Stage::Plain(s) => s.write(data)?,
+            Stage::Zstd(e) => e.write(data)?,
+        };
+        self.mac.update(&data[..n]);
+        self.plain_size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads the chunks of an envelope body, authenticating each.
+struct ChunkOpener<R: Read> {
+    input: R,
+    stream: StreamBE32<XChaCha20Poly1305>,
+    aad: Vec<u8>,
+    buf: Vec<u8>,
+    pos: usize,
+    counter: u32,
+    done: bool,
+}
+
+impl<R: Read> ChunkOpener<R> {
+    fn next_chunk(&mut self) -> io::Result<()> {
+        self.buf.resize(SEALED_CHUNK, 0);
+        let mut n = 0;
+        while n < SEALED_CHUNK {
+            match self.input.read(&mut self.buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.buf.truncate(n);
+        let last = n < SEALED_CHUNK;
+        if last && n < TAG_LEN {
+            return Err(io_err(FormatError::Truncated));
+        }
+        self.stream
+            .decrypt_in_place(self.counter, last, &self.aad, &mut self.buf)
+            .map_err(|_| io_err(FormatError::Authentication))?;
+        self.counter = self.counter.wrapping_add(1);
+        self.pos = 0;
+        self.done = last;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for ChunkOpener<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.next_chunk()?;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Read and check an envelope header; returns its compression.
+fn read_header<R: Read>(input: &mut R, expected: Kind) -> io::Result<([u8; HEADER_LEN], Compression)> {
+    let mut h = [0u8; HEADER_LEN];
+    input.read_exact(&mut h).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof { io_err(FormatError::Truncated) } else { e }
+    })?;
+    if h[..8] != MAGIC {
+        return Err(io_err(FormatError::BadMagic));
+    }
+    if h[8] != ENVELOPE_VERSION {
+        return Err(io_err(FormatError::NewerVersion { found: h[8].into(), supported: ENVELOPE_VERSION.into() }));
+    }
+    match Kind::from_byte(h[9]) {
+        Some(k) if k == expected => {}
+        found => {
+            return Err(io_err(FormatError::WrongKind {
+                expected: expected.name(),
+                found: found.map_or_else(|| format!("unknown ({})", h[9]), |k| k.name().to_string()),
+            }));
+        }
+    }
+    let compression = match h[10] {
+        0 => Compression::None,
+        1 => Compression::Zstd,
+        other => {
+            return Err(io_err(FormatError::Invalid { what: "envelope header", detail: format!("compression {other}") }));
+        }
+    };
+    Ok((h, compression))
+}
+
+/// A reader of an envelope's content that fails with [`FormatError::Authentication`] on any
+/// alteration and, when given the expected MAC, with [`FormatError::Invalid`] at the end if the
+/// content's keyed hash differs.
+pub struct OpenReader {
+    inner: Box<dyn Read + Send>,
+    mac: blake3::Hasher,
+    expected: Option<Mac>,
+    checked: bool,
+}
+
+impl OpenReader {
+    pub fn new<R: Read + Send + 'static>(
+        key: &DataKey,
+        mac_key: &MacKey,
+        kind: Kind,
+        id: &str,
+        mut input: R,
+        expected: Option<Mac>,
+    ) -> io::Result<Self> {
+        let (header, compression) = read_header(&mut input, kind)?;
+        let mut prefix = [0u8; NONCE_PREFIX_LEN];
+        prefix.copy_from_slice(&header[13..]);
+        let opener = ChunkOpener {
+            input,
+            stream: stream(key, &prefix),
+            aad: aad(&header, id),
+            buf: Vec::with_capacity(SEALED_CHUNK),
+            pos: 0,
+            counter: 0,
+            done: false,
+        };
+        let inner: Box<dyn Read + Send> = match compression {
+            Compression::None => Box::new(opener),
+            Compression::Zstd => Box::new(ZstdRead(zstd::stream::read::Decoder::new(opener)?)),
+        };
+        Ok(Self { inner, mac: mac_key.hasher(), expected, checked: false })
+    }
+}
+
+/// Maps zstd's errors to [`FormatError::Decompress`] while keeping ours intact.
+struct ZstdRead<R: Read>(zstd::stream::read::Decoder<'static, io::BufReader<R>>);
+impl<R: Read> Read for ZstdRead<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.0.read(out).map_err(|e| if as_format_error(&e).is_some() { e } else { io_err(FormatError::Decompress(e)) })
+    }
+}
+
+impl Read for OpenReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.mac.update(&out[..n]);
+        if n == 0 && !out.is_empty() && !self.checked {
+            self.checked = true;
+            if let Some(expected) = self.expected {
+                if Mac::from_bytes(*self.mac.finalize().as_bytes()) != expected {
+                    return Err(io_err(FormatError::Invalid {
+                        what: "content",
+                        detail: "its keyed hash differs from the one recorded in the snapshot".into(),
+                    }));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Seal a small object held in memory.
+pub fn seal_bytes(
+    key: &DataKey,
+    mac_key: &MacKey,
+    kind: Kind,
+    compression: Compression,
+    id: &str,
+    content: &[u8],
+) -> Result<(Vec<u8>, Sealed), FormatError> {
+    let mut w = SealWriter::new(key, mac_key, kind, compression, id, Vec::new()).map_err(into_format_error)?;
+    w.write_all(content).map_err(into_format_error)?;
+    w.finish().map_err(into_format_error)
+}
+
+/// Open a small object held in memory.
+pub fn open_bytes(key: &DataKey, mac_key: &MacKey, kind: Kind, id: &str, stored: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let mut r = OpenReader::new(key, mac_key, kind, id, io::Cursor::new(stored.to_vec()), None).map_err(into_format_error)?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).map_err(into_format_error)?;
+    Ok(out)
+}
+
+fn into_format_error(e: io::Error) -> FormatError {
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<FormatError>() {
+            Ok(f) => *f,
+            Err(other) => FormatError::Decompress(io::Error::other(other)),
+        },
+        None => FormatError::Truncated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::MasterKey;
+    use proptest::prelude::*;
+
+    fn keys() -> (DataKey, MacKey) {
+        let m = MasterKey::generate().expect("rng");
+        (m.data_key(), m.mac_key())
+    }
+
+    #[test]
+    fn round_trip_at_chunk_boundaries() {
+        let (k, m) = keys();
+        for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE, 2 * CHUNK_SIZE + 7] {
+            let content: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            for c in [Compression::None, Compression::Zstd] {
+                let (stored, sealed) = seal_bytes(&k, &m, Kind::Pack, c, "id", &content).expect("seal");
+                assert_eq!(sealed.stored_size, stored.len() as u64);
+                assert_eq!(sealed.plain_size, len as u64);
+                assert_eq!(sealed.mac, m.mac(&content));
+                assert_eq!(open_bytes(&k, &m, Kind::Pack, "id", &stored).expect("open"), content, "len {len} {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn uncompressed_size_is_predictable() {
+        let (k, m) = keys();
+        let content = vec![9u8; 2 * CHUNK_SIZE];
+        let (stored, _) = seal_bytes(&k, &m, Kind::Pack, Compression::None, "id", &content).expect("seal");
+        // Two full chunks and an empty last one, each with a tag.
+        assert_eq!(stored.len(), HEADER_LEN + 2 * SEALED_CHUNK + TAG_LEN);
+    }
+
+    #[test]
+    fn wrong_id_kind_key_and_truncation_are_rejected() {
+        let (k, m) = keys();
+        let content = vec![1u8; CHUNK_SIZE + 10];
+        let (stored, _) = seal_bytes(&k, &m, Kind::Snapshot, Compression::Zstd, "aa", &content).expect("seal");
+        assert!(matches!(open_bytes(&k, &m, Kind::Snapshot, "bb", &stored), Err(FormatError::Authentication)));
+        assert!(matches!(open_bytes(&k, &m, Kind::Pack, "aa", &stored), Err(FormatError::WrongKind { .. })));
+        let (k2, _) = keys();
+        assert!(matches!(open_bytes(&k2, &m, Kind::Snapshot, "aa", &stored), Err(FormatError::Authentication)));
+        for cut in [0, 10, HEADER_LEN, HEADER_LEN + 5, stored.len() - 1] {
+            assert!(open_bytes(&k, &m, Kind::Snapshot, "aa", &stored[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = stored.clone();
+        longer.push(0);
+        assert!(open_bytes(&k, &m, Kind::Snapshot, "aa", &longer).is_err());
+    }
+
+    #[test]
+    fn expected_mac_is_enforced() {
+        let (k, m) = keys();
+        let (stored, sealed) = seal_bytes(&k, &m, Kind::Pack, Compression::None, "x", b"hello").expect("seal");
+        let read = |mac| {
+            let mut r = OpenReader::new(&k, &m, Kind::Pack, "x", io::Cursor::new(stored.clone()), Some(mac)).expect("open");
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).map(|_| v)
+        };
+        assert_eq!(read(sealed.mac).expect("good mac"), b"hello");
+        assert!(read(m.mac(b"other")).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_flipped_bit_is_rejected(content in proptest::collection::vec(any::<u8>(), 0..3000), bit in any::<usize>(), zstd in any::<bool>()) {
+            let (k, m) = keys();
+            let c = if zstd { Compression::Zstd } else { Compression::None };
+            let (mut stored, _) = seal_bytes(&k, &m, Kind::LedgerEntry, c, "7", &content).expect("seal");
+            prop_assert_eq!(open_bytes(&k, &m, Kind::LedgerEntry, "7", &stored).expect("open"), content);
+            let bit = bit % (stored.len() * 8);
+            stored[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(open_bytes(&k, &m, Kind::LedgerEntry, "7", &stored).is_err());
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The ledger: an append-only, hash-chained log of every snapshot and administrative event.
+//!
+//! Entry `n` is stored at `ledger/<n in 20 digits>` and holds the keyed hash of entry `n-1`'s
+//! plaintext, so removing, reordering or editing an entry breaks the chain. Writers append with
+//! a create-only write; the loser of a race re-reads the head and takes the next number.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::FormatError;
+use crate::ids::{KeySlotId, Mac, SnapshotId, VaultId};
+use crate::keys::MacKey;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerEntry {
+    pub seq: u64,
+    /// Keyed hash of the previous entry's plaintext; `None` only for entry 1.
+    pub prev: Option<Mac>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    pub host: String,
+    pub event: Event,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    Init {
+        vault: VaultId,
+        key_slot: KeySlotId,
+    },
+    Snapshot {
+        snapshot: SnapshotId,
+        /// Keyed hash of the snapshot file's plaintext.
+        mac: Mac,
+        repositories: Vec<String>,
+        /// True when a later command recorded a snapshot whose writer stopped before it could.
+        #[serde(default)]
+        recovered: bool,
+    },
+    KeyAdd {
+        key_slot: KeySlotId,
+    },
+    KeyRemove {
+        key_slot: KeySlotId,
+    },
+    Restore {
+        snapshot: SnapshotId,
+        repositories: Vec<String>,
+    },
+    Verify {
+        read_data: bool,
+        problems: u64,
+    },
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Init { .. } => "init",
+            Event::Snapshot { .. } => "snapshot",
+            Event::KeyAdd { .. } => "key_add",
+            Event::KeyRemove { .. } => "key_remove",
+            Event::Restore { .. } => "restore",
+            Event::Verify { .. } => "verify",
+        }
+    }
+}
+
+impl LedgerEntry {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a ledger entry always serializes")
+    }
+    pub fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
+        serde_json::from_slice(bytes).map_err(|source| FormatError::Json { what: "ledger entry", source })
+    }
+    /// The chain hash of an entry: the keyed hash of its plaintext exactly as stored.
+    pub fn chain_hash(mac_key: &MacKey, plaintext: &[u8]) -> Mac {
+        mac_key.mac(plaintext)
+    }
+}

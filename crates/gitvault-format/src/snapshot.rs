@@ -1,0 +1,142 @@
+//! Snapshots: the complete state of every repository of one backup run, and the chain of
+//! packs needed to rebuild each. A snapshot file is the commit point of a backup.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::FormatError;
+use crate::ids::{DataId, Mac, SnapshotId};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub version: u32,
+    pub id: SnapshotId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    pub host: String,
+    pub gitvault_version: String,
+    pub repositories: Vec<RepoSnapshot>,
+    /// Sources that failed in this run; their earlier snapshots are untouched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<RepoFailure>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupType {
+    /// Every object reachable from every ref.
+    Full,
+    /// Objects not reachable from the refs of the repository's most recent full backup.
+    Diff,
+    /// Objects not reachable from the refs of the repository's most recent backup.
+    Incr,
+}
+
+impl BackupType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupType::Full => "full",
+            BackupType::Diff => "diff",
+            BackupType::Incr => "incr",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSnapshot {
+    /// Stable name, e.g. `acme/api`; successive backups of one source share it.
+    pub name: String,
+    /// The source as given, with any credentials removed.
+    pub source: String,
+    #[serde(rename = "type")]
+    pub backup_type: BackupType,
+    /// The snapshot whose refs bounded this backup (none for a full backup).
+    pub base: Option<SnapshotId>,
+    /// `sha1` or `sha256`.
+    pub object_format: String,
+    pub head: Option<HeadRecord>,
+    /// Every ref under `refs/`, sorted by name (bytewise).
+    pub refs: Vec<RefRecord>,
+    /// The packs to install, oldest first, to hold every object the refs reach.
+    pub chain: Vec<PackRecord>,
+}
+
+impl RepoSnapshot {
+    /// The pack this backup wrote, if it wrote one (the last of the chain, created by `snapshot`).
+    pub fn new_pack(&self, snapshot: &SnapshotId) -> Option<&PackRecord> {
+        self.chain.last().filter(|p| &p.snapshot == snapshot)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadRecord {
+    /// HEAD names a ref (which may not exist yet: an unborn branch).
+    Symbolic(String),
+    /// HEAD holds an object id.
+    Detached(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefRecord {
+    pub name: String,
+    pub oid: String,
+}
+
+/// One git packfile and its index, stored as two data objects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackRecord {
+    /// The snapshot that wrote this pack.
+    pub snapshot: SnapshotId,
+    /// The pack's trailing checksum in hex; the installed files are `pack-<checksum>.{pack,idx}`.
+    pub checksum: String,
+    pub objects: u64,
+    pub pack: DataRef,
+    pub index: DataRef,
+}
+
+impl PackRecord {
+    pub fn stored_size(&self) -> u64 {
+        self.pack.size + self.index.size
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataRef {
+    pub id: DataId,
+    /// Keyed hash of the plaintext.
+    pub mac: Mac,
+    /// Bytes of the stored (encrypted) file.
+    pub size: u64,
+    /// Bytes of the plaintext.
+    pub plain_size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoFailure {
+    pub name: String,
+    pub source: String,
+    pub error: String,
+}
+
+impl Snapshot {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a snapshot always serializes")
+    }
+    pub fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
+        let s: Self = serde_json::from_slice(bytes).map_err(|source| FormatError::Json { what: "snapshot", source })?;
+        if s.version > crate::FORMAT_VERSION {
+            return Err(FormatError::NewerVersion { found: s.version, supported: crate::FORMAT_VERSION });
+        }
+        Ok(s)
+    }
+    pub fn repo(&self, name: &str) -> Option<&RepoSnapshot> {
+        self.repositories.iter().find(|r| r.name == name)
+    }
+}
