@@ -1,1 +1,61 @@
-//! placeholder
+//! Storage for gitvault vaults: a small trait the engine writes through, and its backends.
+//!
+//! The engine never knows which backend it talks to. The contract every backend keeps (and the
+//! conformance suite in `tests/` checks):
+//!
+//! - Objects are written once. [`Store::create`] streams a new object that becomes visible,
+//!   durably, only when [`ObjectWriter::commit`] returns; a crash or an abort before that leaves
+//!   nothing under the object's name (at most an incomplete temporary that
+//!   [`Store::remove_incomplete`] clears).
+//! - [`Store::put_new`] creates a small object atomically *unless it exists*: of two writers
+//!   racing for one name, exactly one wins and the other gets [`ErrorKind::AlreadyExists`].
+//! - Paths are `/`-separated, relative to the vault root, never starting with `/`.
+//!
+//! Only the local backend exists today. Remote backends (S3, SFTP) will come through OpenDAL
+//! behind this same trait; the local one uses `std::fs` directly because it needs two things
+//! OpenDAL's filesystem service does not give: an atomic create-only (`link(2)`) and an fsync
+//! of the directory after a rename, without which a committed snapshot could vanish on power loss.
+
+mod error;
+pub mod faulty;
+mod local;
+
+use std::io::{Read, Write};
+
+pub use error::{ErrorKind, StorageError};
+pub use local::LocalStore;
+
+/// An object as listed: its path and size in bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub path: String,
+    pub size: u64,
+}
+
+/// A vault's storage. Implementations are cheap to share between threads.
+pub trait Store: Send + Sync {
+    /// What this store is, for messages: `local directory /srv/vault`.
+    fn describe(&self) -> String;
+    /// Read a whole (small) object.
+    fn read(&self, path: &str) -> Result<Vec<u8>, StorageError>;
+    /// Stream an object.
+    fn open_read(&self, path: &str) -> Result<Box<dyn Read + Send>, StorageError>;
+    /// Start writing a new object at `path`, which must not exist.
+    fn create(&self, path: &str) -> Result<Box<dyn ObjectWriter>, StorageError>;
+    /// Atomically create `path` holding `bytes`, failing with `AlreadyExists` if it exists.
+    fn put_new(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError>;
+    /// Every object under the directory `prefix` (e.g. `data/`), recursively, in no set order.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError>;
+    /// The size of an object, or `None` if it does not exist.
+    fn stat(&self, path: &str) -> Result<Option<u64>, StorageError>;
+    /// Remove an object; removing a missing object is not an error.
+    fn delete(&self, path: &str) -> Result<(), StorageError>;
+    /// Remove temporaries left by writers that died before committing; returns what went.
+    fn remove_incomplete(&self) -> Result<Vec<String>, StorageError>;
+}
+
+/// A new object being written. Dropping it without [`ObjectWriter::commit`] discards it.
+pub trait ObjectWriter: Write + Send {
+    /// Make the object durable and visible under its name; returns its size.
+    fn commit(self: Box<Self>) -> Result<u64, StorageError>;
+}

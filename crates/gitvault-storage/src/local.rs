@@ -1,0 +1,250 @@
+//! A vault in a local directory (or a mounted NAS share).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::{ErrorKind, ObjectMeta, ObjectWriter, StorageError, Store};
+
+/// Temporaries live here until they are committed by a rename or a link.
+const TMP_DIR: &str = "tmp";
+/// A temporary of another host is considered abandoned after this long.
+const FOREIGN_TMP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+    describe: String,
+}
+
+impl LocalStore {
+    /// A store rooted at `root`, which need not exist yet (see [`LocalStore::create_root`]).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let describe = format!("local directory {}", root.display());
+        Self { root, describe }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Create the root directory; an existing empty directory is accepted.
+    pub fn create_root(&self) -> Result<(), StorageError> {
+        fs::create_dir_all(&self.root).map_err(|e| self.err("create directory", "", e))?;
+        let mut entries = fs::read_dir(&self.root).map_err(|e| self.err("list", "", e))?;
+        if entries.next().is_some() {
+            return Err(StorageError {
+                kind: ErrorKind::AlreadyExists,
+                op: "create vault in",
+                path: String::new(),
+                store: self.describe.clone(),
+                message: "the directory is not empty; choose a new or empty directory".into(),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn err(&self, op: &'static str, path: &str, e: io::Error) -> StorageError {
+        StorageError::from_io(op, path, &self.describe, e)
+    }
+
+    fn full(&self, path: &str) -> Result<PathBuf, StorageError> {
+        let valid = !path.is_empty()
+            && !path.starts_with('/')
+            && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        if !valid {
+            return Err(StorageError {
+                kind: ErrorKind::Other,
+                op: "resolve",
+                path: path.into(),
+                store: self.describe.clone(),
+                message: "invalid object path".into(),
+                source: None,
+            });
+        }
+        Ok(self.root.join(path))
+    }
+
+    /// A new temporary file, named so that its writer can be recognised as gone.
+    fn temp_file(&self) -> Result<(PathBuf, File), StorageError> {
+        let dir = self.root.join(TMP_DIR);
+        fs::create_dir_all(&dir).map_err(|e| self.err("create directory", TMP_DIR, e))?;
+        let mut rnd = [0u8; 12];
+        getrandom::fill(&mut rnd).map_err(|e| self.err("create temporary in", TMP_DIR, io::Error::other(e)))?;
+        let name = format!("{}-{}-{}.tmp", host_tag(), std::process::id(), hex::encode(rnd));
+        let path = dir.join(name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| self.err("create temporary in", TMP_DIR, e))?;
+        Ok((path, file))
+    }
+
+    /// Move a durable temporary to its final name without ever replacing an existing object.
+    fn publish(&self, tmp: &Path, path: &str) -> Result<(), StorageError> {
+        let dest = self.full(path)?;
+        let parent = dest.parent().expect("an object path has a parent: the root");
+        fs::create_dir_all(parent).map_err(|e| self.err("create directory for", path, e))?;
+        // link(2) fails if the destination exists, which makes this an atomic create-only.
+        let linked = fs::hard_link(tmp, &dest);
+        let _ = fs::remove_file(tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(self.err("create", path, e)),
+            Err(e) => return Err(self.err("publish", path, e)),
+        }
+        // The new directory entry must survive a power cut before anyone relies on it.
+        sync_dir(parent).map_err(|e| self.err("sync directory of", path, e))?;
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Hostname for temporary names (so that a shared NAS can tell whose temporaries are whose).
+fn host_tag() -> String {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
+    host.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+struct LocalWriter {
+    store: LocalStore,
+    path: String,
+    tmp: PathBuf,
+    file: Option<BufWriter<File>>,
+}
+
+impl Write for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.as_mut().expect("writer used after commit").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("writer used after commit").flush()
+    }
+}
+
+impl ObjectWriter for LocalWriter {
+    fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
+        let file = self.file.take().expect("commit runs once");
+        let file = file.into_inner().map_err(|e| self.store.err("write", &self.path, e.into_error()))?;
+        file.sync_all().map_err(|e| self.store.err("sync", &self.path, e))?;
+        let size = file.metadata().map_err(|e| self.store.err("stat", &self.path, e))?.len();
+        drop(file);
+        self.store.publish(&self.tmp, &self.path)?;
+        Ok(size)
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Store for LocalStore {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>, StorageError> {
+        fs::read(self.full(path)?).map_err(|e| self.err("read", path, e))
+    }
+
+    fn open_read(&self, path: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        let f = File::open(self.full(path)?).map_err(|e| self.err("open", path, e))?;
+        Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
+    }
+
+    fn create(&self, path: &str) -> Result<Box<dyn ObjectWriter>, StorageError> {
+        self.full(path)?;
+        let (tmp, file) = self.temp_file()?;
+        Ok(Box::new(LocalWriter {
+            store: self.clone(),
+            path: path.to_string(),
+            tmp,
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+        }))
+    }
+
+    fn put_new(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut w = self.create(path)?;
+        w.write_all(bytes).map_err(|e| self.err("write", path, e))?;
+        w.commit().map(|_| ())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        let mut out = Vec::new();
+        let start = self.root.join(prefix.trim_end_matches('/'));
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err("list", prefix, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| self.err("list", prefix, e))?;
+                let meta = entry.metadata().map_err(|e| self.err("stat", prefix, e))?;
+                let p = entry.path();
+                if meta.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&self.root) {
+                    let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                    out.push(ObjectMeta { path: rel, size: meta.len() });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn stat(&self, path: &str) -> Result<Option<u64>, StorageError> {
+        match fs::metadata(self.full(path)?) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("stat", path, e)),
+        }
+    }
+
+    fn delete(&self, path: &str) -> Result<(), StorageError> {
+        match fs::remove_file(self.full(path)?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err("delete", path, e)),
+        }
+    }
+
+    fn remove_incomplete(&self) -> Result<Vec<String>, StorageError> {
+        let me = host_tag();
+        let now = SystemTime::now();
+        let mut removed = Vec::new();
+        for obj in self.list(TMP_DIR)? {
+            let name = obj.path.rsplit('/').next().unwrap_or_default();
+            let mut parts = name.splitn(3, '-');
+            let (host, pid) = (parts.next().unwrap_or_default(), parts.next().and_then(|p| p.parse::<u32>().ok()));
+            let path = self.root.join(&obj.path);
+            let stale = if host == me {
+                pid.is_none_or(|p| !pid_alive(p))
+            } else {
+                let age = fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|m| now.duration_since(m).ok());
+                age.is_some_and(|a| a > FOREIGN_TMP_MAX_AGE)
+            };
+            if stale {
+                fs::remove_file(&path).map_err(|e| self.err("remove", &obj.path, e))?;
+                removed.push(obj.path);
+            }
+        }
+        Ok(removed)
+    }
+}
