@@ -57,10 +57,10 @@ PROFILES = {
     "small": Profile(commits=400, init_text_files=120, binary_budget=3_800_000,
                      binary_max=400_000, feature_rate=0.04, tag_every=60),
     # ~200 MB packed, ~100k objects, thousands of commits.
-    "medium": Profile(commits=7000, init_text_files=900, binary_budget=175_000_000,
+    "medium": Profile(commits=7700, init_text_files=900, binary_budget=160_000_000,
                       binary_max=2_000_000, feature_rate=0.03, tag_every=250),
     # ~1 GB packed.
-    "large": Profile(commits=20000, init_text_files=2500, binary_budget=900_000_000,
+    "large": Profile(commits=20000, init_text_files=2500, binary_budget=850_000_000,
                      binary_max=2_000_000, feature_rate=0.03, tag_every=400),
 }
 

@@ -120,6 +120,8 @@ pub struct Sealed {
 }
 
 /// Where the re-decrypted chunks go to prove the envelope opens to the original content.
+// One per writer: the size difference between variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Check {
     Plain(blake3::Hasher),
     Zstd(Box<zstd::stream::write::Decoder<'static, HashSink>>),
@@ -209,6 +211,7 @@ impl<W: Write> Write for ChunkSealer<W> {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Stage<W: Write> {
     Plain(ChunkSealer<W>),
     Zstd(Box<zstd::stream::write::Encoder<'static, ChunkSealer<W>>>),
@@ -270,7 +273,9 @@ impl<W: Write> SealWriter<W> {
         if Mac::from_bytes(*reopened.finalize().as_bytes()) != mac {
             return Err(io_err(FormatError::Invalid {
                 what: "envelope",
-                detail: "the sealed file did not open to the content written (memory or cipher fault); nothing was stored".into(),
+                detail:
+                    "the sealed file did not open to the content written (memory or cipher fault); nothing was stored"
+                        .into(),
             }));
         }
         Ok((out, Sealed { mac, plain_size: self.plain_size, stored_size }))
@@ -348,9 +353,9 @@ impl<R: Read> Read for ChunkOpener<R> {
 /// Read and check an envelope header; returns its compression.
 fn read_header<R: Read>(input: &mut R, expected: Kind) -> io::Result<([u8; HEADER_LEN], Compression)> {
     let mut h = [0u8; HEADER_LEN];
-    input.read_exact(&mut h).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof { io_err(FormatError::Truncated) } else { e }
-    })?;
+    input
+        .read_exact(&mut h)
+        .map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { io_err(FormatError::Truncated) } else { e })?;
     if h[..8] != MAGIC {
         return Err(io_err(FormatError::BadMagic));
     }
@@ -370,7 +375,10 @@ fn read_header<R: Read>(input: &mut R, expected: Kind) -> io::Result<([u8; HEADE
         0 => Compression::None,
         1 => Compression::Zstd,
         other => {
-            return Err(io_err(FormatError::Invalid { what: "envelope header", detail: format!("compression {other}") }));
+            return Err(io_err(FormatError::Invalid {
+                what: "envelope header",
+                detail: format!("compression {other}"),
+            }));
         }
     };
     Ok((h, compression))
@@ -429,13 +437,13 @@ impl Read for OpenReader {
         self.mac.update(&out[..n]);
         if n == 0 && !out.is_empty() && !self.checked {
             self.checked = true;
-            if let Some(expected) = self.expected {
-                if Mac::from_bytes(*self.mac.finalize().as_bytes()) != expected {
-                    return Err(io_err(FormatError::Invalid {
-                        what: "content",
-                        detail: "its keyed hash differs from the one recorded in the snapshot".into(),
-                    }));
-                }
+            if let Some(expected) = self.expected
+                && Mac::from_bytes(*self.mac.finalize().as_bytes()) != expected
+            {
+                return Err(io_err(FormatError::Invalid {
+                    what: "content",
+                    detail: "its keyed hash differs from the one recorded in the snapshot".into(),
+                }));
             }
         }
         Ok(n)
@@ -457,8 +465,15 @@ pub fn seal_bytes(
 }
 
 /// Open a small object held in memory.
-pub fn open_bytes(key: &DataKey, mac_key: &MacKey, kind: Kind, id: &str, stored: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let mut r = OpenReader::new(key, mac_key, kind, id, io::Cursor::new(stored.to_vec()), None).map_err(into_format_error)?;
+pub fn open_bytes(
+    key: &DataKey,
+    mac_key: &MacKey,
+    kind: Kind,
+    id: &str,
+    stored: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    let mut r =
+        OpenReader::new(key, mac_key, kind, id, io::Cursor::new(stored.to_vec()), None).map_err(into_format_error)?;
     let mut out = Vec::new();
     r.read_to_end(&mut out).map_err(into_format_error)?;
     Ok(out)
@@ -531,7 +546,8 @@ mod tests {
         let (k, m) = keys();
         let (stored, sealed) = seal_bytes(&k, &m, Kind::Pack, Compression::None, "x", b"hello").expect("seal");
         let read = |mac| {
-            let mut r = OpenReader::new(&k, &m, Kind::Pack, "x", io::Cursor::new(stored.clone()), Some(mac)).expect("open");
+            let mut r =
+                OpenReader::new(&k, &m, Kind::Pack, "x", io::Cursor::new(stored.clone()), Some(mac)).expect("open");
             let mut v = Vec::new();
             r.read_to_end(&mut v).map(|_| v)
         };

@@ -107,10 +107,8 @@ impl FromStr for Mac {
     type Err = FormatError;
     fn from_str(s: &str) -> Result<Self, FormatError> {
         let mut b = [0u8; 32];
-        hex::decode_to_slice(s, &mut b).map_err(|_| FormatError::Invalid {
-            what: "mac",
-            detail: format!("{s:?} is not 64 hex digits"),
-        })?;
+        hex::decode_to_slice(s, &mut b)
+            .map_err(|_| FormatError::Invalid { what: "mac", detail: format!("{s:?} is not 64 hex digits") })?;
         Ok(Self(b))
     }
 }
@@ -164,9 +162,7 @@ pub mod paths {
     /// The sequence number of a ledger file name (`ledger/00000000000000000007` → 7).
     pub fn parse_ledger(path: &str) -> Option<u64> {
         let name = path.strip_prefix(LEDGER_DIR)?;
-        (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| name.parse().ok())
-            .flatten()
+        (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit())).then(|| name.parse().ok()).flatten()
     }
 }
 

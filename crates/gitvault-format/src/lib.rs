@@ -37,7 +37,11 @@ pub enum FormatError {
     #[error("invalid {what}: {detail}")]
     Invalid { what: &'static str, detail: String },
     #[error("malformed {what}: {source}")]
-    Json { what: &'static str, #[source] source: serde_json::Error },
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("wrong passphrase: no key slot of this vault opens with it")]
     WrongPassphrase,
     #[error("key derivation failed: {0}")]
@@ -66,7 +70,6 @@ pub mod timestamp {
 
     /// Format as RFC 3339 (e.g. `2026-11-28T18:00:00.123Z`).
     pub fn format(t: OffsetDateTime) -> String {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .expect("every UTC time formats as RFC 3339")
+        t.format(&time::format_description::well_known::Rfc3339).expect("every UTC time formats as RFC 3339")
     }
 }

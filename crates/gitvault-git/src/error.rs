@@ -60,19 +60,11 @@ pub enum Error {
 
     /// An object id does not have the length of the repository's object format.
     #[error("object id {oid} does not fit object format {expected} of {}", path.display())]
-    ObjectFormatMismatch {
-        path: PathBuf,
-        oid: String,
-        expected: ObjectFormat,
-    },
+    ObjectFormatMismatch { path: PathBuf, oid: String, expected: ObjectFormat },
 
     /// An existing repository uses another object format than the one asked for.
     #[error("{} uses object format {found}, expected {expected}", path.display())]
-    WrongObjectFormat {
-        path: PathBuf,
-        expected: ObjectFormat,
-        found: ObjectFormat,
-    },
+    WrongObjectFormat { path: PathBuf, expected: ObjectFormat, found: ObjectFormat },
 
     /// The repository stores its refs in a way this crate cannot write (reftable).
     #[error("{} uses the reftable ref storage, which gitvault cannot write yet", path.display())]
@@ -101,10 +93,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 }
 

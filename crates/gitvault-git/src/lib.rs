@@ -1,1 +1,25 @@
-//! placeholder
+//! Everything gitvault does with git: classifying sources, keeping bare mirrors of remotes up
+//! to date, reading and writing refs exactly, and moving objects in and out as
+//! self-contained packs.
+//!
+//! All work is done by running the `git` executable (never through a shell), so the user's
+//! git configuration — credential helpers, `insteadOf` rewrites, ssh setup — keeps working.
+//! Object data is streamed between git and files; nothing here holds a pack in memory. Every
+//! URL that reaches an error or a log line has its credentials removed first.
+
+mod command;
+mod error;
+mod mirror;
+mod oid;
+mod pack;
+mod refname;
+mod refs;
+mod repo;
+mod source;
+
+pub use command::Git;
+pub use error::Error;
+pub use oid::{ObjectFormat, ObjectId};
+pub use pack::PackFiles;
+pub use refs::{Head, Ref, RefState};
+pub use source::{SourceKind, classify_source, redact_source, source_name};

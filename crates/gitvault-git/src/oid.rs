@@ -18,13 +18,7 @@ impl ObjectId {
     /// Accepts exactly 40 or 64 lowercase hex digits, nothing else (no abbreviations, no
     /// uppercase, no surrounding whitespace).
     pub fn parse(s: &str) -> Result<Self, Error> {
-        if is_full_hex(s) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(Error::InvalidObjectId {
-                value: s.to_owned(),
-            })
-        }
+        if is_full_hex(s) { Ok(Self(s.to_owned())) } else { Err(Error::InvalidObjectId { value: s.to_owned() }) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -33,11 +27,7 @@ impl ObjectId {
 
     /// The object format this id belongs to, known from its length.
     pub fn format(&self) -> ObjectFormat {
-        if self.0.len() == ObjectFormat::Sha256.hex_len() {
-            ObjectFormat::Sha256
-        } else {
-            ObjectFormat::Sha1
-        }
+        if self.0.len() == ObjectFormat::Sha256.hex_len() { ObjectFormat::Sha256 } else { ObjectFormat::Sha1 }
     }
 }
 
@@ -63,11 +53,7 @@ impl TryFrom<String> for ObjectId {
     type Error = Error;
 
     fn try_from(s: String) -> Result<Self, Error> {
-        if is_full_hex(&s) {
-            Ok(Self(s))
-        } else {
-            Err(Error::InvalidObjectId { value: s })
-        }
+        if is_full_hex(&s) { Ok(Self(s)) } else { Err(Error::InvalidObjectId { value: s }) }
     }
 }
 
@@ -122,10 +108,7 @@ impl FromStr for ObjectFormat {
         match s {
             "sha1" => Ok(Self::Sha1),
             "sha256" => Ok(Self::Sha256),
-            other => Err(Error::Parse {
-                what: "object format",
-                line: other.to_owned(),
-            }),
+            other => Err(Error::Parse { what: "object format", line: other.to_owned() }),
         }
     }
 }
@@ -139,10 +122,7 @@ mod tests {
         let sha1 = "0123456789abcdef0123456789abcdef01234567";
         let sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         assert_eq!(ObjectId::parse(sha1).map(|o| o.format()).ok(), Some(ObjectFormat::Sha1));
-        assert_eq!(
-            ObjectId::parse(sha256).map(|o| o.format()).ok(),
-            Some(ObjectFormat::Sha256)
-        );
+        assert_eq!(ObjectId::parse(sha256).map(|o| o.format()).ok(), Some(ObjectFormat::Sha256));
         for bad in [
             "",
             "0123456",

@@ -101,9 +101,7 @@ impl<S: Store> Store for FaultyStore<S> {
         }))
     }
     fn put_new(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
-        self.faults
-            .charge(bytes.len())
-            .map_err(|e| StorageError::from_io("write", path, &self.inner.describe(), e))?;
+        self.faults.charge(bytes.len()).map_err(|e| StorageError::from_io("write", path, &self.inner.describe(), e))?;
         self.faults.commit(&self.inner.describe(), path)?;
         self.inner.put_new(path, bytes)
     }

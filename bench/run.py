@@ -1,0 +1,731 @@
+#!/usr/bin/env python3
+"""Benchmark gitvault against the tools a user would otherwise reach for.
+
+Why: gitvault's claims (small incrementals, nothing stored for a repack,
+cheap no-change runs, fast restores) only mean something next to a floor
+(`git bundle`, the raw cost of moving the objects) and next to the general
+purpose encrypted backup tools people already use (restic, borg).  This runner
+measures them side by side, in one run, on the same generated repositories,
+and reports medians and gitvault/reference ratios.
+
+For every repetition and every tool, with a fresh vault each time:
+  1. full backup of a fresh copy of the source      -> time, stored bytes, peak RSS
+  5. a second backup with nothing changed          -> time, bytes added
+  2. `genrepo.py --add-commits 20`, then a backup  -> time, bytes added, peak RSS
+  4. restore of the latest snapshot                -> time, peak RSS (refs checked)
+  3. the source after `git repack -adf` (same objects, new pack), backup
+                                                   -> time, bytes added
+(The numbers follow the brief's scenario list; the order above is the order in
+which they run, because each step builds on the vault of the previous one.)
+
+Methodology, kept deliberately simple so anyone can rerun it:
+  * wall time is time.perf_counter() around each child process;
+  * peak RSS is ru_maxrss from os.wait4() on the child -- the same number
+    GNU `time -f %M` prints: the largest RSS of the child and of every
+    descendant it waited for;
+  * stored bytes are apparent bytes (sum of file sizes) of the vault directory;
+  * the page cache is warmed by reading the source before each measured backup
+    (every tool sees the same warm cache; cold-cache numbers on a VM are noise);
+  * tools run one after another, never concurrently, in an order rotated per
+    repetition so that no tool always runs first;
+  * reference tools run with their defaults (restic: repository v2 with
+    compression "auto"; borg: repokey-blake2, lz4) -- what a user gets.
+
+Output: bench/results/<date>-<size>.json (every repetition, raw) and
+BENCHMARKS.md at the repository root, rebuilt from the newest result of each
+size found in bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+GENREPO = os.path.join(BENCH, "genrepo.py")
+RESULTS = os.path.join(BENCH, "results")
+REPORT = os.path.join(ROOT, "BENCHMARKS.md")
+PASSWORD = "bench-password-not-secret"
+ADD_COMMITS = 20
+ALL_TOOLS = ["bundle", "restic", "borg", "gitvault"]
+
+
+class ToolError(Exception):
+    """A tool failed or is unavailable; the run goes on without it."""
+
+
+# ---------------------------------------------------------------------------
+# Measuring child processes
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Measure:
+    seconds: float
+    rss_kb: int
+
+    def __add__(self, other: "Measure") -> "Measure":
+        return Measure(self.seconds + other.seconds, max(self.rss_kb, other.rss_kb))
+
+
+ZERO = Measure(0.0, 0)
+
+
+def measure(cmd: list[str], env: dict | None = None, cwd: str | None = None,
+            log: str | None = None, ok_codes: tuple[int, ...] = (0,)) -> tuple[Measure, int]:
+    """Run cmd, return its wall time, peak RSS and exit code.
+
+    Output goes to a log file, not a pipe, so that we can reap the child with
+    os.wait4() ourselves and read its rusage."""
+    full_env = dict(os.environ, **(env or {}))
+    logf = open(log or os.devnull, "ab")
+    if log:
+        logf.write(f"\n$ {' '.join(cmd)}\n".encode())
+        logf.flush()
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
+                             stdout=logf, stderr=logf)
+    except FileNotFoundError as e:
+        logf.close()
+        raise ToolError(f"{cmd[0]}: not found") from e
+    _, status, usage = os.wait4(p.pid, 0)
+    seconds = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    logf.close()
+    if p.returncode not in ok_codes:
+        tail = ""
+        if log:
+            with open(log, "rb") as f:
+                tail = f.read()[-1500:].decode(errors="replace")
+        raise ToolError(f"{' '.join(cmd[:3])}... exited {p.returncode}\n{tail}")
+    return Measure(seconds, usage.ru_maxrss), p.returncode
+
+
+def out(cmd: list[str], cwd: str | None = None, env: dict | None = None) -> str:
+    """Output of a quick helper command (not measured)."""
+    return subprocess.run(cmd, cwd=cwd, env=dict(os.environ, **(env or {})), check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+
+
+def apparent_bytes(path: str) -> int:
+    """Sum of file sizes under path (like `du -sb --apparent-size`)."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def warm(path: str) -> None:
+    """Read every file once so each tool starts with the same warm page cache."""
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            with open(os.path.join(dirpath, f), "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+
+
+def refs_of(repo: str) -> str:
+    return out(["git", "-C", repo, "for-each-ref", "--format=%(refname) %(objectname)"])
+
+
+def find_git_dir(root: str) -> str | None:
+    """The bare repository somewhere under a restore target (tools nest it
+    under the original absolute path, or not at all)."""
+    for dirpath, dirs, files in os.walk(root):
+        if "HEAD" in files and "objects" in dirs and "refs" in dirs:
+            return dirpath
+        dirs.sort()
+    return None
+
+
+def rmtree(path: str) -> None:
+    if os.path.lexists(path):
+        shutil.rmtree(path)
+
+
+# ---------------------------------------------------------------------------
+# The tools
+# ---------------------------------------------------------------------------
+
+
+class Tool:
+    """One backup tool. Subclasses run its real command lines."""
+
+    name = ""
+    label = ""
+
+    def __init__(self, workdir: str, log: str):
+        self.work = workdir  # scratch space for caches and keys, fresh per rep
+        self.log = log
+        self.vault = os.path.join(workdir, "vault")
+        self.n = 0  # backups made into the current vault
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise ToolError if the tool cannot run here."""
+        self.version()
+
+    def init(self) -> Measure:
+        raise NotImplementedError
+
+    def backup(self, src: str) -> Measure:
+        raise NotImplementedError
+
+    def restore(self, target: str) -> Measure:
+        raise NotImplementedError
+
+    def extra(self) -> dict:
+        """Tool-specific facts recorded after a repetition (not timed)."""
+        return {}
+
+    def run(self, cmd: list[str], **kw) -> Measure:
+        return measure(cmd, log=self.log, **kw)[0]
+
+
+class Bundle(Tool):
+    """The floor: `git bundle` of everything new since the previous backup,
+    restored with `git clone --mirror` plus one fetch per incremental."""
+
+    name, label = "bundle", "git bundle"
+
+    def __init__(self, workdir: str, log: str):
+        super().__init__(workdir, log)
+        self.last_refs: str | None = None
+        self.bundles: list[str] = []
+
+    def version(self) -> str:
+        return out(["git", "--version"]).strip()
+
+    def init(self) -> Measure:
+        os.makedirs(self.vault)
+        return ZERO
+
+    def backup(self, src: str) -> Measure:
+        # A ref listing is all a no-change backup has to do.
+        t0 = time.perf_counter()
+        refs = refs_of(src)
+        m = Measure(time.perf_counter() - t0, 0)
+        if refs == self.last_refs:
+            return m
+        path = os.path.join(self.vault, f"{len(self.bundles):04d}.bundle")
+        cmd = ["git", "-C", src, "bundle", "create", "-q", path, "--all"]
+        if self.last_refs:
+            cmd += ["--not"] + sorted({line.split()[1] for line in self.last_refs.splitlines()})
+        m2, code = measure(cmd, log=self.log, ok_codes=(0, 128))
+        if code == 0:
+            self.bundles.append(path)
+        elif os.path.exists(path):  # "Refusing to create empty bundle"
+            os.unlink(path)
+        self.last_refs = refs
+        return m + m2
+
+    def restore(self, target: str) -> Measure:
+        repo = os.path.join(target, "restored.git")
+        m = self.run(["git", "-c", "init.defaultBranch=main", "clone", "-q", "--mirror", self.bundles[0], repo])
+        # An incremental bundle lists only the refs that moved, so no --prune
+        # (it would delete every unchanged ref).
+        for b in self.bundles[1:]:
+            m = m + self.run(["git", "-C", repo, "fetch", "-q", b, "+refs/*:refs/*"])
+        return m
+
+
+class Restic(Tool):
+    """restic: content-defined chunking, dedup, always encrypted."""
+
+    name, label = "restic", "restic"
+
+    def env(self) -> dict:
+        return {"RESTIC_PASSWORD": PASSWORD, "RESTIC_REPOSITORY": self.vault,
+                "RESTIC_CACHE_DIR": os.path.join(self.work, "cache")}
+
+    def version(self) -> str:
+        return out(["restic", "version"]).strip()
+
+    def init(self) -> Measure:
+        return self.run(["restic", "init", "-q"], env=self.env())
+
+    def backup(self, src: str) -> Measure:
+        # A fixed --host keeps parent-snapshot detection working, so restic's
+        # incrementals use its file metadata cache like in real use.
+        self.n += 1
+        return self.run(["restic", "backup", "-q", "--host", "bench", src], env=self.env())
+
+    def restore(self, target: str) -> Measure:
+        return self.run(["restic", "restore", "-q", "latest", "--target", target], env=self.env())
+
+
+class Borg(Tool):
+    """borg: chunking, dedup, repokey-blake2 encryption."""
+
+    name, label = "borg", "borg"
+
+    def env(self) -> dict:
+        return {"BORG_PASSPHRASE": PASSWORD, "BORG_BASE_DIR": os.path.join(self.work, "home"),
+                "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+                "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes", "BORG_DISPLAY_PASSPHRASE": "no"}
+
+    def version(self) -> str:
+        return out(["borg", "--version"]).strip()
+
+    def init(self) -> Measure:
+        return self.run(["borg", "init", "--encryption=repokey-blake2", self.vault], env=self.env())
+
+    def backup(self, src: str) -> Measure:
+        self.n += 1
+        return self.run(["borg", "create", f"{self.vault}::b{self.n}", src], env=self.env())
+
+    def restore(self, target: str) -> Measure:
+        os.makedirs(target, exist_ok=True)
+        return self.run(["borg", "extract", f"{self.vault}::b{self.n}"], env=self.env(), cwd=target)
+
+
+class Gitvault(Tool):
+    """gitvault itself: full first, then incrementals."""
+
+    name, label = "gitvault", "gitvault"
+    binary = ""
+
+    def env(self) -> dict:
+        # A fresh cache per repetition, like restic's and borg's.
+        return {"GITVAULT_PASSWORD": PASSWORD, "GITVAULT_CACHE_DIR": os.path.join(self.work, "cache")}
+
+    def version(self) -> str:
+        if not os.path.isfile(self.binary):
+            raise ToolError(f"gitvault binary {self.binary} not found")
+        try:
+            return out([self.binary, "--version"]).strip()
+        except subprocess.CalledProcessError as e:
+            raise ToolError(f"{self.binary} --version failed: {e.output.strip()[:200]}") from e
+
+    def init(self) -> Measure:
+        return self.run([self.binary, "init", "--vault", self.vault], env=self.env())
+
+    def backup(self, src: str) -> Measure:
+        kind = [] if self.n == 0 else ["--type", "incr"]
+        self.n += 1
+        return self.run([self.binary, "backup", "--vault", self.vault, *kind, src], env=self.env())
+
+    def restore(self, target: str) -> Measure:
+        # For one repository --target is the bare repository itself (a new path).
+        return self.run([self.binary, "restore", "--vault", self.vault, "latest",
+                         "--target", os.path.join(target, "restored.git")], env=self.env())
+
+    def extra(self) -> dict:
+        try:
+            snaps = json.loads(out([self.binary, "snapshots", "--vault", self.vault, "--json"],
+                                   env=self.env()))
+            return {"snapshots": len(snaps)}
+        except (subprocess.CalledProcessError, ValueError) as e:
+            return {"snapshots_error": str(e)[:200]}
+
+
+TOOLS = {t.name: t for t in (Bundle, Restic, Borg, Gitvault)}
+
+
+def ensure_gitvault(path: str, build: bool) -> str | None:
+    """Return None if the binary is usable, else the reason to skip it.
+
+    Builds it with cargo when it is missing (unless --no-build)."""
+    if not os.path.isfile(path) and build and shutil.which("cargo"):
+        print(f"gitvault: {path} missing, running cargo build --release -p gitvault ...", flush=True)
+        r = subprocess.run(["cargo", "build", "--release", "-p", "gitvault"], cwd=ROOT)
+        if r.returncode != 0:
+            return "cargo build --release -p gitvault failed"
+    if not os.path.isfile(path):
+        return f"binary {path} not found (build it, or pass --gitvault PATH)"
+    Gitvault.binary = path
+    try:
+        Gitvault("", os.devnull).version()
+    except ToolError as e:
+        return str(e)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Source repositories
+# ---------------------------------------------------------------------------
+
+
+def file_sha(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def repo_stats(repo: str) -> dict:
+    kv = dict(line.split(": ", 1) for line in out(["git", "-C", repo, "count-objects", "-v"]).splitlines())
+    return {"objects": int(kv["count"]) + int(kv["in-pack"]),
+            "packed_bytes": (int(kv["size"]) + int(kv["size-pack"])) * 1024,
+            "apparent_bytes": apparent_bytes(repo),
+            "commits": int(out(["git", "-C", repo, "rev-list", "--all", "--count"])),
+            "refs": len(refs_of(repo).splitlines())}
+
+
+def cached_repo(path: str, key: dict, build) -> dict:
+    """Build a repository once and reuse it while its key (generator version,
+    git version, parameters) is unchanged; return its stamp."""
+    stamp_path = path + ".stamp.json"
+    if os.path.isdir(path) and os.path.exists(stamp_path):
+        with open(stamp_path) as f:
+            stamp = json.load(f)
+        if stamp.get("key") == key:
+            return stamp
+    rmtree(path)
+    t0 = time.perf_counter()
+    build()
+    stamp = {"key": key, "seconds": round(time.perf_counter() - t0, 2), "stats": repo_stats(path)}
+    with open(stamp_path, "w") as f:
+        json.dump(stamp, f, indent=1)
+    return stamp
+
+
+def prepare_sources(work: str, size: str, seed: int) -> tuple[str, str, dict]:
+    """The generated source, and the same source +20 commits after
+    `git repack -adf` (prepared once: repacking per repetition would cost
+    more than the benchmark and gives every tool the same input anyway)."""
+    os.makedirs(os.path.join(work, "src"), exist_ok=True)
+    key = {"genrepo": file_sha(GENREPO), "git": out(["git", "--version"]).strip(), "size": size, "seed": seed}
+    src = os.path.join(work, "src", f"{size}-s{seed}.git")
+    print(f"[{size}] source repository {src}", flush=True)
+    s1 = cached_repo(src, key, lambda: subprocess.run(
+        [sys.executable, GENREPO, "--size", size, "--seed", str(seed), src], check=True))
+    repacked = os.path.join(work, "src", f"{size}-s{seed}-add{ADD_COMMITS}-repacked.git")
+
+    def build_repacked() -> None:
+        shutil.copytree(src, repacked, symlinks=True)
+        subprocess.run([sys.executable, GENREPO, "--add-commits", str(ADD_COMMITS), "--seed", str(seed),
+                        repacked], check=True)
+        subprocess.run(["git", "-C", repacked, "repack", "-adf", "-q"], check=True)
+
+    s2 = cached_repo(repacked, dict(key, step=f"add{ADD_COMMITS}+repack-adf"), build_repacked)
+    return src, repacked, {"source": s1, "add_repacked": s2}
+
+
+# ---------------------------------------------------------------------------
+# One repetition of one tool
+# ---------------------------------------------------------------------------
+
+
+def copy_repo(src: str, dst: str) -> None:
+    rmtree(dst)
+    shutil.copytree(src, dst, symlinks=True)  # copy2 keeps mtimes, like cp -a
+
+
+def run_chain(tool: Tool, src: str, repacked: str, seed: int, run_dir: str) -> dict:
+    """All scenarios for one tool into one fresh vault; returns metrics."""
+    live = os.path.join(run_dir, "live.git")  # the same path for every backup
+    target = os.path.join(run_dir, "restore")
+    r: dict = {}
+    copy_repo(src, live)
+
+    r["init_s"] = tool.init().seconds
+    warm(live)
+    m = tool.backup(live)
+    r.update(full_s=m.seconds, full_rss_kb=m.rss_kb, full_bytes=apparent_bytes(tool.vault))
+    if r["full_bytes"] < 1000:  # e.g. a stub binary that exits 0 and does nothing
+        raise ToolError(f"full backup stored only {r['full_bytes']} bytes")
+
+    before = apparent_bytes(tool.vault)
+    m = tool.backup(live)
+    r.update(nochange_s=m.seconds, nochange_bytes_added=apparent_bytes(tool.vault) - before)
+
+    subprocess.run([sys.executable, GENREPO, "--add-commits", str(ADD_COMMITS), "--seed", str(seed), live],
+                   check=True, stdout=subprocess.DEVNULL)
+    warm(live)
+    before = apparent_bytes(tool.vault)
+    m = tool.backup(live)
+    r.update(incr_s=m.seconds, incr_rss_kb=m.rss_kb, incr_bytes_added=apparent_bytes(tool.vault) - before)
+
+    expected = refs_of(live)
+    rmtree(target)
+    os.makedirs(target)
+    m = tool.restore(target)
+    got = find_git_dir(target)
+    r.update(restore_s=m.seconds, restore_rss_kb=m.rss_kb,
+             restore_ok=bool(got) and refs_of(got) == expected)
+    rmtree(target)
+
+    if refs_of(repacked) != expected:
+        raise ToolError("internal: the prepared repacked source does not match --add-commits output")
+    copy_repo(repacked, live)
+    warm(live)
+    before = apparent_bytes(tool.vault)
+    m = tool.backup(live)
+    r.update(repack_s=m.seconds, repack_rss_kb=m.rss_kb, repack_bytes_added=apparent_bytes(tool.vault) - before)
+    r.update(tool.extra())
+    return r
+
+
+# ---------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------
+
+ROWS = [  # (scenario, metric label, key, kind)
+    ("1. Full backup", "time", "full_s", "s"),
+    ("1. Full backup", "stored", "full_bytes", "B"),
+    ("1. Full backup", "peak RSS", "full_rss_kb", "kB"),
+    ("2. Incremental, +20 commits", "time", "incr_s", "s"),
+    ("2. Incremental, +20 commits", "bytes added", "incr_bytes_added", "B"),
+    ("2. Incremental, +20 commits", "peak RSS", "incr_rss_kb", "kB"),
+    ("3. After `git repack -adf`", "bytes added", "repack_bytes_added", "B"),
+    ("3. After `git repack -adf`", "time", "repack_s", "s"),
+    ("4. Restore latest", "time", "restore_s", "s"),
+    ("4. Restore latest", "peak RSS", "restore_rss_kb", "kB"),
+    ("5. No-change backup", "time", "nochange_s", "s"),
+    ("5. No-change backup", "bytes added", "nochange_bytes_added", "B"),
+]
+
+
+def fmt(v, kind: str) -> str:
+    if v is None:
+        return "—"
+    if kind == "s":
+        return f"{v:.3f} s" if v < 10 else f"{v:.1f} s"
+    if kind == "kB":
+        return f"{v / 1024:.0f} MiB"
+    if kind == "B":
+        if abs(v) >= 1e6:
+            return f"{v / 1e6:.1f} MB"
+        if abs(v) >= 1e3:
+            return f"{v / 1e3:.1f} kB"
+        return f"{v:.0f} B"
+    return str(v)
+
+
+def medians(result: dict) -> dict:
+    """tool -> key -> median over the successful repetitions."""
+    med: dict = {}
+    for tool in result["tools"]:
+        reps = [r[tool] for r in result["reps"] if tool in r and "error" not in r[tool]]
+        if reps:
+            med[tool] = {k: statistics.median(r[k] for r in reps)
+                         for k in reps[0] if isinstance(reps[0][k], (int, float)) and not isinstance(reps[0][k], bool)}
+            med[tool]["restore_ok"] = all(r.get("restore_ok") for r in reps)
+            med[tool]["n"] = len(reps)
+    return med
+
+
+def ratio(a, b) -> str:
+    if a is None or b is None:
+        return "—"
+    if b == 0:
+        return "=" if a == 0 else "∞"
+    return f"{a / b:.2f}×"
+
+
+def section(result: dict) -> str:
+    """The markdown section for one size."""
+    med = result["medians"]
+    refs = [t for t in ("bundle", "restic", "borg") if t in med]
+    tools = refs + (["gitvault"] if "gitvault" in med else [])
+    src = result["sources"]["source"]
+    lines = [f"## {result['size']} — {result['date']}", ""]
+    lines.append(f"Source: generated with `bench/genrepo.py --size {result['size']} --seed {result['seed']}` "
+                 f"in {src['seconds']:.0f} s: {src['stats']['commits']:,} commits, {src['stats']['objects']:,} objects, "
+                 f"{src['stats']['refs']} refs, {src['stats']['packed_bytes'] / 1e6:.1f} MB packed "
+                 f"({src['stats']['apparent_bytes'] / 1e6:.1f} MB on disk with index and bitmap). "
+                 f"Medians of {result['reps_requested']} repetitions, fresh vault each.")
+    lines.append("")
+    head = ["Scenario", "Metric"] + [TOOLS[t].label for t in tools]
+    head += [f"gitvault / {TOOLS[t].label}" for t in refs] if "gitvault" in med else []
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for scen, label, key, kind in ROWS:
+        row = [scen, label] + [fmt(med[t].get(key), kind) for t in tools]
+        if "gitvault" in med:
+            row += [ratio(med["gitvault"].get(key), med[t].get(key)) for t in refs]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    notes = []
+    for t in tools:
+        if not med[t].get("restore_ok"):
+            notes.append(f"**{TOOLS[t].label}: a restored repository did not have the expected refs.**")
+        if med[t]["n"] < result["reps_requested"]:
+            notes.append(f"{TOOLS[t].label}: only {med[t]['n']} of {result['reps_requested']} repetitions succeeded.")
+    for t in result["tools"]:
+        if t not in med:
+            errs = [r[t]["error"] for r in result["reps"] if t in r and "error" in r[t]]
+            first = errs[0].splitlines()[0] if errs else "no repetition ran"
+            notes.append(f"**{TOOLS[t].label}: every repetition failed** (first error: `{first}`).")
+    for t, why in result["skipped"].items():
+        notes.append(f"{TOOLS[t].label} not measured: {why}")
+    for n in notes:
+        lines.append(f"- {n}")
+    if "gitvault" not in med:
+        lines.append("- Ratios gitvault / reference appear here once gitvault is measured.")
+    lines.append("")
+    m = result["machine"]
+    lines.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.0f} GiB RAM, Linux {m['kernel']}, "
+                 f"work dir on {m['fs']}. Versions: " + "; ".join(f"{v}" for v in result["versions"].values()) + ".")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_report() -> None:
+    """Rebuild BENCHMARKS.md from the newest result file of each size."""
+    latest: dict = {}
+    for name in sorted(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(RESULTS, name)) as f:
+                res = json.load(f)
+            latest[res["size"]] = res  # sorted names: the newest wins
+    order = [s for s in ("small", "medium", "large") if s in latest]
+    text = [
+        "# Benchmarks", "",
+        "Generated by `bench/run.py` (see `bench/README.md`); raw numbers in `bench/results/`. "
+        "Do not edit by hand.", "",
+        "Each size backs up one generated bare repository. Scenarios, run in this order into one "
+        "fresh vault per repetition: (1) full backup; (5) the same backup again with no change; "
+        f"(2) {ADD_COMMITS} new commits, backup; (4) restore the latest snapshot (for git bundle: "
+        "`git clone --mirror` of the full bundle plus a fetch of the incremental one); "
+        "(3) the source `git repack -adf`'d (no new objects), backup. "
+        "Times are wall-clock medians with a warm page cache; stored bytes are apparent sizes of the vault; "
+        "peak RSS is the child's max RSS (like GNU `time -f %M`). `git bundle` is the floor: no encryption, "
+        "no dedup beyond git's own; its no-change cost is one ref listing. restic and borg run with their "
+        "default settings (restic repo v2, compression auto; borg repokey-blake2, lz4).", "",
+    ]
+    for s in order:
+        text.append(section(latest[s]))
+    with open(REPORT, "w") as f:
+        f.write("\n".join(text).rstrip() + "\n")
+    print(f"wrote {REPORT}")
+
+
+def project_commit() -> str | None:
+    """The gitvault commit being measured (plus '-dirty'), when there is one."""
+    try:
+        head = out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
+        dirty = out(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]).strip()
+        return head + ("-dirty" if dirty else "")
+    except subprocess.CalledProcessError:
+        return None
+
+
+def machine_info(work: str) -> dict:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+    fs = out(["stat", "-f", "-c", "%T", work]).strip()
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "ram_gib": mem_kb / 1024 / 1024,
+            "kernel": platform.release(), "fs": fs, "python": platform.python_version()}
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def bench_size(size: str, args, tools: list[str], skipped: dict) -> dict:
+    work = args.workdir
+    src, repacked, sources = prepare_sources(work, size, args.seed)
+    versions = {}
+    for t in list(tools):
+        try:
+            lines = TOOLS[t]("", os.devnull).version().splitlines()
+            versions[t] = lines[0].strip() if lines else f"{t} (printed no version)"
+        except (ToolError, subprocess.CalledProcessError, FileNotFoundError) as e:
+            skipped[t] = f"{e} (run bench/setup.sh)" if t != "gitvault" else str(e)
+            tools.remove(t)
+    result = {"size": size, "seed": args.seed, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "reps_requested": args.reps, "tools": tools, "skipped": dict(skipped), "versions": versions,
+              "machine": machine_info(work), "sources": sources, "project_commit": project_commit(), "add_commits": ADD_COMMITS, "reps": []}
+    run_dir = os.path.join(work, "run")
+    log = os.path.join(work, f"run-{size}.log")
+    open(log, "w").close()
+    for rep in range(args.reps):
+        order = tools[rep % len(tools):] + tools[:rep % len(tools)] if tools else []
+        rec: dict = {}
+        for t in order:
+            rmtree(run_dir)
+            os.makedirs(run_dir)
+            tool = TOOLS[t](os.path.join(run_dir, "tool"), log)
+            os.makedirs(tool.work)
+            t0 = time.perf_counter()
+            try:
+                rec[t] = run_chain(tool, src, repacked, args.seed, run_dir)
+                print(f"[{size}] rep {rep + 1}/{args.reps} {t:8s} full {rec[t]['full_s']:.2f}s "
+                      f"{rec[t]['full_bytes'] / 1e6:.1f}MB, incr {rec[t]['incr_s']:.2f}s "
+                      f"+{rec[t]['incr_bytes_added'] / 1e6:.2f}MB, repack +{rec[t]['repack_bytes_added'] / 1e6:.2f}MB, "
+                      f"restore {rec[t]['restore_s']:.2f}s{'' if rec[t]['restore_ok'] else ' (REFS MISMATCH)'}, "
+                      f"no-change {rec[t]['nochange_s']:.2f}s  [{time.perf_counter() - t0:.0f}s]", flush=True)
+            except ToolError as e:
+                rec[t] = {"error": str(e)}
+                print(f"[{size}] rep {rep + 1}/{args.reps} {t}: FAILED: {e}", flush=True)
+        result["reps"].append(rec)
+    if not args.keep:
+        rmtree(run_dir)
+    result["medians"] = medians(result)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="medium", help="comma-separated: small,medium,large (default: medium)")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per tool (default: 5)")
+    ap.add_argument("--seed", type=int, default=1, help="generator seed (default: 1)")
+    ap.add_argument("--tools", default=",".join(ALL_TOOLS), help=f"comma-separated subset of {','.join(ALL_TOOLS)}")
+    ap.add_argument("--gitvault", default=os.path.join(ROOT, "target", "release", "gitvault"),
+                    help="gitvault binary (default: target/release/gitvault, built with cargo if missing)")
+    ap.add_argument("--no-build", action="store_true", help="never run cargo build; skip gitvault if missing")
+    ap.add_argument("--workdir", default=os.path.join(BENCH, "work"), help="scratch space (default: bench/work)")
+    ap.add_argument("--keep", action="store_true", help="keep the last vault and live copy in WORKDIR/run")
+    ap.add_argument("--no-report", action="store_true", help="write the JSON only, not BENCHMARKS.md")
+    args = ap.parse_args()
+    args.workdir = os.path.abspath(args.workdir)
+    os.makedirs(args.workdir, exist_ok=True)
+
+    # Never two benchmarks at once on the same machine: they would skew each other.
+    lock = open(os.path.join(args.workdir, ".lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"another bench/run.py is running (lock {lock.name})")
+
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    bad = [t for t in tools if t not in TOOLS]
+    if bad:
+        sys.exit(f"unknown tool(s): {', '.join(bad)}")
+    skipped: dict = {}
+    if "gitvault" in tools:
+        why = ensure_gitvault(os.path.abspath(args.gitvault), build=not args.no_build)
+        if why:
+            print(f"gitvault: SKIPPED: {why}", flush=True)
+            skipped["gitvault"] = why
+            tools.remove("gitvault")
+    os.makedirs(RESULTS, exist_ok=True)
+    for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
+        result = bench_size(size, args, list(tools), dict(skipped))
+        path = os.path.join(RESULTS, f"{dt.datetime.now(dt.timezone.utc).date().isoformat()}-{size}.json")
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {path}")
+        print(section(result))
+    if not args.no_report:
+        write_report()
+
+
+if __name__ == "__main__":
+    main()

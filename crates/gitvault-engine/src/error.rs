@@ -1,0 +1,67 @@
+use gitvault_format::FormatError;
+use gitvault_storage::StorageError;
+
+/// Everything that can go wrong in an engine operation, with what the user needs to act.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "{path} is not a gitvault vault (no readable `config` file); check the path, or create one with `gitvault init`"
+    )]
+    NotAVault { path: String },
+    #[error(
+        "the vault at {path} uses format version {found}, newer than this gitvault supports ({supported}); upgrade gitvault"
+    )]
+    NewerFormat { path: String, found: u32, supported: u32 },
+    #[error("wrong passphrase: no key slot of the vault at {path} opens with it")]
+    WrongPassphrase { path: String },
+    #[error("vault at {path} has no key slots; it cannot be opened")]
+    NoKeySlots { path: String },
+    #[error("no snapshot matches {query:?}; list them with `gitvault snapshots`")]
+    SnapshotNotFound { query: String },
+    #[error("{query:?} matches several snapshots ({candidates}); give more digits")]
+    AmbiguousSnapshot { query: String, candidates: String },
+    #[error("the vault holds no snapshot yet")]
+    NoSnapshots,
+    #[error("snapshot {snapshot} holds no repository matching {query:?} (it holds: {available})")]
+    RepoNotFound { snapshot: String, query: String, available: String },
+    #[error("{query:?} matches several repositories of snapshot {snapshot}: {candidates}; give more of the name")]
+    AmbiguousRepo { snapshot: String, query: String, candidates: String },
+    #[error(
+        "restore target {path} is not empty; choose an empty or new directory, or pass --force to restore into an existing bare repository"
+    )]
+    TargetNotEmpty { path: String },
+    #[error("damaged vault file {path}: {source}")]
+    Damaged {
+        path: String,
+        #[source]
+        source: FormatError,
+    },
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("git: {0}")]
+    Git(#[from] gitvault_git::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Format(#[from] FormatError),
+    #[error("two sources would both be named {name:?} in the vault; give one of them another name with --name")]
+    DuplicateName { name: String },
+    #[error("key slot {slot} {problem}")]
+    KeySlot { slot: String, problem: String },
+    #[error(
+        "the ledger is busy: gave up appending after {attempts} attempts (many writers at once?); run the command again"
+    )]
+    LedgerBusy { attempts: u32 },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

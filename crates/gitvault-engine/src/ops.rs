@@ -1,0 +1,7 @@
+//! One engine operation per module.
+
+pub mod backup;
+pub mod diff;
+pub mod keys;
+pub mod restore;
+pub mod verify;

@@ -1,0 +1,257 @@
+//! Restore: rebuild bare repositories whose refs are exactly a snapshot's.
+//!
+//! Packs are stored with their indexes, so a restore is decryption and copying into
+//! `objects/pack/`: no `git index-pack`, no delta resolution.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use gitvault_format::envelope::Kind;
+use gitvault_format::ids::SnapshotId;
+use gitvault_format::ledger::Event;
+use gitvault_format::snapshot::{HeadRecord, PackRecord, RepoSnapshot, Snapshot};
+use gitvault_git::{Git, Head, ObjectFormat, ObjectId, Ref, RefState};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::vault::Vault;
+
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Restore into an existing, non-empty bare repository (its refs are replaced).
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoredRepo {
+    pub name: String,
+    pub path: PathBuf,
+    pub refs: usize,
+    pub packs: usize,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoreReport {
+    pub snapshot: SnapshotId,
+    pub repositories: Vec<RestoredRepo>,
+}
+
+/// Does `name` match `query`: the full name, or a suffix of it starting after `/` or `:`.
+pub fn name_matches(name: &str, query: &str) -> bool {
+    name == query || name.strip_suffix(query).is_some_and(|rest| rest.ends_with('/') || rest.ends_with(':'))
+}
+
+/// The repositories of `snap` that `query` selects (all when there is no query).
+pub fn select_repos<'a>(snap: &'a Snapshot, query: Option<&str>) -> Result<Vec<&'a RepoSnapshot>> {
+    let Some(query) = query else { return Ok(snap.repositories.iter().collect()) };
+    if let Some(exact) = snap.repositories.iter().find(|r| r.name == query) {
+        return Ok(vec![exact]);
+    }
+    let found: Vec<_> = snap.repositories.iter().filter(|r| name_matches(&r.name, query)).collect();
+    match found.len() {
+        1 => Ok(found),
+        0 => Err(Error::RepoNotFound {
+            snapshot: snap.id.short(),
+            query: query.into(),
+            available: snap.repositories.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
+        }),
+        _ => Err(Error::AmbiguousRepo {
+            snapshot: snap.id.short(),
+            query: query.into(),
+            candidates: found.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+pub(crate) fn object_format(s: &str) -> ObjectFormat {
+    if s == "sha256" { ObjectFormat::Sha256 } else { ObjectFormat::Sha1 }
+}
+
+/// The ref state a snapshot records, in git's terms.
+pub(crate) fn ref_state(repo: &RepoSnapshot) -> Result<RefState> {
+    let refs = repo
+        .refs
+        .iter()
+        .map(|r| Ok(Ref { name: r.name.clone(), oid: ObjectId::parse(&r.oid)? }))
+        .collect::<Result<Vec<_>>>()?;
+    let head = match &repo.head {
+        Some(HeadRecord::Symbolic(s)) => Some(Head::Symbolic(s.clone())),
+        Some(HeadRecord::Detached(o)) => Some(Head::Detached(ObjectId::parse(o)?)),
+        None => None,
+    };
+    Ok(RefState { object_format: object_format(&repo.object_format), head, refs })
+}
+
+/// Decrypt one pack and its index into `objects/pack/` of a repository. Files are written
+/// under temporary names and renamed, so git never sees half a pack.
+pub(crate) fn install_pack(vault: &Vault, repo: &Path, pack: &PackRecord, progress: &dyn Progress) -> Result<u64> {
+    let dir = repo.join("objects").join("pack");
+    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let mut bytes = 0;
+    for (data, kind, ext) in [(&pack.pack, Kind::Pack, "pack"), (&pack.index, Kind::PackIndex, "idx")] {
+        let final_path = dir.join(format!("pack-{}.{ext}", pack.checksum));
+        if final_path.exists() {
+            continue;
+        }
+        let tmp = dir.join(format!("tmp-gitvault-{}.{ext}", pack.checksum));
+        let mut reader = vault.open_data(data, kind)?;
+        let file = fs::File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut reader, &mut buf)
+                .map_err(|e| crate::vault::damaged_or_io(&gitvault_format::ids::paths::data(&data.id), e))?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+            progress.bytes(n as u64);
+        }
+        out.flush().map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        fs::rename(&tmp, &final_path).map_err(|e| Error::io(format!("renaming into {}", final_path.display()), e))?;
+        bytes += data.plain_size;
+    }
+    Ok(bytes)
+}
+
+/// A throw-away bare repository in the cache directory, for questions only git can answer.
+pub(crate) struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub(crate) fn new(vault: &Vault, format: &str) -> Result<Self> {
+        let parent = vault.context().cache_dir.join("tmp");
+        fs::create_dir_all(&parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("scratch-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(format!("creating a scratch directory in {}", parent.display()), e))?;
+        Git::new().init_bare(dir.path(), object_format(format))?;
+        Ok(Self { dir })
+    }
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub(crate) fn install(&self, vault: &Vault, pack: &PackRecord) -> Result<()> {
+        install_pack(vault, self.path(), pack, &crate::progress::NoProgress).map(|_| ())
+    }
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false)
+}
+
+/// Restore the selected repositories of `snap` under `target`.
+pub fn restore(
+    vault: &Vault,
+    snap: &Snapshot,
+    repo_query: Option<&str>,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let repos = select_repos(snap, repo_query)?;
+    let single = repo_query.is_some() || snap.repositories.len() == 1;
+    let mut plan = Vec::new();
+    for repo in &repos {
+        let path = if single { target.to_path_buf() } else { target.join(format!("{}.git", repo.name)) };
+        if path.exists() && !is_empty_dir(&path) && !opts.force {
+            return Err(Error::TargetNotEmpty { path: path.display().to_string() });
+        }
+        plan.push((*repo, path));
+    }
+    let git = Git::new();
+    let mut report = RestoreReport { snapshot: snap.id, repositories: Vec::new() };
+    for (repo, path) in plan {
+        progress.start(
+            &repo.name,
+            "restoring",
+            Some(repo.chain.iter().map(|p| p.pack.plain_size + p.index.plain_size).sum()),
+        );
+        let restored = restore_one(vault, &git, repo, &path, progress)?;
+        progress.finish(&repo.name);
+        report.repositories.push(restored);
+    }
+    vault.append_ledger(Event::Restore {
+        snapshot: snap.id,
+        repositories: report.repositories.iter().map(|r| r.name.clone()).collect(),
+    })?;
+    Ok(report)
+}
+
+fn restore_one(
+    vault: &Vault,
+    git: &Git,
+    repo: &RepoSnapshot,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<RestoredRepo> {
+    let state = ref_state(repo)?;
+    // Build beside the target and rename at the end: a restore that fails half-way leaves no
+    // half-restored repository where the user expects a good one.
+    let existing = path.exists() && !is_empty_dir(path);
+    let work = if existing {
+        path.to_path_buf()
+    } else {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+        let w = parent.join(format!(".{name}.gitvault-partial-{}", std::process::id()));
+        if w.exists() {
+            fs::remove_dir_all(&w).map_err(|e| Error::io(format!("removing {}", w.display()), e))?;
+        }
+        git.init_bare(&w, state.object_format)?;
+        w
+    };
+    let result = (|| -> Result<u64> {
+        let mut bytes = 0;
+        for pack in &repo.chain {
+            bytes += install_pack(vault, &work, pack, progress)?;
+        }
+        git.write_refs(&work, &state)?;
+        Ok(bytes)
+    })();
+    let bytes = match result {
+        Ok(b) => b,
+        Err(e) => {
+            if !existing {
+                let _ = fs::remove_dir_all(&work);
+            }
+            return Err(e);
+        }
+    };
+    if !existing {
+        if path.exists() {
+            fs::remove_dir(path).map_err(|e| Error::io(format!("replacing empty {}", path.display()), e))?;
+        }
+        fs::rename(&work, path)
+            .map_err(|e| Error::io(format!("moving the restored repository to {}", path.display()), e))?;
+    }
+    Ok(RestoredRepo {
+        name: repo.name.clone(),
+        path: path.to_path_buf(),
+        refs: repo.refs.len(),
+        packs: repo.chain.len(),
+        objects: repo.chain.iter().map(|p| p.objects).sum(),
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn repo_names_match_by_full_name_or_component_suffix() {
+        assert!(name_matches("github:acme/api", "github:acme/api"));
+        assert!(name_matches("github:acme/api", "acme/api"));
+        assert!(name_matches("github:acme/api", "api"));
+        assert!(!name_matches("github:acme/api", "pi"));
+        assert!(!name_matches("github:acme/api", "me/api"));
+    }
+}

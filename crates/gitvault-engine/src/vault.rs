@@ -1,0 +1,273 @@
+//! Opening, creating and unlocking a vault, and reading and writing its encrypted objects.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gitvault_format::config::VaultConfig;
+use gitvault_format::envelope::{self, Compression, Kind, OpenReader, SealWriter};
+use gitvault_format::ids::{DataId, KeySlotId, Mac, SnapshotId, paths};
+use gitvault_format::keys::{DataKey, KdfParams, KeySlot, MacKey, MasterKey, Passphrase};
+use gitvault_format::snapshot::{DataRef, Snapshot};
+use gitvault_format::{FORMAT_VERSION, FormatError};
+use gitvault_storage::{ErrorKind, Store};
+
+use crate::error::{Error, Result};
+
+/// Where the engine may keep local, disposable state (mirrors, scratch space, the last ledger
+/// head this machine saw), and who is acting.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub cache_dir: PathBuf,
+    pub host: String,
+}
+
+/// A vault whose `config` has been read but whose key is not known: it can only be unlocked.
+pub struct LockedVault {
+    store: Arc<dyn Store>,
+    config: VaultConfig,
+}
+
+/// An unlocked vault: every operation of the engine starts from one.
+pub struct Vault {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: VaultConfig,
+    pub(crate) data_key: DataKey,
+    pub(crate) mac_key: MacKey,
+    pub(crate) master: MasterKey,
+    /// The key slot the passphrase opened.
+    pub(crate) slot: KeySlotId,
+    pub(crate) ctx: Context,
+}
+
+impl LockedVault {
+    /// Read the vault's `config`, refusing what is not a vault or is too new.
+    pub fn open(store: Arc<dyn Store>) -> Result<Self> {
+        let location = store.describe();
+        let bytes = match store.read(paths::CONFIG) {
+            Ok(b) => b,
+            Err(e) if e.kind == ErrorKind::NotFound => return Err(Error::NotAVault { path: location }),
+            Err(e) => return Err(e.into()),
+        };
+        let config = VaultConfig::from_json(&bytes).map_err(|e| match e {
+            FormatError::NewerVersion { found, supported } => {
+                Error::NewerFormat { path: location.clone(), found, supported }
+            }
+            _ => Error::NotAVault { path: location.clone() },
+        })?;
+        Ok(Self { store, config })
+    }
+
+    /// Create a new vault with one passphrase key slot.
+    pub fn init(store: Arc<dyn Store>, passphrase: &Passphrase, kdf: KdfParams, ctx: Context) -> Result<Vault> {
+        let config = VaultConfig::new(gitvault_format::ids::VaultId::random()?);
+        let master = MasterKey::generate()?;
+        let slot = KeySlot::seal(&config.id, &master, passphrase, kdf)?;
+        // Key slot first, config last: a directory with a config is a vault that can be opened.
+        store.put_new(&paths::key_slot(&slot.id), &slot.to_json())?;
+        store.put_new(paths::CONFIG, &config.to_json())?;
+        let vault = Vault::from_master(store, config, master, slot.id, ctx);
+        vault.append_ledger(gitvault_format::ledger::Event::Init { vault: vault.config.id, key_slot: slot.id })?;
+        Ok(vault)
+    }
+
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
+    }
+
+    pub fn key_slots(&self) -> Result<Vec<KeySlot>> {
+        read_key_slots(self.store.as_ref())
+    }
+
+    /// Try the passphrase on every key slot.
+    pub fn unlock(self, passphrase: &Passphrase, ctx: Context) -> Result<Vault> {
+        let location = self.store.describe();
+        let slots = self.key_slots()?;
+        if slots.is_empty() {
+            return Err(Error::NoKeySlots { path: location });
+        }
+        for slot in &slots {
+            if let Some(master) = slot.open(&self.config.id, passphrase)? {
+                return Ok(Vault::from_master(self.store, self.config, master, slot.id, ctx));
+            }
+        }
+        Err(Error::WrongPassphrase { path: location })
+    }
+}
+
+pub(crate) fn read_key_slots(store: &dyn Store) -> Result<Vec<KeySlot>> {
+    let mut slots = Vec::new();
+    for obj in store.list(paths::KEYS_DIR)? {
+        let bytes = store.read(&obj.path)?;
+        let slot = KeySlot::from_json(&bytes).map_err(|source| Error::Damaged { path: obj.path.clone(), source })?;
+        if paths::key_slot(&slot.id) != obj.path {
+            return Err(Error::KeySlot { slot: obj.path, problem: "holds another slot's id (renamed?)".into() });
+        }
+        slots.push(slot);
+    }
+    slots.sort_by_key(|s| s.id);
+    Ok(slots)
+}
+
+impl Vault {
+    fn from_master(
+        store: Arc<dyn Store>,
+        config: VaultConfig,
+        master: MasterKey,
+        slot: KeySlotId,
+        ctx: Context,
+    ) -> Self {
+        Self { store, config, data_key: master.data_key(), mac_key: master.mac_key(), master, slot, ctx }
+    }
+
+    pub fn location(&self) -> String {
+        self.store.describe()
+    }
+
+    pub fn id(&self) -> String {
+        self.config.id.to_hex()
+    }
+
+    pub fn format_version(&self) -> u32 {
+        debug_assert!(self.config.version <= FORMAT_VERSION);
+        self.config.version
+    }
+
+    pub fn current_slot(&self) -> KeySlotId {
+        self.slot
+    }
+
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Encrypt `input` into a new data object. `on_bytes` is told how many plaintext bytes went.
+    pub(crate) fn write_data(
+        &self,
+        kind: Kind,
+        compression: Compression,
+        input: &mut dyn Read,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<DataRef> {
+        let id = DataId::random()?;
+        let path = paths::data(&id);
+        let out = self.store.create(&path)?;
+        let mut sealer = SealWriter::new(&self.data_key, &self.mac_key, kind, compression, &id.to_hex(), out)
+            .map_err(|e| self.write_error(&path, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(format!("reading the {} to store", kind.name()), e)),
+            };
+            sealer.write_all(&buf[..n]).map_err(|e| self.write_error(&path, e))?;
+            on_bytes(n as u64);
+        }
+        let (out, sealed) = sealer.finish().map_err(|e| self.write_error(&path, e))?;
+        let size = out.commit()?;
+        debug_assert_eq!(size, sealed.stored_size);
+        Ok(DataRef { id, mac: sealed.mac, size, plain_size: sealed.plain_size })
+    }
+
+    /// An IO error while sealing is either the destination failing (keep its storage meaning,
+    /// e.g. "no space") or the format check failing.
+    fn write_error(&self, path: &str, e: std::io::Error) -> Error {
+        match envelope::as_format_error(&e) {
+            Some(_) => Error::Io { context: format!("sealing {path}"), source: e },
+            None => gitvault_storage::StorageError::from_io("write", path, &self.store.describe(), e).into(),
+        }
+    }
+
+    /// Stream a data object's plaintext; the reader fails on any alteration or MAC mismatch.
+    pub(crate) fn open_data(&self, data: &DataRef, kind: Kind) -> Result<OpenReader> {
+        let path = paths::data(&data.id);
+        let input = self.store.open_read(&path)?;
+        OpenReader::new(&self.data_key, &self.mac_key, kind, &data.id.to_hex(), input, Some(data.mac))
+            .map_err(|e| damaged_or_io(&path, e))
+    }
+
+    pub(crate) fn seal_small(&self, kind: Kind, id: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
+        Ok(envelope::seal_bytes(&self.data_key, &self.mac_key, kind, Compression::Zstd, id, plaintext)?.0)
+    }
+
+    pub(crate) fn open_small(&self, kind: Kind, path: &str, id: &str) -> Result<Vec<u8>> {
+        let stored = self.store.read(path)?;
+        envelope::open_bytes(&self.data_key, &self.mac_key, kind, id, &stored)
+            .map_err(|source| Error::Damaged { path: path.to_string(), source })
+    }
+
+    /// Read one snapshot and the keyed hash of its plaintext (which the ledger records).
+    pub fn read_snapshot(&self, id: &SnapshotId) -> Result<(Snapshot, Mac)> {
+        let path = paths::snapshot(id);
+        let plain = self.open_small(Kind::Snapshot, &path, &id.to_hex())?;
+        let snap = Snapshot::from_json(&plain).map_err(|source| Error::Damaged { path: path.clone(), source })?;
+        if &snap.id != id {
+            return Err(Error::Damaged {
+                path,
+                source: FormatError::Invalid { what: "snapshot", detail: "its id differs from its file name".into() },
+            });
+        }
+        Ok((snap, self.mac_key.mac(&plain)))
+    }
+
+    /// Write a snapshot: the commit point of a backup. Returns the keyed hash of its plaintext.
+    pub(crate) fn write_snapshot(&self, snap: &Snapshot) -> Result<Mac> {
+        let plain = snap.to_json();
+        let stored = self.seal_small(Kind::Snapshot, &snap.id.to_hex(), &plain)?;
+        self.store.put_new(&paths::snapshot(&snap.id), &stored)?;
+        Ok(self.mac_key.mac(&plain))
+    }
+
+    pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        let mut ids = Vec::new();
+        for obj in self.store.list(paths::SNAPSHOTS_DIR)? {
+            let name = obj.path.strip_prefix(paths::SNAPSHOTS_DIR).unwrap_or(&obj.path);
+            match name.parse::<SnapshotId>() {
+                Ok(id) => ids.push(id),
+                Err(_) => tracing::warn!(path = %obj.path, "ignoring a file that is not a snapshot"),
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Every snapshot, oldest first. A damaged snapshot is an error here (verify reports it).
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        let mut snaps =
+            self.snapshot_ids()?.iter().map(|id| self.read_snapshot(id).map(|(s, _)| s)).collect::<Result<Vec<_>>>()?;
+        snaps.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        Ok(snaps)
+    }
+}
+
+pub(crate) fn damaged_or_io(path: &str, e: std::io::Error) -> Error {
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<FormatError>() {
+            Ok(f) => Error::Damaged { path: path.to_string(), source: *f },
+            Err(other) => Error::io(format!("reading {path}"), std::io::Error::other(other)),
+        },
+        None => Error::Damaged { path: path.to_string(), source: FormatError::Truncated },
+    }
+}
+
+/// Find a snapshot by full id, unique prefix, or `latest`.
+pub fn resolve_snapshot<'a>(snaps: &'a [Snapshot], query: &str) -> Result<&'a Snapshot> {
+    if query == "latest" {
+        return snaps.last().ok_or(Error::NoSnapshots);
+    }
+    let q = query.to_ascii_lowercase();
+    let matches: Vec<&Snapshot> = snaps.iter().filter(|s| !q.is_empty() && s.id.to_hex().starts_with(&q)).collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Error::SnapshotNotFound { query: query.into() }),
+        many => Err(Error::AmbiguousSnapshot {
+            query: query.into(),
+            candidates: many.iter().map(|s| s.id.short()).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}

@@ -1,0 +1,295 @@
+//! Everything the binary prints on stdout: text for people, `--json` for programs. The JSON
+//! shapes are documented in README.md and pinned by tests; change them only by adding fields.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+use gitvault_engine::Vault;
+use gitvault_engine::ops::backup::BackupReport;
+use gitvault_engine::ops::diff::{RepoStatus, SnapshotDiff};
+use gitvault_engine::ops::keys::KeyInfo;
+use gitvault_engine::ops::restore::RestoreReport;
+use gitvault_engine::ops::verify::VerifyReport;
+use gitvault_format::snapshot::{HeadRecord, Snapshot};
+use gitvault_format::timestamp;
+use serde::Serialize;
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Bytes for people: 1.5 MiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+fn short(oid: &str) -> &str {
+    &oid[..oid.len().min(10)]
+}
+
+pub fn init(vault: &Vault, path: &Path, json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::json!({
+            "vault": vault.id(),
+            "path": path,
+            "format_version": vault.format_version(),
+            "key_slot": vault.current_slot(),
+        }));
+    }
+    println!("created vault {} at {}", vault.id(), path.display());
+    println!("keep the passphrase safe: without it the backups cannot be read by anyone, you included");
+    Ok(())
+}
+
+pub fn backup(r: &BackupReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    for repo in &r.repositories {
+        println!(
+            "{}  {}  {} refs  +{} objects  +{}  ({:.1} s)",
+            repo.name,
+            repo.backup_type.as_str(),
+            repo.refs,
+            repo.objects_added,
+            human_bytes(repo.bytes_added),
+            repo.duration_ms as f64 / 1000.0
+        );
+        for c in repo.changes.iter().filter(|c| c.change.is_warning()) {
+            let detail = match (&c.old, &c.new) {
+                (Some(o), Some(n)) => format!(" {} -> {}", short(o), short(n)),
+                (Some(o), None) => format!(" (was {})", short(o)),
+                _ => String::new(),
+            };
+            println!("  warning: {}: {}{}", c.name, c.change.describe(), detail);
+        }
+    }
+    for f in &r.failures {
+        eprintln!("error: backing up {} ({}): {}", f.name, f.source, f.error);
+    }
+    match r.snapshot {
+        Some(id) => println!(
+            "snapshot {} saved ({} repositories{})",
+            id.short(),
+            r.repositories.len(),
+            if r.failures.is_empty() { String::new() } else { format!(", {} failed", r.failures.len()) }
+        ),
+        None => println!("no snapshot saved: every source failed"),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct SnapshotRow<'a> {
+    id: String,
+    short_id: String,
+    time: String,
+    host: &'a str,
+    /// `full`, `diff` or `incr` when every repository had that type, else `mixed`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    names: Vec<&'a str>,
+    repositories: Vec<RepoRow<'a>>,
+    failures: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct RepoRow<'a> {
+    name: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    head: Option<&'a str>,
+    refs: usize,
+    /// Packs in the chain a restore installs.
+    packs: usize,
+    objects: u64,
+    /// Stored bytes of the whole chain.
+    size: u64,
+    objects_added: u64,
+    bytes_added: u64,
+}
+
+fn snapshot_type(s: &Snapshot) -> &'static str {
+    let mut kinds = s.repositories.iter().map(|r| r.backup_type.as_str());
+    let first = kinds.next().unwrap_or("full");
+    if kinds.all(|k| k == first) { first } else { "mixed" }
+}
+
+pub fn snapshots(snaps: &[Snapshot], json: bool) -> Result<()> {
+    if json {
+        let rows: Vec<SnapshotRow> = snaps
+            .iter()
+            .map(|s| SnapshotRow {
+                id: s.id.to_hex(),
+                short_id: s.id.short(),
+                time: timestamp::format(s.time),
+                host: &s.host,
+                kind: snapshot_type(s),
+                names: s.repositories.iter().map(|r| r.name.as_str()).collect(),
+                repositories: s
+                    .repositories
+                    .iter()
+                    .map(|r| {
+                        let new = r.new_pack(&s.id);
+                        RepoRow {
+                            name: &r.name,
+                            source: &r.source,
+                            kind: r.backup_type.as_str(),
+                            head: r.head.as_ref().map(|h| match h {
+                                HeadRecord::Symbolic(x) | HeadRecord::Detached(x) => x.as_str(),
+                            }),
+                            refs: r.refs.len(),
+                            packs: r.chain.len(),
+                            objects: r.chain.iter().map(|p| p.objects).sum(),
+                            size: r.chain.iter().map(|p| p.stored_size()).sum(),
+                            objects_added: new.map_or(0, |p| p.objects),
+                            bytes_added: new.map_or(0, |p| p.stored_size()),
+                        }
+                    })
+                    .collect(),
+                failures: s.failures.iter().map(|f| f.name.as_str()).collect(),
+            })
+            .collect();
+        return print_json(&rows);
+    }
+    if snaps.is_empty() {
+        println!("no snapshots yet");
+        return Ok(());
+    }
+    println!("{:<10} {:<25} {:<6} {:>10}  REPOSITORIES", "ID", "TIME (UTC)", "TYPE", "ADDED");
+    for s in snaps {
+        let added: u64 = s.repositories.iter().filter_map(|r| r.new_pack(&s.id)).map(|p| p.stored_size()).sum();
+        let names: Vec<&str> = s.repositories.iter().map(|r| r.name.as_str()).collect();
+        println!(
+            "{:<10} {:<25} {:<6} {:>10}  {}",
+            s.id.short(),
+            timestamp::format(s.time),
+            snapshot_type(s),
+            human_bytes(added),
+            names.join(", ")
+        );
+    }
+    println!("{} snapshots", snaps.len());
+    Ok(())
+}
+
+pub fn diff(d: &SnapshotDiff, json: bool) -> Result<()> {
+    if json {
+        return print_json(d);
+    }
+    println!("comparing {} with {}", d.from.short(), d.to.short());
+    for r in &d.repositories {
+        let status = match r.status {
+            RepoStatus::Changed => "changed",
+            RepoStatus::Unchanged => "unchanged",
+            RepoStatus::Added => "added",
+            RepoStatus::Removed => "not in the second snapshot",
+        };
+        println!("{}: {status}", r.name);
+        if let Some(h) = &r.head {
+            println!("  HEAD {} -> {}", h.old.as_deref().unwrap_or("(none)"), h.new.as_deref().unwrap_or("(none)"));
+        }
+        for c in &r.changes {
+            let mark = if c.change.is_warning() { "!" } else { " " };
+            let detail = match (&c.old, &c.new) {
+                (Some(o), Some(n)) => format!("{} -> {}", short(o), short(n)),
+                (None, Some(n)) => short(n).to_string(),
+                (Some(o), None) => format!("(was {})", short(o)),
+                (None, None) => String::new(),
+            };
+            println!("  {mark} {:<40} {:<32} {detail}", c.name, c.change.describe());
+        }
+        if r.objects_added > 0 {
+            println!("  +{} objects, +{}", r.objects_added, human_bytes(r.bytes_added));
+        }
+    }
+    Ok(())
+}
+
+pub fn restore(r: &RestoreReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    for repo in &r.repositories {
+        println!(
+            "restored {} -> {} ({} refs, {} packs, {} objects, {})",
+            repo.name,
+            repo.path.display(),
+            repo.refs,
+            repo.packs,
+            repo.objects,
+            human_bytes(repo.bytes)
+        );
+    }
+    Ok(())
+}
+
+pub fn verify(r: &VerifyReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    for p in &r.problems {
+        println!("DAMAGE  {}: {}", p.path, p.problem);
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+    for x in &r.repaired {
+        println!("repaired: {x}");
+    }
+    println!(
+        "checked {} snapshots, {} ledger entries, {} key slots, {} data files{}",
+        r.snapshots,
+        r.ledger_entries,
+        r.key_slots,
+        r.data_files,
+        if r.read_data {
+            format!(" ({} decrypted and authenticated)", human_bytes(r.bytes_read))
+        } else {
+            String::new()
+        }
+    );
+    if r.ok {
+        println!("no problems found");
+    } else {
+        println!("{} problems found", r.problems.len());
+    }
+    Ok(())
+}
+
+pub fn keys(keys: &[KeyInfo], json: bool) -> Result<()> {
+    if json {
+        return print_json(keys);
+    }
+    for k in keys {
+        println!(
+            "{} {}  argon2id m={} KiB t={} p={}",
+            if k.current { "*" } else { " " },
+            k.id,
+            k.kdf.memory_kib,
+            k.kdf.iterations,
+            k.kdf.parallelism
+        );
+    }
+    Ok(())
+}
+
+pub fn key_changed(what: &str, id: &str, json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::json!({ what: id }));
+    }
+    println!("{what} key slot {id}");
+    Ok(())
+}
