@@ -573,8 +573,10 @@ def section(result: dict) -> str:
         lines.append("- Ratios gitvault / reference appear here once gitvault is measured.")
     lines.append("")
     m = result["machine"]
+    busy = m.get("loadavg_at_start", 0) > 0.7
     lines.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.0f} GiB RAM, Linux {m['kernel']}, "
-                 f"work dir on {m['fs']}. Versions: " + "; ".join(f"{v}" for v in result["versions"].values()) + ".")
+                 f"work dir on {m['fs']}, load average {m.get('loadavg_at_start', 0):.1f} at start"
+                 f"{' (busy: times are noisy)' if busy else ''}. Versions: " + "; ".join(f"{v}" for v in result["versions"].values()) + ".")
     lines.append("")
     return "\n".join(lines)
 
@@ -630,7 +632,8 @@ def machine_info(work: str) -> dict:
         mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
     fs = out(["stat", "-f", "-c", "%T", work]).strip()
     return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "ram_gib": mem_kb / 1024 / 1024,
-            "kernel": platform.release(), "fs": fs, "python": platform.python_version()}
+            "kernel": platform.release(), "fs": fs, "python": platform.python_version(),
+            "loadavg_at_start": os.getloadavg()[0]}
 
 
 # ---------------------------------------------------------------------------
@@ -652,6 +655,10 @@ def bench_size(size: str, args, tools: list[str], skipped: dict) -> dict:
     result = {"size": size, "seed": args.seed, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "reps_requested": args.reps, "tools": tools, "skipped": dict(skipped), "versions": versions,
               "machine": machine_info(work), "sources": sources, "project_commit": project_commit(), "add_commits": ADD_COMMITS, "reps": []}
+    load = result["machine"]["loadavg_at_start"]
+    if load > 0.7:
+        print(f"[{size}] warning: load average {load:.1f} at start; something else is using the CPU "
+              "and the times will be noisy", flush=True)
     run_dir = os.path.join(work, "run")
     log = os.path.join(work, f"run-{size}.log")
     open(log, "w").close()

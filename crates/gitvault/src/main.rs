@@ -223,10 +223,11 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
 /// Local relative paths become absolute, so the recorded source means the same thing later.
 fn absolutize(src: &str) -> String {
     let p = Path::new(src);
-    if p.exists() && p.is_relative() {
-        if let Ok(abs) = std::path::absolute(p) {
-            return abs.to_string_lossy().into_owned();
-        }
+    if p.exists()
+        && p.is_relative()
+        && let Ok(abs) = std::path::absolute(p)
+    {
+        return abs.to_string_lossy().into_owned();
     }
     src.to_string()
 }
