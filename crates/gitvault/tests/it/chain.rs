@@ -1,1 +1,233 @@
-//! (being written)
+//! Exact restore at every snapshot of a full → diff → incr → incr chain, across the history
+//! events that matter: merges, tags of every kind, notes, custom refs, binary files,
+//! force-pushes, deleted branches and tags, unrelated histories, empty repositories.
+
+use std::collections::BTreeSet;
+
+use crate::common::{PASSWORD, World, assert_restores_exactly, commit, git, new_repo, noise, refs};
+
+/// A repository with the shapes a backup must carry: merges, annotated and lightweight tags,
+/// a tag of a tree, notes, a custom ref, a binary file, an unrelated history.
+fn rich_repo(w: &World) -> std::path::PathBuf {
+    let r = new_repo(&w.path("src/app"));
+    commit(&r, "README", b"hello\n", "initial");
+    commit(&r, "bin/blob.dat", &noise(1, 200_000), "binary");
+    git(&r, &["checkout", "-q", "-b", "feature"]);
+    commit(&r, "src/lib.rs", b"fn a() {}\n", "feature work");
+    git(&r, &["checkout", "-q", "main"]);
+    commit(&r, "README", b"hello world\n", "main work");
+    git(&r, &["merge", "-q", "--no-edit", "feature"]);
+    git(&r, &["tag", "-a", "v1.0", "-m", "release 1.0"]);
+    git(&r, &["tag", "light"]);
+    let tree = git(&r, &["rev-parse", "HEAD^{tree}"]);
+    git(&r, &["tag", "tree-tag", &tree]);
+    git(&r, &["notes", "add", "-m", "reviewed", "HEAD"]);
+    git(&r, &["update-ref", "refs/custom/pointer", "HEAD~1"]);
+    // An unrelated history on its own branch.
+    git(&r, &["checkout", "-q", "--orphan", "pages"]);
+    git(&r, &["rm", "-rq", "--cached", "."]);
+    commit(&r, "index.html", b"<html></html>\n", "pages root");
+    git(&r, &["checkout", "-q", "-f", "main"]);
+    r
+}
+
+#[test]
+fn every_snapshot_of_a_full_diff_incr_incr_chain_restores_exactly() {
+    let w = World::new();
+    w.init();
+    let r = rich_repo(&w);
+    let src = r.to_str().expect("utf-8");
+    let mut states = Vec::new();
+
+    let full = w.backup(&["--type", "full", src]);
+    assert_eq!(full["repositories"][0]["type"], "full");
+    states.push((full["snapshot"].as_str().expect("id").to_string(), refs(&r)));
+
+    // Diff: new work, a deleted branch, a force-push, a moved tag.
+    commit(&r, "src/main.rs", b"fn main() {}\n", "more");
+    git(&r, &["branch", "-D", "feature"]);
+    git(&r, &["checkout", "-q", "pages"]);
+    std::fs::write(r.join("index.html"), b"<html>rewritten</html>\n").expect("write");
+    git(&r, &["commit", "-q", "-a", "--amend", "-m", "rewritten pages root"]);
+    git(&r, &["checkout", "-q", "main"]);
+    git(&r, &["tag", "-f", "light", "HEAD"]);
+    let diff = w.backup(&["--type", "diff", src]);
+    assert_eq!(diff["repositories"][0]["type"], "diff");
+    assert_eq!(diff["repositories"][0]["base"], full["snapshot"]);
+    states.push((diff["snapshot"].as_str().expect("id").to_string(), refs(&r)));
+
+    // Incremental: a real force-push of main (history rewritten) and a new binary version.
+    git(&r, &["reset", "-q", "--hard", "HEAD~2"]);
+    commit(&r, "bin/blob.dat", &noise(2, 150_000), "new binary");
+    git(&r, &["tag", "-d", "tree-tag"]);
+    let incr1 = w.backup(&[src]);
+    assert_eq!(incr1["repositories"][0]["type"], "incr", "default after a backup is incremental");
+    let changes = &incr1["repositories"][0]["changes"];
+    let force_pushed = changes.as_array().expect("changes").iter().any(|c| c["name"] == "refs/heads/main" && c["change"] == "force_push");
+    assert!(force_pushed, "backup must flag the force-push of main: {changes}");
+    states.push((incr1["snapshot"].as_str().expect("id").to_string(), refs(&r)));
+
+    // Incremental with no new objects but a new ref and a detached HEAD.
+    git(&r, &["branch", "again", "HEAD"]);
+    git(&r, &["checkout", "-q", "--detach", "HEAD~1"]);
+    let incr2 = w.backup(&[src]);
+    assert_eq!(incr2["repositories"][0]["objects_added"], 0, "nothing new to store");
+    states.push((incr2["snapshot"].as_str().expect("id").to_string(), refs(&r)));
+
+    for (i, (id, state)) in states.iter().enumerate() {
+        // Restore by a unique prefix, as users do.
+        assert_restores_exactly(&w, &id[..12], None, state, &format!("snap{i}"));
+    }
+    assert_restores_exactly(&w, "latest", Some("app"), &states[3].1, "latest");
+
+    // The text output of backup and diff both call the rewrite a force-push.
+    let text = String::from_utf8(w.run(&["diff", &states[1].0, &states[2].0]).stdout).expect("utf-8");
+    assert!(text.contains("refs/heads/main") && text.contains("force-push"), "{text}");
+    let d: serde_json::Value = serde_json::from_str(&w.ok(&["diff", "--json", &states[0].0, &states[1].0])).expect("json");
+    let kinds: BTreeSet<(String, String)> = d["repositories"][0]["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| (c["name"].as_str().expect("name").to_string(), c["change"].as_str().expect("kind").to_string()))
+        .collect();
+    for expected in [
+        ("refs/heads/feature", "deleted"),
+        ("refs/heads/pages", "force_push"),
+        ("refs/heads/main", "fast_forward"),
+        ("refs/tags/light", "tag_moved"),
+    ] {
+        assert!(kinds.contains(&(expected.0.to_string(), expected.1.to_string())), "missing {expected:?} in {kinds:?}");
+    }
+    assert!(d["repositories"][0]["objects_added"].as_u64().expect("count") > 0);
+
+    w.ok(&["verify", "--read-data"]);
+}
+
+#[test]
+fn snapshots_json_has_the_documented_shape() {
+    let w = World::new();
+    w.init();
+    let r = new_repo(&w.path("acme/api.git-src"));
+    commit(&r, "a", b"a", "a");
+    w.ok(&["backup", "--name", "acme/api", r.to_str().expect("utf-8")]);
+    let out = w.run(&["snapshots", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is only JSON");
+    let s = &v.as_array().expect("array")[0];
+    assert_eq!(s["id"].as_str().expect("id").len(), 64);
+    let time = s["time"].as_str().expect("time");
+    assert!(time.ends_with('Z') && time.contains('T'), "RFC 3339 UTC: {time}");
+    assert_eq!(s["names"][0], "acme/api");
+    assert_eq!(s["repositories"][0]["name"], "acme/api");
+    assert_eq!(s["repositories"][0]["type"], "full");
+}
+
+#[test]
+fn empty_repositories_and_several_sources_restore_side_by_side() {
+    let w = World::new();
+    w.init();
+    let empty = new_repo(&w.path("src/empty"));
+    let bare = w.path("src/tools.git");
+    git(w.dir.path(), &["init", "-q", "--bare", bare.to_str().expect("utf-8")]);
+    let work = new_repo(&w.path("work"));
+    commit(&work, "x", b"x", "x");
+    git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
+    let b = w.backup(&[empty.to_str().expect("utf-8"), bare.to_str().expect("utf-8")]);
+    let names: Vec<&str> = b["repositories"].as_array().expect("repos").iter().map(|r| r["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["empty", "tools"], "names: directory name without .git");
+
+    let target = w.path("all");
+    w.ok(&["restore", "latest", "--target", target.to_str().expect("utf-8")]);
+    assert_eq!(refs(&target.join("empty.git")), refs(&empty));
+    assert_eq!(refs(&target.join("tools.git")), refs(&bare));
+    // A second, unchanged backup of an empty repository still yields a snapshot.
+    let again = w.backup(&[empty.to_str().expect("utf-8")]);
+    assert!(again["snapshot"].is_string());
+}
+
+/// A remote source over the git protocol (`git daemon` on 127.0.0.1): fetched into a mirror
+/// in the cache, and a second backup with no change fetches nothing.
+#[test]
+fn remote_source_is_mirrored_and_restored_exactly() {
+    let w = World::new();
+    w.init();
+    let root = w.path("served");
+    let bare = root.join("team/remote.git");
+    std::fs::create_dir_all(&bare).expect("mkdir");
+    git(&bare, &["init", "-q", "--bare"]);
+    let work = new_repo(&w.path("work"));
+    commit(&work, "f", b"one", "one");
+    git(&work, &["tag", "-a", "v1", "-m", "v1"]);
+    git(&work, &["push", "-q", "--tags", bare.to_str().expect("utf-8"), "main"]);
+
+    let port = free_port();
+    let mut daemon = std::process::Command::new("git")
+        .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1", &format!("--port={port}")])
+        .arg(format!("--base-path={}", root.display()))
+        .arg(&root)
+        .spawn()
+        .expect("start git daemon");
+    let url = format!("git://127.0.0.1:{port}/team/remote.git");
+    wait_for_port(port);
+    let first = w.backup(&[&url]);
+    assert_eq!(first["repositories"][0]["name"], "team/remote");
+    commit(&work, "f", b"two", "two");
+    git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
+    let second = w.backup(&[&url]);
+    assert!(second["repositories"][0]["objects_added"].as_u64().expect("n") >= 3);
+    let third = w.backup(&[&url]);
+    assert_eq!(third["repositories"][0]["objects_added"], 0);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_restores_exactly(&w, "latest", None, &refs(&bare), "remote");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("git daemon did not start on port {port}");
+}
+
+#[test]
+fn key_slots_can_be_added_used_and_removed_but_not_the_last() {
+    let w = World::new();
+    w.init();
+    let r = new_repo(&w.path("repo"));
+    commit(&r, "a", b"a", "a");
+    w.ok(&["backup", r.to_str().expect("utf-8")]);
+    let added = w
+        .cmd(&["key", "add", "--kdf-memory-kib", "1024", "--kdf-iterations", "1", "--json"])
+        .env("GITVAULT_NEW_PASSWORD", "second passphrase")
+        .output()
+        .expect("run");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let new_id = serde_json::from_slice::<serde_json::Value>(&added.stdout).expect("json")["added"].as_str().expect("id").to_string();
+    // The new passphrase opens the vault and can remove the original slot.
+    let list: serde_json::Value = serde_json::from_str(&w.ok(&["key", "list", "--json"])).expect("json");
+    assert_eq!(list.as_array().expect("slots").len(), 2);
+    let original = list.as_array().expect("slots").iter().find(|k| k["current"] == true).expect("current")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let with_new = |args: &[&str]| w.cmd(args).env("GITVAULT_PASSWORD", "second passphrase").output().expect("run");
+    assert!(with_new(&["key", "remove", &original[..8]]).status.success());
+    // The old passphrase no longer works; the data is still there.
+    let old = w.run(&["snapshots"]);
+    assert_eq!(old.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&old.stderr).contains("wrong passphrase"));
+    assert!(with_new(&["snapshots"]).status.success());
+    // The last slot cannot go.
+    let last = with_new(&["key", "remove", &new_id]);
+    assert_eq!(last.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&last.stderr).contains("last key slot"));
+    assert!(with_new(&["verify"]).status.success(), "key changes are in the ledger");
+    let _ = PASSWORD;
+}
