@@ -678,8 +678,10 @@ def generate(out: str, size: str, seed: int, force: bool) -> None:
     # against the blob written just before it), and a plain `repack -ad` copies
     # that single pack nearly verbatim.  -f makes git search for deltas once,
     # with the default window, as a server's routine gc would have over time.
+    # One thread: threaded delta search balances work by timing, so its packs
+    # differ from run to run; single-threaded, the pack is byte-identical.
     t = time.perf_counter()
-    git(out, "repack", "-adf", "-q")
+    git(out, "-c", "pack.threads=1", "repack", "-adf", "-q")
     git(out, "pack-refs", "--all")
     print(f"fast-import {t - t_start:.1f}s, repack -adf {time.perf_counter() - t:.1f}s")
 

@@ -45,6 +45,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -60,6 +61,7 @@ REPORT = os.path.join(ROOT, "BENCHMARKS.md")
 PASSWORD = "bench-password-not-secret"
 ADD_COMMITS = 20
 ALL_TOOLS = ["bundle", "restic", "borg", "gitvault"]
+BUSY = 0.15  # CPU use by others before a run above which results are flagged as noisy
 
 
 class ToolError(Exception):
@@ -179,10 +181,6 @@ class Tool:
 
     def version(self) -> str:
         raise NotImplementedError
-
-    def check(self) -> None:
-        """Raise ToolError if the tool cannot run here."""
-        self.version()
 
     def init(self) -> Measure:
         raise NotImplementedError
@@ -413,7 +411,8 @@ def prepare_sources(work: str, size: str, seed: int) -> tuple[str, str, dict]:
         shutil.copytree(src, repacked, symlinks=True)
         subprocess.run([sys.executable, GENREPO, "--add-commits", str(ADD_COMMITS), "--seed", str(seed),
                         repacked], check=True)
-        subprocess.run(["git", "-C", repacked, "repack", "-adf", "-q"], check=True)
+        # Single-threaded so that the pack is byte-identical from run to run.
+        subprocess.run(["git", "-C", repacked, "-c", "pack.threads=1", "repack", "-adf", "-q"], check=True)
 
     s2 = cached_repo(repacked, dict(key, step=f"add{ADD_COMMITS}+repack-adf"), build_repacked)
     return src, repacked, {"source": s1, "add_repacked": s2}
@@ -573,10 +572,15 @@ def section(result: dict) -> str:
         lines.append("- Ratios gitvault / reference appear here once gitvault is measured.")
     lines.append("")
     m = result["machine"]
-    busy = m.get("loadavg_at_start", 0) > 0.7
+    busy = m.get("cpu_busy_at_start")
+    other = m.get("foreign_cpu_during_run")
+    load_note = "" if busy is None else f", CPUs {busy:.0%} busy just before the run"
+    if other is not None:
+        load_note += f", {other:.0%} of CPU used by other processes during it"
+    if max(busy or 0, other or 0) > BUSY:
+        load_note += " (**noisy: rerun on an idle machine**)"
     lines.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.0f} GiB RAM, Linux {m['kernel']}, "
-                 f"work dir on {m['fs']}, load average {m.get('loadavg_at_start', 0):.1f} at start"
-                 f"{' (busy: times are noisy)' if busy else ''}. Versions: " + "; ".join(f"{v}" for v in result["versions"].values()) + ".")
+                 f"work dir on {m['fs']}{load_note}. Versions: " + "; ".join(f"{v}" for v in result["versions"].values()) + ".")
     lines.append("")
     return "\n".join(lines)
 
@@ -621,6 +625,38 @@ def project_commit() -> str | None:
         return None
 
 
+def cpu_counters() -> tuple[float, float, float, float]:
+    """(busy CPU-seconds of the whole machine, CPU-seconds used by this process
+    and its waited-for children, wall clock, CPUs) -- two of these bracket a
+    run and tell how much CPU *something else* used meanwhile."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return (sum(v) - v[3] - v[4]) / hz, own, time.monotonic(), len(os.sched_getaffinity(0))
+
+
+def foreign_cpu(start: tuple, end: tuple) -> float:
+    """Share of the machine's CPU used by others (including the kernel's
+    writeback for us) between two cpu_counters() readings."""
+    busy, own, wall = end[0] - start[0], end[1] - start[1], end[2] - start[2]
+    return round(max(0.0, busy - own) / max(1e-9, wall * end[3]), 3)
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Fraction of all CPUs busy (by anything) over a short sample, from
+    /proc/stat; unlike the load average it does not lag behind by minutes."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return round(1 - (i1 - i0) / max(1, t1 - t0), 3)
+
+
 def machine_info(work: str) -> dict:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -633,7 +669,7 @@ def machine_info(work: str) -> dict:
     fs = out(["stat", "-f", "-c", "%T", work]).strip()
     return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "ram_gib": mem_kb / 1024 / 1024,
             "kernel": platform.release(), "fs": fs, "python": platform.python_version(),
-            "loadavg_at_start": os.getloadavg()[0]}
+            "cpu_busy_at_start": cpu_busy()}
 
 
 # ---------------------------------------------------------------------------
@@ -641,9 +677,9 @@ def machine_info(work: str) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def bench_size(size: str, args, tools: list[str], skipped: dict) -> dict:
-    work = args.workdir
-    src, repacked, sources = prepare_sources(work, size, args.seed)
+def tool_versions(tools: list[str], skipped: dict) -> dict:
+    """Version line of each tool; a tool that cannot report one is moved to
+    `skipped` (with the reason) and removed from `tools`."""
     versions = {}
     for t in list(tools):
         try:
@@ -652,17 +688,38 @@ def bench_size(size: str, args, tools: list[str], skipped: dict) -> dict:
         except (ToolError, subprocess.CalledProcessError, FileNotFoundError) as e:
             skipped[t] = f"{e} (run bench/setup.sh)" if t != "gitvault" else str(e)
             tools.remove(t)
-    result = {"size": size, "seed": args.seed, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    return versions
+
+
+def describe(size: str, rep: int, reps: int, t: str, r: dict, secs: float) -> str:
+    """One progress line per finished chain, so a long run shows signs of life."""
+    return (f"[{size}] rep {rep + 1}/{reps} {t:8s} full {r['full_s']:.2f}s {r['full_bytes'] / 1e6:.1f}MB, "
+            f"incr {r['incr_s']:.2f}s +{r['incr_bytes_added'] / 1e6:.2f}MB, "
+            f"repack +{r['repack_bytes_added'] / 1e6:.2f}MB, restore {r['restore_s']:.2f}s"
+            f"{'' if r['restore_ok'] else ' (REFS MISMATCH)'}, no-change {r['nochange_s']:.2f}s  [{secs:.0f}s]")
+
+
+def bench_size(size: str, args, tools: list[str], skipped: dict) -> dict:
+    """Every repetition of every tool on one size; returns the raw result."""
+    work = args.workdir
+    src, repacked, sources = prepare_sources(work, size, args.seed)
+    versions = tool_versions(tools, skipped)
+    os.sync()  # let writeback from generation or an earlier size finish before we sample the CPU
+    result = {"size": size, "seed": args.seed,
+              "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "reps_requested": args.reps, "tools": tools, "skipped": dict(skipped), "versions": versions,
-              "machine": machine_info(work), "sources": sources, "project_commit": project_commit(), "add_commits": ADD_COMMITS, "reps": []}
-    load = result["machine"]["loadavg_at_start"]
-    if load > 0.7:
-        print(f"[{size}] warning: load average {load:.1f} at start; something else is using the CPU "
-              "and the times will be noisy", flush=True)
+              "machine": machine_info(work), "sources": sources, "project_commit": project_commit(),
+              "add_commits": ADD_COMMITS, "reps": []}
+    busy = result["machine"]["cpu_busy_at_start"]
+    if busy > BUSY:
+        print(f"[{size}] warning: the CPUs were {busy:.0%} busy before the run; something else is "
+              "running and the times will be noisy", flush=True)
+    counters = cpu_counters()
     run_dir = os.path.join(work, "run")
     log = os.path.join(work, f"run-{size}.log")
     open(log, "w").close()
     for rep in range(args.reps):
+        # Rotate the order so that no tool always runs first (or right after another).
         order = tools[rep % len(tools):] + tools[:rep % len(tools)] if tools else []
         rec: dict = {}
         for t in order:
@@ -670,18 +727,19 @@ def bench_size(size: str, args, tools: list[str], skipped: dict) -> dict:
             os.makedirs(run_dir)
             tool = TOOLS[t](os.path.join(run_dir, "tool"), log)
             os.makedirs(tool.work)
+            os.sync()  # the previous tool's dirty pages are not this tool's cost
             t0 = time.perf_counter()
             try:
                 rec[t] = run_chain(tool, src, repacked, args.seed, run_dir)
-                print(f"[{size}] rep {rep + 1}/{args.reps} {t:8s} full {rec[t]['full_s']:.2f}s "
-                      f"{rec[t]['full_bytes'] / 1e6:.1f}MB, incr {rec[t]['incr_s']:.2f}s "
-                      f"+{rec[t]['incr_bytes_added'] / 1e6:.2f}MB, repack +{rec[t]['repack_bytes_added'] / 1e6:.2f}MB, "
-                      f"restore {rec[t]['restore_s']:.2f}s{'' if rec[t]['restore_ok'] else ' (REFS MISMATCH)'}, "
-                      f"no-change {rec[t]['nochange_s']:.2f}s  [{time.perf_counter() - t0:.0f}s]", flush=True)
+                print(describe(size, rep, args.reps, t, rec[t], time.perf_counter() - t0), flush=True)
             except ToolError as e:
                 rec[t] = {"error": str(e)}
                 print(f"[{size}] rep {rep + 1}/{args.reps} {t}: FAILED: {e}", flush=True)
         result["reps"].append(rec)
+    other = result["machine"]["foreign_cpu_during_run"] = foreign_cpu(counters, cpu_counters())
+    if other > BUSY:
+        print(f"[{size}] warning: other processes used {other:.0%} of the CPUs during the run; "
+              "times are noisy, rerun on an idle machine", flush=True)
     if not args.keep:
         rmtree(run_dir)
     result["medians"] = medians(result)
@@ -700,6 +758,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=os.path.join(BENCH, "work"), help="scratch space (default: bench/work)")
     ap.add_argument("--keep", action="store_true", help="keep the last vault and live copy in WORKDIR/run")
     ap.add_argument("--no-report", action="store_true", help="write the JSON only, not BENCHMARKS.md")
+    ap.add_argument("--results", default=RESULTS, help="where the JSON goes (default: bench/results)")
     args = ap.parse_args()
     args.workdir = os.path.abspath(args.workdir)
     os.makedirs(args.workdir, exist_ok=True)
@@ -722,10 +781,10 @@ def main() -> None:
             print(f"gitvault: SKIPPED: {why}", flush=True)
             skipped["gitvault"] = why
             tools.remove("gitvault")
-    os.makedirs(RESULTS, exist_ok=True)
+    os.makedirs(args.results, exist_ok=True)
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
         result = bench_size(size, args, list(tools), dict(skipped))
-        path = os.path.join(RESULTS, f"{dt.datetime.now(dt.timezone.utc).date().isoformat()}-{size}.json")
+        path = os.path.join(args.results, f"{dt.datetime.now(dt.timezone.utc).date().isoformat()}-{size}.json")
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
         print(f"wrote {path}")
