@@ -30,7 +30,7 @@ pub enum Error {
         "restore target {path} is not empty; choose an empty or new directory, or pass --force to restore into an existing bare repository"
     )]
     TargetNotEmpty { path: String },
-    #[error("damaged vault file {path}: {source}")]
+    #[error("damaged vault file {path}")]
     Damaged {
         path: String,
         #[source]
@@ -65,3 +65,18 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and all its causes on one line (`a: b: c`), for reports that outlive the error.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.ends_with(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
+}

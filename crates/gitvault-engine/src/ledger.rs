@@ -73,14 +73,11 @@ impl Vault {
     /// the create-only write lets exactly one win, and the other retries on the new head.
     pub fn append_ledger(&self, event: Event) -> Result<LedgerEntry> {
         for _ in 0..MAX_APPEND_ATTEMPTS {
-            let head = match self.ledger_seqs()?.last() {
-                Some((seq, path)) => Some((*seq, self.read_entry(*seq, path)?.1)),
-                None => None,
-            };
-            let seq = head.map_or(1, |(s, _)| s + 1);
+            let head = self.ledger_head()?;
+            let seq = head.map_or(1, |h| h.seq + 1);
             let entry = LedgerEntry {
                 seq,
-                prev: head.map(|(_, h)| h),
+                prev: head.map(|h| h.hash),
                 time: timestamp::now(),
                 host: self.ctx.host.clone(),
                 event: event.clone(),
@@ -89,7 +86,11 @@ impl Vault {
             let stored = self.seal_small(Kind::LedgerEntry, &seq.to_string(), &plain)?;
             match self.store.put_new(&paths::ledger(seq), &stored) {
                 Ok(()) => {
-                    self.remember_head(SeenHead { seq, hash: LedgerEntry::chain_hash(&self.mac_key, &plain) });
+                    let new_head = SeenHead { seq, hash: LedgerEntry::chain_hash(&self.mac_key, &plain) };
+                    self.advance_seen_head(new_head, &|s| match head {
+                        Some(h) if h.seq == s => Some(h.hash),
+                        _ => self.ledger_hash_at(s),
+                    });
                     return Ok(entry);
                 }
                 Err(e) if e.kind == ErrorKind::AlreadyExists => continue,
@@ -97,6 +98,19 @@ impl Vault {
             }
         }
         Err(Error::LedgerBusy { attempts: MAX_APPEND_ATTEMPTS })
+    }
+
+    /// The last ledger entry's number and chain hash. A damaged last entry is an error: nothing
+    /// can be appended after it without breaking the chain.
+    pub fn ledger_head(&self) -> Result<Option<SeenHead>> {
+        match self.ledger_seqs()?.last() {
+            Some((seq, path)) => Ok(Some(SeenHead { seq: *seq, hash: self.read_entry(*seq, path)?.1 })),
+            None => Ok(None),
+        }
+    }
+
+    fn ledger_hash_at(&self, seq: u64) -> Option<Mac> {
+        self.read_entry(seq, &paths::ledger(seq)).ok().map(|(_, h)| h)
     }
 
     fn seen_head_path(&self) -> PathBuf {
@@ -109,11 +123,16 @@ impl Vault {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Record a head as seen, if it is further than the one recorded. Failing to write the cache
-    /// only weakens a later truncation check, so it is logged, not fatal.
-    pub(crate) fn remember_head(&self, head: SeenHead) {
-        if self.seen_head().is_some_and(|h| h.seq >= head.seq) {
-            return;
+    /// Record `head` as seen — but only if the ledger still holds, unchanged, the entry this
+    /// machine saw last (`hash_at` answers what the vault holds at a number). Otherwise the
+    /// ledger was cut or rewritten, and the old mark is kept so that every later `verify`
+    /// keeps reporting it until someone investigates (and deletes the mark in the cache).
+    /// Failing to write the cache only weakens that check, so it is logged, not fatal.
+    pub(crate) fn advance_seen_head(&self, head: SeenHead, hash_at: &dyn Fn(u64) -> Option<Mac>) {
+        if let Some(seen) = self.seen_head() {
+            if seen.seq >= head.seq || hash_at(seen.seq) != Some(seen.hash) {
+                return;
+            }
         }
         let path = self.seen_head_path();
         let write = || -> std::io::Result<()> {

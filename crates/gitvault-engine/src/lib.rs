@@ -9,6 +9,7 @@ pub mod error;
 pub mod ledger;
 pub mod ops;
 pub mod progress;
+mod scratch;
 pub mod vault;
 
 pub use error::{Error, Result};

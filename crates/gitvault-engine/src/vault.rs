@@ -63,11 +63,12 @@ impl LockedVault {
         let config = VaultConfig::new(gitvault_format::ids::VaultId::random()?);
         let master = MasterKey::generate()?;
         let slot = KeySlot::seal(&config.id, &master, passphrase, kdf)?;
-        // Key slot first, config last: a directory with a config is a vault that can be opened.
+        // Config last: a directory with a config is a complete vault (key slot and init entry
+        // present); an interrupted init leaves a directory that is not a vault at all.
         store.put_new(&paths::key_slot(&slot.id), &slot.to_json())?;
-        store.put_new(paths::CONFIG, &config.to_json())?;
         let vault = Vault::from_master(store, config, master, slot.id, ctx);
         vault.append_ledger(gitvault_format::ledger::Event::Init { vault: vault.config.id, key_slot: slot.id })?;
+        vault.store.put_new(paths::CONFIG, &vault.config.to_json())?;
         Ok(vault)
     }
 
@@ -236,10 +237,19 @@ impl Vault {
         Ok(ids)
     }
 
-    /// Every snapshot, oldest first. A damaged snapshot is an error here (verify reports it).
+    /// Every readable snapshot, oldest first. A damaged snapshot is skipped with a warning, so
+    /// that one bad file never blocks restoring or backing up the others; `verify` reports it.
     pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
-        let mut snaps =
-            self.snapshot_ids()?.iter().map(|id| self.read_snapshot(id).map(|(s, _)| s)).collect::<Result<Vec<_>>>()?;
+        let mut snaps = Vec::new();
+        for id in self.snapshot_ids()? {
+            match self.read_snapshot(&id) {
+                Ok((s, _)) => snaps.push(s),
+                Err(e @ Error::Damaged { .. }) => {
+                    tracing::warn!(snapshot = %id.short(), error = %e, "skipping a damaged snapshot; run `gitvault verify`")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         snaps.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         Ok(snaps)
     }

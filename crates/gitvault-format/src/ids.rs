@@ -159,7 +159,8 @@ pub mod paths {
     pub fn ledger(seq: u64) -> String {
         format!("ledger/{seq:020}")
     }
-    /// The sequence number of a ledger file name (`ledger/00000000000000000007` → 7).
+    /// The sequence number of a ledger file name (`ledger/00000000000000000007` → 7); entries
+    /// are numbered from 1, so `…0000` is not a ledger entry.
     pub fn parse_ledger(path: &str) -> Option<u64> {
         let name = path.strip_prefix(LEDGER_DIR)?;
         (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit())).then(|| name.parse().ok()).flatten()

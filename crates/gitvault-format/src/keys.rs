@@ -90,6 +90,10 @@ impl MacKey {
     }
 }
 
+const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+const MAX_ITERATIONS: u32 = 64;
+const MAX_PARALLELISM: u32 = 16;
+
 /// Argon2id parameters, recorded in every key slot so that each slot can be opened on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +196,12 @@ impl KeySlot {
         }
         if self.kdf.algorithm != "argon2id" || self.cipher != "xchacha20poly1305" {
             return Err(invalid("unknown KDF or cipher"));
+        }
+        // Slot files are not authenticated before they are opened: refuse parameters that would
+        // make unlocking exhaust memory or time (4 GiB, 64 passes are far above any default).
+        let p = self.kdf.params;
+        if p.memory_kib > MAX_MEMORY_KIB || p.iterations > MAX_ITERATIONS || p.parallelism > MAX_PARALLELISM {
+            return Err(invalid("KDF parameters beyond the accepted maximum (4 GiB, 64 passes, 16 lanes)"));
         }
         let salt = B64.decode(&self.kdf.salt).map_err(|_| invalid("salt is not base64"))?;
         let nonce: [u8; 24] = B64

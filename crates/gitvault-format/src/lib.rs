@@ -32,11 +32,11 @@ pub enum FormatError {
     Authentication,
     #[error("file is truncated")]
     Truncated,
-    #[error("decompression failed: {0}")]
+    #[error("decompression failed")]
     Decompress(#[source] std::io::Error),
     #[error("invalid {what}: {detail}")]
     Invalid { what: &'static str, detail: String },
-    #[error("malformed {what}: {source}")]
+    #[error("malformed {what}")]
     Json {
         what: &'static str,
         #[source]

@@ -15,7 +15,7 @@ use crate::ObjectFormat;
 #[non_exhaustive]
 pub enum Error {
     /// The git program could not be started at all (not installed, not executable).
-    #[error("could not run {program}: {source}")]
+    #[error("could not run {program}")]
     Spawn {
         program: PathBuf,
         #[source]
@@ -71,7 +71,7 @@ pub enum Error {
     UnsupportedRefStorage { path: PathBuf },
 
     /// Reading or writing a file failed.
-    #[error("I/O error on {}: {source}", path.display())]
+    #[error("I/O error on {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -13,18 +13,31 @@ pub enum ErrorKind {
     Other,
 }
 
-/// A storage failure, naming the operation, the object and the store.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {path} in {store}: {message}")]
+/// A storage failure, naming the operation, the object and the store. `message` already says
+/// what the underlying IO error said, so that error is kept for inspection, not as a `source`
+/// (which would print it twice).
+#[derive(Debug)]
 pub struct StorageError {
     pub kind: ErrorKind,
     pub op: &'static str,
+    /// The object, relative to the store; empty when the store itself is concerned.
     pub path: String,
     pub store: String,
     pub message: String,
-    #[source]
-    pub source: Option<io::Error>,
+    pub io: Option<io::Error>,
 }
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{} {}: {}", self.op, self.store, self.message)
+        } else {
+            write!(f, "{} {} in {}: {}", self.op, self.path, self.store, self.message)
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
 
 impl StorageError {
     pub fn from_io(op: &'static str, path: &str, store: &str, err: io::Error) -> Self {
@@ -43,7 +56,7 @@ impl StorageError {
             ErrorKind::PermissionDenied => format!("{err} (check the permissions of the vault directory)"),
             _ => err.to_string(),
         };
-        Self { kind, op, path: path.to_string(), store: store.to_string(), message, source: Some(err) }
+        Self { kind, op, path: path.to_string(), store: store.to_string(), message, io: Some(err) }
     }
 
     pub fn is_transient(&self) -> bool {

@@ -40,7 +40,7 @@ impl Faults {
                 path: path.into(),
                 store: store.into(),
                 message: "injected fault".into(),
-                source: None,
+                io: None,
             });
         }
         Ok(())

@@ -41,7 +41,7 @@ impl LocalStore {
                 path: String::new(),
                 store: self.describe.clone(),
                 message: "the directory is not empty; choose a new or empty directory".into(),
-                source: None,
+                io: None,
             });
         }
         Ok(())
@@ -62,7 +62,7 @@ impl LocalStore {
                 path: path.into(),
                 store: self.describe.clone(),
                 message: "invalid object path".into(),
-                source: None,
+                io: None,
             });
         }
         Ok(self.root.join(path))
@@ -88,7 +88,18 @@ impl LocalStore {
     fn publish(&self, tmp: &Path, path: &str) -> Result<(), StorageError> {
         let dest = self.full(path)?;
         let parent = dest.parent().expect("an object path has a parent: the root");
-        fs::create_dir_all(parent).map_err(|e| self.err("create directory for", path, e))?;
+        if !parent.exists() {
+            fs::create_dir_all(parent).map_err(|e| self.err("create directory for", path, e))?;
+            // A new directory's own entry must be durable too, or the object can vanish with it.
+            let mut dir = parent;
+            while let Some(up) = dir.parent() {
+                sync_dir(up).map_err(|e| self.err("sync directory of", path, e))?;
+                if up == self.root {
+                    break;
+                }
+                dir = up;
+            }
+        }
         // link(2) fails if the destination exists, which makes this an atomic create-only.
         let linked = fs::hard_link(tmp, &dest);
         let _ = fs::remove_file(tmp);

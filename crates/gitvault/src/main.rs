@@ -188,9 +188,9 @@ fn run(cli: Cli) -> Result<u8> {
 }
 
 fn cmd_init(s: &Settings, kdf: &KdfArgs) -> Result<u8> {
+    let pass = secrets::passphrase(s.password_env.clone(), s.password_file.as_deref(), true)?;
     let store = LocalStore::new(&s.vault);
     store.create_root().with_context(|| format!("creating a vault at {}", s.vault.display()))?;
-    let pass = secrets::passphrase(s.password_env.clone(), s.password_file.as_deref(), true)?;
     let vault = LockedVault::init(Arc::new(store), &pass, kdf_params(kdf), s.ctx.clone())
         .with_context(|| format!("creating a vault at {}", s.vault.display()))?;
     output::init(&vault, &s.vault, s.json)?;

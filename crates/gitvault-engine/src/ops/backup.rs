@@ -79,6 +79,9 @@ pub fn backup(
             return Err(Error::DuplicateName { name });
         }
     }
+    // Refuse before storing anything if the ledger cannot take the snapshot's entry.
+    vault.ledger_head()?;
+    crate::scratch::remove_stale(&vault.ctx);
     match vault.store.remove_incomplete() {
         Ok(removed) if !removed.is_empty() => {
             tracing::info!(count = removed.len(), "removed temporaries of interrupted writers")
@@ -101,11 +104,11 @@ pub fn backup(
                 reports.push(report);
             }
             Err(e) => {
-                tracing::warn!(repo = %name, error = %e, "backup of repository failed");
+                tracing::warn!(repo = %name, error = %crate::error::chain(&e), "backup of repository failed");
                 failures.push(RepoFailure {
                     name,
                     source: gitvault_git::redact_source(&spec.source),
-                    error: e.to_string(),
+                    error: crate::error::chain(&e),
                 });
             }
         }
@@ -285,12 +288,7 @@ fn pack_and_store(
     snapshot: SnapshotId,
     progress: &dyn Progress,
 ) -> Result<Option<PackRecord>> {
-    let tmp_parent = vault.ctx.cache_dir.join("tmp");
-    fs::create_dir_all(&tmp_parent).map_err(|e| Error::io(format!("creating {}", tmp_parent.display()), e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("pack-")
-        .tempdir_in(&tmp_parent)
-        .map_err(|e| Error::io(format!("creating a temporary directory in {}", tmp_parent.display()), e))?;
+    let tmp = crate::scratch::scratch_dir(&vault.ctx, "pack")?;
     progress.start(name, "packing", None);
     let include: Vec<_> = include.iter().cloned().collect();
     let exclude: Vec<_> = exclude.iter().cloned().collect();

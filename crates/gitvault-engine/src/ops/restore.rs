@@ -89,6 +89,18 @@ pub(crate) fn ref_state(repo: &RepoSnapshot) -> Result<RefState> {
 /// Decrypt one pack and its index into `objects/pack/` of a repository. Files are written
 /// under temporary names and renamed, so git never sees half a pack.
 pub(crate) fn install_pack(vault: &Vault, repo: &Path, pack: &PackRecord, progress: &dyn Progress) -> Result<u64> {
+    // The checksum becomes a file name: accept only what a pack trailer can be (hex SHA-1 or
+    // SHA-256), so that no snapshot can steer a write outside `objects/pack`.
+    let hex = pack.checksum.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !hex || !(pack.checksum.len() == 40 || pack.checksum.len() == 64) {
+        return Err(Error::Damaged {
+            path: gitvault_format::ids::paths::snapshot(&pack.snapshot),
+            source: gitvault_format::FormatError::Invalid {
+                what: "pack checksum",
+                detail: format!("{:?}", pack.checksum),
+            },
+        });
+    }
     let dir = repo.join("objects").join("pack");
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let mut bytes = 0;
@@ -125,12 +137,7 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub(crate) fn new(vault: &Vault, format: &str) -> Result<Self> {
-        let parent = vault.context().cache_dir.join("tmp");
-        fs::create_dir_all(&parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
-        let dir = tempfile::Builder::new()
-            .prefix("scratch-")
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io(format!("creating a scratch directory in {}", parent.display()), e))?;
+        let dir = crate::scratch::scratch_dir(vault.context(), "scratch")?;
         Git::new().init_bare(dir.path(), object_format(format))?;
         Ok(Self { dir })
     }

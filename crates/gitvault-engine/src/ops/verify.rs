@@ -11,7 +11,7 @@ use gitvault_format::snapshot::DataRef;
 use gitvault_format::timestamp;
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Result, chain};
 use crate::ledger::SeenHead;
 use crate::progress::Progress;
 use crate::vault::{Vault, damaged_or_io, read_key_slots};
@@ -125,11 +125,14 @@ fn check_ledger(vault: &Vault, c: &mut Check) -> Result<LedgerFacts> {
         let (entry, hash) = match &e.entry {
             Ok(x) => x,
             Err(err) => {
-                c.problem(&e.path, format!("unreadable ledger entry: {err}"));
+                c.problem(&e.path, format!("unreadable ledger entry: {}", chain(err)));
                 prev = None;
                 continue;
             }
         };
+        if e.seq == 1 && (entry.prev.is_some() || !matches!(entry.event, Event::Init { .. })) {
+            c.problem(&e.path, "the first ledger entry must be the vault's init entry, with no predecessor");
+        }
         if e.seq > 1
             && let Some(p) = prev
             && entry.prev != Some(p)
@@ -182,7 +185,9 @@ fn check_ledger(vault: &Vault, c: &mut Check) -> Result<LedgerFacts> {
         }
     }
     if let Some(head) = facts.head {
-        vault.remember_head(head);
+        let hashes: HashMap<u64, Mac> =
+            entries.iter().filter_map(|e| e.entry.as_ref().ok().map(|(_, h)| (e.seq, *h))).collect();
+        vault.advance_seen_head(head, &|seq| hashes.get(&seq).copied());
     }
     Ok(facts)
 }
@@ -191,16 +196,21 @@ fn check_key_slots(vault: &Vault, facts: &LedgerFacts, c: &mut Check) -> Result<
     let slots = match read_key_slots(vault.store.as_ref()) {
         Ok(s) => s,
         Err(e) => {
-            c.problem(paths::KEYS_DIR, e.to_string());
+            c.problem(paths::KEYS_DIR, chain(&e));
             return Ok(0);
         }
     };
     let present: BTreeSet<KeySlotId> = slots.iter().map(|s| s.id).collect();
+    // A slot file and its ledger entry are two writes: `key add` writes the slot first and
+    // `key remove` records the removal first, so an interrupted key change leaves a difference
+    // here. Neither loses data, so they are warnings, worded for both causes.
     for id in present.difference(&facts.key_slots) {
-        c.problem(paths::key_slot(id), "this key slot was not added through gitvault (no ledger entry records it)");
+        c.warnings.push(format!(
+            "key slot {id} is not recorded in the ledger as present (an interrupted `key add` or `key remove`, or added outside gitvault)"
+        ));
     }
     for id in facts.key_slots.difference(&present) {
-        c.problem(paths::key_slot(id), "this key slot is recorded in the ledger but its file is missing");
+        c.problem(paths::key_slot(id), "this key slot is recorded in the ledger but its file is missing (deleted?)");
     }
     Ok(slots.len())
 }
@@ -218,7 +228,7 @@ fn check_snapshots(vault: &Vault, facts: &LedgerFacts, c: &mut Check) -> Result<
         let (snap, mac) = match vault.read_snapshot(id) {
             Ok(x) => x,
             Err(e) => {
-                c.problem(&path, e.to_string());
+                c.problem(&path, chain(&e));
                 continue;
             }
         };
@@ -310,7 +320,7 @@ fn check_data(
             });
             match result {
                 Ok(()) => bytes_read += data.plain_size,
-                Err(e) => c.problem(&path, format!("{} of {who}: {e}", kind.name())),
+                Err(e) => c.problem(&path, format!("{} of {who}: {}", kind.name(), chain(&e))),
             }
         }
     }

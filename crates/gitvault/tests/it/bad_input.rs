@@ -412,10 +412,6 @@ fn a_corrupted_config_or_key_slot_is_a_clear_error() {
 /// Errors print their cause once: `damaged vault file X: malformed key slot: …` and not the
 /// same words two or three times over.
 #[test]
-#[ignore = "BUG: error messages repeat their cause: the engine's Display strings embed {source} \
-            and main prints the anyhow chain with {:#}, e.g. `damaged vault file keys/…: malformed \
-            key slot: expected value…: malformed key slot: expected value…: expected value…`; \
-            `init` on a non-empty directory says `create vault in  in local directory …` (empty path)"]
 fn error_messages_state_their_cause_once() {
     let (w, _, _) = world_with_snapshot();
     let slot = files_under(&w.vault).into_iter().find(|f| f.starts_with("keys/")).expect("a key slot");

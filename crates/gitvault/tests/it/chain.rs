@@ -63,7 +63,11 @@ fn every_snapshot_of_a_full_diff_incr_incr_chain_restores_exactly() {
     let incr1 = w.backup(&[src]);
     assert_eq!(incr1["repositories"][0]["type"], "incr", "default after a backup is incremental");
     let changes = &incr1["repositories"][0]["changes"];
-    let force_pushed = changes.as_array().expect("changes").iter().any(|c| c["name"] == "refs/heads/main" && c["change"] == "force_push");
+    let force_pushed = changes
+        .as_array()
+        .expect("changes")
+        .iter()
+        .any(|c| c["name"] == "refs/heads/main" && c["change"] == "force_push");
     assert!(force_pushed, "backup must flag the force-push of main: {changes}");
     states.push((incr1["snapshot"].as_str().expect("id").to_string(), refs(&r)));
 
@@ -83,7 +87,8 @@ fn every_snapshot_of_a_full_diff_incr_incr_chain_restores_exactly() {
     // The text output of backup and diff both call the rewrite a force-push.
     let text = String::from_utf8(w.run(&["diff", &states[1].0, &states[2].0]).stdout).expect("utf-8");
     assert!(text.contains("refs/heads/main") && text.contains("force-push"), "{text}");
-    let d: serde_json::Value = serde_json::from_str(&w.ok(&["diff", "--json", &states[0].0, &states[1].0])).expect("json");
+    let d: serde_json::Value =
+        serde_json::from_str(&w.ok(&["diff", "--json", &states[0].0, &states[1].0])).expect("json");
     let kinds: BTreeSet<(String, String)> = d["repositories"][0]["changes"]
         .as_array()
         .expect("changes")
@@ -133,7 +138,8 @@ fn empty_repositories_and_several_sources_restore_side_by_side() {
     commit(&work, "x", b"x", "x");
     git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
     let b = w.backup(&[empty.to_str().expect("utf-8"), bare.to_str().expect("utf-8")]);
-    let names: Vec<&str> = b["repositories"].as_array().expect("repos").iter().map(|r| r["name"].as_str().expect("name")).collect();
+    let names: Vec<&str> =
+        b["repositories"].as_array().expect("repos").iter().map(|r| r["name"].as_str().expect("name")).collect();
     assert_eq!(names, ["empty", "tools"], "names: directory name without .git");
 
     let target = w.path("all");
@@ -209,7 +215,10 @@ fn key_slots_can_be_added_used_and_removed_but_not_the_last() {
         .output()
         .expect("run");
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-    let new_id = serde_json::from_slice::<serde_json::Value>(&added.stdout).expect("json")["added"].as_str().expect("id").to_string();
+    let new_id = serde_json::from_slice::<serde_json::Value>(&added.stdout).expect("json")["added"]
+        .as_str()
+        .expect("id")
+        .to_string();
     // The new passphrase opens the vault and can remove the original slot.
     let list: serde_json::Value = serde_json::from_str(&w.ok(&["key", "list", "--json"])).expect("json");
     assert_eq!(list.as_array().expect("slots").len(), 2);

@@ -274,9 +274,6 @@ fn kill_9_while_data_is_written_loses_nothing_and_tmp_is_cleaned() {
 /// What a killed backup leaves in the local cache (a temporary copy of the whole pack) must
 /// not pile up: a later command cleans it, as it cleans the vault's `tmp/`.
 #[test]
-#[ignore = "BUG: a killed backup leaves its pack scratch directory (a full copy of the new pack) \
-            in GITVAULT_CACHE_DIR/tmp/pack-*; later commands never remove it, so every interrupted \
-            backup leaks the size of its pack on the local disk"]
 fn kill_9_leaves_no_pack_scratch_in_the_cache() {
     let s = Setup::new();
     s.reset();

@@ -318,8 +318,6 @@ fn renamed_snapshot_file_is_found_under_both_names() {
 /// One damaged snapshot file must not take the others down with it: they hold everything
 /// needed to restore them.
 #[test]
-#[ignore = "BUG: one damaged snapshot file makes every `restore` (and `snapshots`, `backup`) fail: \
-            Vault::snapshots() returns the first read error instead of skipping the damaged file"]
 fn damaged_snapshot_file_does_not_block_restoring_the_others() {
     let f = Fixture::new();
     let victim = format!("snapshots/{}", f.snaps[1].id);
@@ -332,8 +330,6 @@ fn damaged_snapshot_file_does_not_block_restoring_the_others() {
 /// A backup must still be possible after one snapshot file was damaged: refusing every future
 /// backup turns one bad file into a total loss of protection.
 #[test]
-#[ignore = "BUG: one damaged snapshot file makes every later `backup` fail (Vault::snapshots() \
-            in ops::backup aborts on the first unreadable snapshot)"]
 fn damaged_snapshot_file_does_not_block_new_backups() {
     let f = Fixture::new();
     let victim = format!("snapshots/{}", f.snaps[2].id);
@@ -362,9 +358,6 @@ fn flipped_bit_in_ledger_entry_is_found() {
 /// A backup meeting a damaged ledger head must not say "failed" and still commit a snapshot:
 /// either it refuses before storing anything, or its snapshot is real and it says so.
 #[test]
-#[ignore = "BUG: with the last ledger entry damaged, `backup` writes its snapshot file (the commit \
-            point) and only then fails to append to the ledger: it exits 1 and prints an error, yet \
-            `snapshots` lists the new snapshot; every later backup does the same"]
 fn damaged_ledger_head_makes_backup_fail_before_committing_or_succeed() {
     let f = Fixture::new();
     let head = f.snaps[2].ledger.clone();
@@ -449,9 +442,6 @@ fn deleted_last_ledger_entry_is_not_laundered_by_a_later_backup() {
 /// Damage stays damage: a ledger cut seen once must be reported by every later verify, not
 /// only until verify's own entries have grown the ledger past the remembered head.
 #[test]
-#[ignore = "BUG: a ledger cut is reported by the first one or two verifies only: verify appends its \
-            own entries over the hole and remember_head() advances the cached head by sequence \
-            number alone, so the third verify says `no problems found`"]
 fn deleted_last_ledger_entry_stays_reported_by_every_later_verify() {
     let f = Fixture::new();
     let last = f.snaps[2].ledger.clone();
