@@ -129,10 +129,10 @@ impl Vault {
     /// keeps reporting it until someone investigates (and deletes the mark in the cache).
     /// Failing to write the cache only weakens that check, so it is logged, not fatal.
     pub(crate) fn advance_seen_head(&self, head: SeenHead, hash_at: &dyn Fn(u64) -> Option<Mac>) {
-        if let Some(seen) = self.seen_head() {
-            if seen.seq >= head.seq || hash_at(seen.seq) != Some(seen.hash) {
-                return;
-            }
+        if let Some(seen) = self.seen_head()
+            && (seen.seq >= head.seq || hash_at(seen.seq) != Some(seen.hash))
+        {
+            return;
         }
         let path = self.seen_head_path();
         let write = || -> std::io::Result<()> {
