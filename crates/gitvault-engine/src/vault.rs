@@ -146,6 +146,16 @@ impl Vault {
         &self.ctx
     }
 
+    /// Start a new data object; feed it with [`DataWriter::copy_from`], then commit it.
+    pub(crate) fn begin_data(&self, kind: Kind, compression: Compression) -> Result<DataWriter> {
+        let id = DataId::random()?;
+        let path = paths::data(&id);
+        let out = self.store.create(&path)?;
+        let sealer = SealWriter::new(&self.data_key, &self.mac_key, kind, compression, &id.to_hex(), out)
+            .map_err(|e| self.write_error(&path, e))?;
+        Ok(DataWriter { id, path, kind, sealer })
+    }
+
     /// Encrypt `input` into a new data object. `on_bytes` is told how many plaintext bytes went.
     pub(crate) fn write_data(
         &self,
@@ -154,26 +164,9 @@ impl Vault {
         input: &mut dyn Read,
         on_bytes: &mut dyn FnMut(u64),
     ) -> Result<DataRef> {
-        let id = DataId::random()?;
-        let path = paths::data(&id);
-        let out = self.store.create(&path)?;
-        let mut sealer = SealWriter::new(&self.data_key, &self.mac_key, kind, compression, &id.to_hex(), out)
-            .map_err(|e| self.write_error(&path, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(format!("reading the {} to store", kind.name()), e)),
-            };
-            sealer.write_all(&buf[..n]).map_err(|e| self.write_error(&path, e))?;
-            on_bytes(n as u64);
-        }
-        let (out, sealed) = sealer.finish().map_err(|e| self.write_error(&path, e))?;
-        let size = out.commit()?;
-        debug_assert_eq!(size, sealed.stored_size);
-        Ok(DataRef { id, mac: sealed.mac, size, plain_size: sealed.plain_size })
+        let mut w = self.begin_data(kind, compression)?;
+        w.copy_from(self, input, on_bytes)?;
+        w.commit(self)
     }
 
     /// An IO error while sealing is either the destination failing (keep its storage meaning,
@@ -252,6 +245,45 @@ impl Vault {
         }
         snaps.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         Ok(snaps)
+    }
+}
+
+/// A data object being written: nothing is visible in the vault until [`DataWriter::commit`];
+/// dropping it discards what was written.
+pub(crate) struct DataWriter {
+    id: DataId,
+    path: String,
+    kind: Kind,
+    sealer: SealWriter<Box<dyn gitvault_storage::ObjectWriter>>,
+}
+
+impl DataWriter {
+    /// Copy all of `input` in.
+    pub(crate) fn copy_from(
+        &mut self,
+        vault: &Vault,
+        input: &mut dyn Read,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(format!("reading the {} to store", self.kind.name()), e)),
+            };
+            self.sealer.write_all(&buf[..n]).map_err(|e| vault.write_error(&self.path, e))?;
+            on_bytes(n as u64);
+        }
+    }
+
+    /// Seal the last chunk, check the object opens, and make it durable and visible.
+    pub(crate) fn commit(self, vault: &Vault) -> Result<DataRef> {
+        let (out, sealed) = self.sealer.finish().map_err(|e| vault.write_error(&self.path, e))?;
+        let size = out.commit()?;
+        debug_assert_eq!(size, sealed.stored_size);
+        Ok(DataRef { id: self.id, mac: sealed.mac, size, plain_size: sealed.plain_size })
     }
 }
 

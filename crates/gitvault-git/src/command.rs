@@ -71,7 +71,15 @@ impl Git {
 
     /// Starts building a git command that runs inside `repo` (or nowhere in particular).
     pub(crate) fn cmd<'a>(&'a self, repo: Option<&'a Path>) -> Invocation<'a> {
-        Invocation { git: self, repo, args: Vec::new(), envs: Vec::new(), input: None, remote: None }
+        Invocation {
+            git: self,
+            repo,
+            args: Vec::new(),
+            envs: Vec::new(),
+            path_envs: Vec::new(),
+            input: None,
+            remote: None,
+        }
     }
 
     fn has_env(&self, key: &str) -> bool {
@@ -112,6 +120,7 @@ pub(crate) struct Invocation<'a> {
     repo: Option<&'a Path>,
     args: Vec<OsString>,
     envs: Vec<(&'static str, &'static str)>,
+    path_envs: Vec<(&'static str, OsString)>,
     input: Option<Vec<u8>>,
     remote: Option<&'a str>,
 }
@@ -145,6 +154,24 @@ impl<'a> Invocation<'a> {
     pub(crate) fn env(mut self, key: &'static str, value: &'static str) -> Self {
         self.envs.push((key, value));
         self
+    }
+
+    /// An environment variable holding a path, for this command only.
+    pub(crate) fn env_path(mut self, key: &'static str, value: &Path) -> Self {
+        self.path_envs.push((key, value.as_os_str().to_owned()));
+        self
+    }
+
+    /// Starts the command with stdin, stdout and stderr piped, for callers that stream; returns
+    /// the child and the redacted command line for errors. The caller must drain the pipes.
+    pub(crate) fn spawn(self) -> Result<(std::process::Child, String), Error> {
+        let command = self.describe();
+        let mut cmd = Command::new(&self.git.program);
+        self.prepare(&mut cmd)?;
+        cmd.args(&self.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        tracing::debug!(command = %command, repo = ?self.repo, "running git");
+        let child = cmd.spawn().map_err(|source| Error::Spawn { program: self.git.program.clone(), source })?;
+        Ok((child, command))
     }
 
     /// Bytes fed to git's stdin; without input, stdin is closed so git can never wait on it.
@@ -247,6 +274,7 @@ impl<'a> Invocation<'a> {
             cmd.current_dir(dir);
         }
         cmd.envs(self.envs.iter().copied());
+        cmd.envs(self.path_envs.iter().map(|(k, v)| (k, v)));
         cmd.envs(self.git.envs.iter().map(|(k, v)| (k, v)));
         Ok(())
     }

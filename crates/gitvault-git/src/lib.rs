@@ -20,6 +20,6 @@ mod source;
 pub use command::Git;
 pub use error::Error;
 pub use oid::{ObjectFormat, ObjectId};
-pub use pack::PackFiles;
+pub use pack::{PackFiles, StreamedPack};
 pub use refs::{Head, Ref, RefState};
 pub use source::{SourceKind, classify_source, redact_source, source_name};

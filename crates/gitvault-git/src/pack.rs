@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Git, ObjectId};
@@ -70,6 +70,26 @@ impl Git {
         exclude: &[ObjectId],
         out_dir: &Path,
     ) -> Result<Option<PackFiles>, Error> {
+        Ok(self.pack_objects_streaming(repo, include, exclude, out_dir, |_| Ok(()))?.map(|p| p.files))
+    }
+
+    /// [`Git::pack_objects`], handing the pack's bytes to `consume` *while git writes them*, so
+    /// that storing the pack overlaps with building it. `consume` runs on this thread and reads
+    /// until end of file, which comes when git has finished.
+    ///
+    /// The repository is only read: git writes its temporary pack into `out_dir`, reaching the
+    /// repository's objects as an alternate, so a read-only source can be backed up. What
+    /// `consume` saw is checked against the finished pack (length, header and trailing
+    /// checksum); [`StreamedPack::streamed`] is false when they differ (git rewrote its header,
+    /// which it does only in unusual cases), and the caller must then use the file instead.
+    pub fn pack_objects_streaming<T>(
+        &self,
+        repo: &Path,
+        include: &[ObjectId],
+        exclude: &[ObjectId],
+        out_dir: &Path,
+        consume: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
+    ) -> Result<Option<StreamedPack<T>>, Error> {
         if include.is_empty() {
             return Ok(None);
         }
@@ -85,10 +105,14 @@ impl Git {
             input.push('\n');
         }
 
-        fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-        // git runs inside the repository, so the destination must not be relative.
-        let base = std::path::absolute(out_dir).map_err(|e| Error::io(out_dir, e))?.join("pack");
-        let checksum = self
+        // git runs inside the repository, so every path given to it must be absolute.
+        let out_dir = std::path::absolute(out_dir).map_err(|e| Error::io(out_dir, e))?;
+        let odb = out_dir.join("odb");
+        let tmp_dir = odb.join("pack");
+        fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+        let objects = self.objects_dir(repo)?;
+        let base = out_dir.join("pack");
+        let (mut child, command) = self
             .cmd(Some(repo))
             .args([
                 // Only .pack and .idx are wanted; a .rev file would be left behind unused.
@@ -97,14 +121,61 @@ impl Git {
                 // A user's size limit would split the output into several packs.
                 "-c",
                 "pack.packSizeLimit=0",
+                // This is a temporary copy on its way into the vault, which makes the stored
+                // copy durable itself: syncing this one only costs time.
+                "-c",
+                "core.fsync=none",
                 "pack-objects",
                 "--revs",
                 "--delta-base-offset",
                 "-q",
             ])
             .arg(&base)
-            .input(input.into_bytes())
-            .run_text()?;
+            .env_path("GIT_OBJECT_DIRECTORY", &odb)
+            .env_path("GIT_ALTERNATE_OBJECT_DIRECTORIES", &objects)
+            .spawn()?;
+
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let child = std::sync::Mutex::new(child);
+        let (consumed, streamed, out, err) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || stdin.write_all(input.as_bytes()));
+            let out = scope.spawn(move || {
+                let mut v = Vec::new();
+                stdout.read_to_end(&mut v).map(|_| v)
+            });
+            let err = scope.spawn(move || {
+                let mut v = Vec::new();
+                stderr.read_to_end(&mut v).map(|_| v)
+            });
+            let mut reader = GrowingPack::new(&tmp_dir, &child);
+            let consumed = consume(&mut reader);
+            if consumed.is_err() {
+                // Nobody wants the pack any more.
+                let _ = child.lock().map(|mut c| c.kill());
+            }
+            let streamed = reader.seen();
+            let _ = writer.join();
+            (consumed, streamed, out.join(), err.join())
+        });
+        let status =
+            child.into_inner().map_err(|_| Error::Parse { what: "git child", line: "poisoned".into() })?.wait();
+        let status = status.map_err(|source| Error::Spawn { program: self.program().to_path_buf(), source })?;
+        let stdout = out.ok().and_then(Result::ok).unwrap_or_default();
+        let stderr = err.ok().and_then(Result::ok).unwrap_or_default();
+        if !status.success() {
+            let _ = fs::remove_dir_all(&odb);
+            return Err(Error::Command {
+                command,
+                repo: Some(repo.to_path_buf()),
+                status,
+                stderr: crate::command::clean_stderr(&stderr),
+            });
+        }
+        let consumed = consumed.map_err(|e| Error::io(&base, e))?;
+        let _ = fs::remove_dir_all(&odb);
+        let checksum = String::from_utf8_lossy(&stdout).trim().to_string();
         if ObjectId::parse(&checksum).is_err() {
             return Err(Error::Parse { what: "pack-objects checksum", line: checksum });
         }
@@ -118,7 +189,131 @@ impl Git {
             }
             return Ok(None);
         }
-        Ok(Some(PackFiles { pack, index, checksum, objects }))
+        let streamed = streamed.matches(&pack)?;
+        Ok(Some(StreamedPack { files: PackFiles { pack, index, checksum, objects }, streamed, consumed }))
+    }
+
+    /// The absolute objects directory of a repository (bare or not).
+    fn objects_dir(&self, repo: &Path) -> Result<PathBuf, Error> {
+        let dir = self.cmd(Some(repo)).args(["rev-parse", "--absolute-git-dir"]).run_text()?;
+        Ok(PathBuf::from(dir).join("objects"))
+    }
+}
+
+/// What [`Git::pack_objects_streaming`] produced.
+pub struct StreamedPack<T> {
+    pub files: PackFiles,
+    /// True when the bytes handed to `consume` are exactly the finished pack file.
+    pub streamed: bool,
+    /// What `consume` returned.
+    pub consumed: T,
+}
+
+/// Reads git's temporary pack file while git is still writing it: at the end of what is
+/// written so far it waits, and it reports end of file only once git has exited.
+struct GrowingPack<'a> {
+    dir: &'a Path,
+    child: &'a std::sync::Mutex<std::process::Child>,
+    file: Option<fs::File>,
+    seen: Seen,
+}
+
+/// Enough of a byte stream to recognise it again: length, first and last bytes.
+#[derive(Default)]
+struct Seen {
+    len: u64,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+const SEEN_HEAD: usize = 12;
+const SEEN_TAIL: usize = 32;
+
+impl Seen {
+    fn update(&mut self, bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        if self.head.len() < SEEN_HEAD {
+            let take = (SEEN_HEAD - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+        }
+        self.tail.extend_from_slice(&bytes[bytes.len().saturating_sub(SEEN_TAIL)..]);
+        if self.tail.len() > SEEN_TAIL {
+            self.tail.drain(..self.tail.len() - SEEN_TAIL);
+        }
+    }
+
+    /// Whether `path` holds the stream seen: same length, header and trailing checksum.
+    fn matches(&self, path: &Path) -> Result<bool, Error> {
+        let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len != self.len || len < (SEEN_HEAD + SEEN_TAIL) as u64 {
+            return Ok(false);
+        }
+        let mut head = vec![0u8; SEEN_HEAD];
+        let mut tail = vec![0u8; SEEN_TAIL];
+        use std::io::Seek;
+        f.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
+        f.seek(std::io::SeekFrom::End(-(SEEN_TAIL as i64))).map_err(|e| Error::io(path, e))?;
+        f.read_exact(&mut tail).map_err(|e| Error::io(path, e))?;
+        Ok(head == self.head && tail == self.tail)
+    }
+}
+
+impl<'a> GrowingPack<'a> {
+    fn new(dir: &'a Path, child: &'a std::sync::Mutex<std::process::Child>) -> Self {
+        Self { dir, child, file: None, seen: Seen::default() }
+    }
+
+    fn seen(self) -> Seen {
+        self.seen
+    }
+
+    fn git_exited(&self) -> std::io::Result<bool> {
+        let mut child = self.child.lock().map_err(|_| std::io::Error::other("git child lock poisoned"))?;
+        Ok(child.try_wait()?.is_some())
+    }
+
+    fn open_temp(&mut self) -> std::io::Result<()> {
+        for entry in fs::read_dir(self.dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with("tmp_pack_") {
+                self.file = Some(fs::File::open(entry.path())?);
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for GrowingPack<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.file.is_none() {
+                // Checked before looking, so that a file created just before git exits is
+                // still found on this pass.
+                let exited = self.git_exited()?;
+                self.open_temp()?;
+                if self.file.is_none() {
+                    if exited {
+                        return Ok(0);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    continue;
+                }
+            }
+            let exited = self.git_exited()?;
+            let file = self.file.as_mut().expect("opened above");
+            let n = file.read(buf)?;
+            if n > 0 {
+                self.seen.update(&buf[..n]);
+                return Ok(n);
+            }
+            // At the end of what is written: done only if git had exited before this read.
+            if exited {
+                return Ok(0);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 }
 

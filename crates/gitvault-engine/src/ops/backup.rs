@@ -292,15 +292,35 @@ fn pack_and_store(
     progress.start(name, "packing", None);
     let include: Vec<_> = include.iter().cloned().collect();
     let exclude: Vec<_> = exclude.iter().cloned().collect();
-    let Some(files) = git.pack_objects(repo, &include, &exclude, tmp.path())? else { return Ok(None) };
-    let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    progress.start(name, "storing", Some(size(&files.pack) + size(&files.index)));
-    let store = |path: &Path, kind: Kind, compression: Compression| -> Result<_> {
-        let mut f = fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        vault.write_data(kind, compression, &mut f, &mut |n| progress.bytes(n))
-    };
+    // The pack is sealed into the vault while git is still writing it: on two cores the
+    // encryption runs beside git instead of after it.
+    let mut failure: Option<Error> = None;
+    let streamed = git.pack_objects_streaming(repo, &include, &exclude, tmp.path(), |reader| {
+        let result = vault.begin_data(Kind::Pack, Compression::None).and_then(|mut w| {
+            w.copy_from(vault, reader, &mut |n| progress.bytes(n))?;
+            Ok(w)
+        });
+        result.map_err(|e| {
+            failure = Some(e);
+            std::io::Error::other("storing the pack failed")
+        })
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let Some(streamed) = streamed? else { return Ok(None) };
+    let files = streamed.files;
+    progress.start(name, "storing", None);
     // Pack data is already deflated by git: compressing it again costs time and saves nothing.
-    let pack = store(&files.pack, Kind::Pack, Compression::None)?;
-    let index = store(&files.index, Kind::PackIndex, Compression::Zstd)?;
+    let pack = if streamed.streamed {
+        streamed.consumed.commit(vault)?
+    } else {
+        drop(streamed.consumed);
+        let mut f =
+            fs::File::open(&files.pack).map_err(|e| Error::io(format!("opening {}", files.pack.display()), e))?;
+        vault.write_data(Kind::Pack, Compression::None, &mut f, &mut |n| progress.bytes(n))?
+    };
+    let mut f = fs::File::open(&files.index).map_err(|e| Error::io(format!("opening {}", files.index.display()), e))?;
+    let index = vault.write_data(Kind::PackIndex, Compression::Zstd, &mut f, &mut |_| {})?;
     Ok(Some(PackRecord { snapshot, checksum: files.checksum, objects: files.objects, pack, index }))
 }

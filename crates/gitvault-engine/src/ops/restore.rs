@@ -4,11 +4,11 @@
 //! `objects/pack/`: no `git index-pack`, no delta resolution.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use gitvault_format::envelope::Kind;
-use gitvault_format::ids::SnapshotId;
+use gitvault_format::ids::{SnapshotId, paths};
 use gitvault_format::ledger::Event;
 use gitvault_format::snapshot::{HeadRecord, PackRecord, RepoSnapshot, Snapshot};
 use gitvault_git::{Git, Head, ObjectFormat, ObjectId, Ref, RefState};
@@ -94,7 +94,7 @@ pub(crate) fn install_pack(vault: &Vault, repo: &Path, pack: &PackRecord, progre
     let hex = pack.checksum.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !hex || !(pack.checksum.len() == 40 || pack.checksum.len() == 64) {
         return Err(Error::Damaged {
-            path: gitvault_format::ids::paths::snapshot(&pack.snapshot),
+            path: paths::snapshot(&pack.snapshot),
             source: gitvault_format::FormatError::Invalid {
                 what: "pack checksum",
                 detail: format!("{:?}", pack.checksum),
@@ -110,24 +110,49 @@ pub(crate) fn install_pack(vault: &Vault, repo: &Path, pack: &PackRecord, progre
             continue;
         }
         let tmp = dir.join(format!("tmp-gitvault-{}.{ext}", pack.checksum));
-        let mut reader = vault.open_data(data, kind)?;
-        let file = fs::File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = std::io::Read::read(&mut reader, &mut buf)
-                .map_err(|e| crate::vault::damaged_or_io(&gitvault_format::ids::paths::data(&data.id), e))?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-            progress.bytes(n as u64);
+        let reader = vault.open_data(data, kind)?;
+        let copied = copy_pipelined(reader, &tmp, &paths::data(&data.id), progress);
+        if copied.is_err() {
+            let _ = fs::remove_file(&tmp);
         }
-        out.flush().map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        copied?;
         fs::rename(&tmp, &final_path).map_err(|e| Error::io(format!("renaming into {}", final_path.display()), e))?;
         bytes += data.plain_size;
     }
     Ok(bytes)
+}
+
+/// Decrypt on one thread while writing on another: a restore then costs about the larger of
+/// the two, not their sum. At most a few chunks are in flight, so memory stays bounded.
+fn copy_pipelined(mut reader: impl Read + Send, dest: &Path, source: &str, progress: &dyn Progress) -> Result<()> {
+    let file = fs::File::create(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || -> Result<()> {
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = reader.read(&mut buf).map_err(|e| crate::vault::damaged_or_io(source, e))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                if tx.send(buf).is_err() {
+                    return Ok(()); // the writer stopped; its error is the one to report
+                }
+            }
+        });
+        let written = (|| -> Result<()> {
+            for buf in rx {
+                out.write_all(&buf).map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+                progress.bytes(buf.len() as u64);
+            }
+            out.flush().map_err(|e| Error::io(format!("writing {}", dest.display()), e))
+        })();
+        let produced =
+            producer.join().unwrap_or_else(|_| Err(Error::io("decrypting", std::io::Error::other("panicked"))));
+        produced.and(written)
+    })
 }
 
 /// A throw-away bare repository in the cache directory, for questions only git can answer.
