@@ -250,7 +250,7 @@ fn backup_repo(
         None => Vec::new(),
     };
     for c in changes.iter().filter(|c| c.change.is_warning()) {
-        tracing::warn!(repo = %name, r#ref = %c.name, change = c.change.describe(), "ref changed since the previous backup");
+        tracing::info!(repo = %name, r#ref = %c.name, change = c.change.describe(), "ref changed since the previous backup");
     }
     let redacted = gitvault_git::redact_source(&spec.source);
     let report = RepoReport {

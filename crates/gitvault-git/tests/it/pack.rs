@@ -176,3 +176,47 @@ fn sha256_repository_round_trips() {
     git.fsck(&restored).expect("consistent");
     assert_eq!(git.read_refs(&restored).expect("read restored"), state);
 }
+
+/// Every file under a repository's git directory, for "nothing was written here" checks.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).expect("read dir") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(entry.path().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn streaming_pack_hands_over_exactly_the_pack_and_never_writes_into_the_source() {
+    let sb = Sandbox::new();
+    let rich = rich_repo(&sb, "src");
+    let git = sb.git();
+    let before = files_under(&rich.path.join(".git/objects"));
+    let state = git.read_refs(&rich.path).expect("read refs");
+    let streamed = git
+        .pack_objects_streaming(&rich.path, &tips(&state), &[], &sb.path("out"), |r| {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(r, &mut v).map(|_| v)
+        })
+        .expect("pack")
+        .expect("objects");
+    assert!(streamed.streamed, "the stream must be recognised as the finished pack");
+    assert_eq!(streamed.consumed, fs::read(&streamed.files.pack).expect("read pack"));
+    assert_eq!(files_under(&rich.path.join(".git/objects")), before, "the source repository was written to");
+    assert!(!sb.path("out/odb").exists(), "git's temporary object directory is cleaned up");
+
+    // A consumer that gives up stops git and reports its own error.
+    let failed = git.pack_objects_streaming(&rich.path, &tips(&state), &[], &sb.path("out2"), |_| {
+        Err::<(), _>(std::io::Error::other("destination full"))
+    });
+    assert!(failed.is_err());
+}

@@ -4,4 +4,5 @@ mod bad_input;
 mod chain;
 mod common;
 mod crash;
+mod golden;
 mod tamper;

@@ -1,0 +1,55 @@
+//! Golden vaults: vaults written by earlier versions, checked in, never regenerated. Every
+//! later gitvault must open, verify and restore them exactly.
+
+use std::path::{Path, PathBuf};
+
+use gitvault_git::Git;
+
+use crate::common::World;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).expect("copy");
+        }
+    }
+}
+
+fn golden(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(version)
+}
+
+#[test]
+fn format_v1_golden_vault_verifies_and_restores_exactly() {
+    let w = World::new();
+    // A copy: verify appends to the ledger, and the checked-in vault must never change.
+    copy_dir(&golden("v1").join("vault"), &w.vault);
+    let with_pass = |args: &[&str]| {
+        let out = w.cmd(args).env("GITVAULT_PASSWORD", "golden vault v1").output().expect("run");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let report: serde_json::Value = serde_json::from_str(&with_pass(&["verify", "--read-data", "--json"])).expect("json");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["snapshots"], 2);
+
+    let mut checked = 0;
+    for entry in std::fs::read_dir(golden("v1")).expect("read") {
+        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_prefix("refs-").and_then(|n| n.strip_suffix(".txt")) else { continue };
+        let expected = std::fs::read_to_string(golden("v1").join(&name)).expect("read refs");
+        let target = w.path(&format!("restored-{id}.git"));
+        with_pass(&["restore", id, "--target", target.to_str().expect("utf-8")]);
+        let got = Git::new().read_refs(&target).expect("refs");
+        let got: String = got.refs.iter().map(|r| format!("{} {}\n", r.oid, r.name)).collect();
+        assert_eq!(got, expected, "snapshot {id}");
+        Git::new().fsck(&target).expect("fsck");
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}
