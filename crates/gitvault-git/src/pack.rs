@@ -277,7 +277,13 @@ impl<'a> GrowingPack<'a> {
         for entry in fs::read_dir(self.dir)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with("tmp_pack_") {
-                self.file = Some(fs::File::open(entry.path())?);
+                match fs::File::open(entry.path()) {
+                    Ok(f) => self.file = Some(f),
+                    // git finished and renamed it between listing and opening: nothing was
+                    // streamed, and the caller falls back to the finished file.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
                 return Ok(());
             }
         }

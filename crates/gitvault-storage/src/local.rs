@@ -133,11 +133,25 @@ struct LocalWriter {
     path: String,
     tmp: PathBuf,
     file: Option<BufWriter<File>>,
+    unsynced: u64,
 }
+
+/// Flush written data to disk every this many bytes, so that the fsync of a large object at
+/// commit has little left to do: the disk works while the object is still being produced,
+/// instead of after.
+const SYNC_EVERY: u64 = 32 << 20;
 
 impl Write for LocalWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("writer used after commit").write(buf)
+        let file = self.file.as_mut().expect("writer used after commit");
+        let n = file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY {
+            file.flush()?;
+            file.get_ref().sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.as_mut().expect("writer used after commit").flush()
@@ -186,6 +200,7 @@ impl Store for LocalStore {
             path: path.to_string(),
             tmp,
             file: Some(BufWriter::with_capacity(1 << 20, file)),
+            unsynced: 0,
         }))
     }
 

@@ -34,7 +34,8 @@ fn format_v1_golden_vault_verifies_and_restores_exactly() {
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("utf-8")
     };
-    let report: serde_json::Value = serde_json::from_str(&with_pass(&["verify", "--read-data", "--json"])).expect("json");
+    let report: serde_json::Value =
+        serde_json::from_str(&with_pass(&["verify", "--read-data", "--json"])).expect("json");
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["snapshots"], 2);
 
