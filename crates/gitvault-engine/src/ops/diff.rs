@@ -161,31 +161,15 @@ pub fn diff(vault: &Vault, from: &Snapshot, to: &Snapshot) -> Result<SnapshotDif
                 name: name.into(),
                 status: RepoStatus::Removed,
                 head: None,
-                changes: Vec::new(),
+                changes: ref_changes(&a.refs, &[], &mut |_, _| Ok(false))?,
                 objects_added: 0,
                 bytes_added: 0,
-            }
-            .tap_changes(&a.refs),
+            },
             (None, None) => continue,
         };
         repos.push(d);
     }
     Ok(SnapshotDiff { from: from.id, to: to.id, repositories: repos })
-}
-
-impl RepoDiff {
-    fn tap_changes(mut self, old_refs: &[RefRecord]) -> Self {
-        self.changes = old_refs
-            .iter()
-            .map(|r| RefChange {
-                name: r.name.clone(),
-                change: ChangeKind::Deleted,
-                old: Some(r.oid.clone()),
-                new: None,
-            })
-            .collect();
-        self
-    }
 }
 
 fn diff_repo(vault: &Vault, git: &Git, a: &RepoSnapshot, b: &RepoSnapshot) -> Result<RepoDiff> {

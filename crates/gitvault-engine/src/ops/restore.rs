@@ -209,10 +209,14 @@ pub fn restore(
         progress.finish(&repo.name);
         report.repositories.push(restored);
     }
-    vault.append_ledger(Event::Restore {
+    // The restore has succeeded by now; a vault that cannot take the record (read-only
+    // media, an immutable bucket) must not turn it into a failure.
+    if let Err(e) = vault.append_ledger(Event::Restore {
         snapshot: snap.id,
         repositories: report.repositories.iter().map(|r| r.name.clone()).collect(),
-    })?;
+    }) {
+        tracing::warn!(error = %crate::error::chain(&e), "the restore could not be recorded in the vault's ledger");
+    }
     Ok(report)
 }
 

@@ -167,12 +167,16 @@ fn remote_source_is_mirrored_and_restored_exactly() {
     git(&work, &["push", "-q", "--tags", bare.to_str().expect("utf-8"), "main"]);
 
     let port = free_port();
-    let mut daemon = std::process::Command::new("git")
-        .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1", &format!("--port={port}")])
-        .arg(format!("--base-path={}", root.display()))
-        .arg(&root)
-        .spawn()
-        .expect("start git daemon");
+    let _daemon = Daemon(
+        std::process::Command::new("git")
+            .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1", &format!("--port={port}")])
+            .arg(format!("--base-path={}", root.display()))
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start git daemon"),
+    );
     let url = format!("git://127.0.0.1:{port}/team/remote.git");
     wait_for_port(port);
     let first = w.backup(&[&url]);
@@ -183,9 +187,16 @@ fn remote_source_is_mirrored_and_restored_exactly() {
     assert!(second["repositories"][0]["objects_added"].as_u64().expect("n") >= 3);
     let third = w.backup(&[&url]);
     assert_eq!(third["repositories"][0]["objects_added"], 0);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     assert_restores_exactly(&w, "latest", None, &refs(&bare), "remote");
+}
+
+/// Stops the server however the test ends.
+struct Daemon(std::process::Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn free_port() -> u16 {
