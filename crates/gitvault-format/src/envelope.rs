@@ -119,11 +119,10 @@ pub struct Sealed {
     pub stored_size: u64,
 }
 
-/// Where the re-decrypted chunks go to prove the envelope opens to the original content.
-// One per writer: the size difference between variants costs nothing worth a box.
-#[allow(clippy::large_enum_variant)]
+/// How re-opened chunks are proven to hold the content written: compared byte for byte with
+/// the chunk (no compression), or decompressed again and hashed (zstd).
 enum Check {
-    Plain(blake3::Hasher),
+    Exact,
     Zstd(Box<zstd::stream::write::Decoder<'static, HashSink>>),
 }
 
@@ -138,59 +137,105 @@ impl Write for HashSink {
     }
 }
 
-/// Cuts the (compressed) stream into chunks, seals each, checks it opens again, writes it out.
+/// Chunks sealed at once, each on its own thread: sealing is independent per chunk (the
+/// counter is part of the nonce), so a large pack is encrypted on every core.
+fn parallel_chunks() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+}
+
+type Stream = StreamBE32<XChaCha20Poly1305>;
+
+/// Seal one chunk and open it again. Opening what we are about to store catches a fault in
+/// memory or in the cipher before the file exists, rather than on the day of the restore.
+fn seal_one(stream: &Stream, counter: u32, last: bool, aad: &[u8], chunk: &[u8]) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut sealed = Vec::with_capacity(chunk.len() + TAG_LEN);
+    sealed.extend_from_slice(chunk);
+    stream.encrypt_in_place(counter, last, aad, &mut sealed).map_err(|_| io_err(FormatError::Authentication))?;
+    let mut reopened = sealed.clone();
+    stream.decrypt_in_place(counter, last, aad, &mut reopened).map_err(|_| io_err(FormatError::Authentication))?;
+    Ok((sealed, reopened))
+}
+
+/// Cuts the (compressed) stream into chunks, seals them, checks they open again, writes them out.
 struct ChunkSealer<W: Write> {
     out: W,
-    stream: StreamBE32<XChaCha20Poly1305>,
+    stream: Stream,
     aad: Vec<u8>,
     buf: Vec<u8>,
-    sealed: Vec<u8>,
     counter: u32,
     written: u64,
     check: Check,
+    parallel: usize,
 }
 
 impl<W: Write> ChunkSealer<W> {
-    fn seal_chunk(&mut self, last: bool) -> io::Result<()> {
-        let take = self.buf.len().min(CHUNK_SIZE);
-        self.sealed.clear();
-        self.sealed.extend_from_slice(&self.buf[..take]);
-        self.buf.drain(..take);
-        self.stream
-            .encrypt_in_place(self.counter, last, &self.aad, &mut self.sealed)
-            .map_err(|_| io_err(FormatError::Authentication))?;
-        // Open what we are about to store, so that a fault in memory or in the cipher is caught
-        // before the file exists rather than on the day of the restore.
-        let mut reopened = self.sealed.clone();
-        self.stream
-            .decrypt_in_place(self.counter, last, &self.aad, &mut reopened)
-            .map_err(|_| io_err(FormatError::Authentication))?;
-        match &mut self.check {
-            Check::Plain(h) => {
-                h.update(&reopened);
+    /// Seal `count` chunks from the front of the buffer (the last one flagged when `last`).
+    fn seal_front(&mut self, count: usize, last: bool) -> io::Result<()> {
+        let end = (count * CHUNK_SIZE).min(self.buf.len());
+        let chunks: Vec<&[u8]> = if end == 0 { vec![&[][..]] } else { self.buf[..end].chunks(CHUNK_SIZE).collect() };
+        let first = self.counter;
+        let n = chunks.len();
+        let counter_of = |i: usize| -> io::Result<u32> {
+            u32::try_from(i).ok().and_then(|i| first.checked_add(i)).ok_or_else(|| {
+                io_err(FormatError::Invalid { what: "envelope", detail: "content exceeds 4 PiB".into() })
+            })
+        };
+        let (stream, aad) = (&self.stream, &self.aad);
+        let results: Vec<io::Result<(Vec<u8>, Vec<u8>)>> = if n == 1 {
+            vec![seal_one(stream, counter_of(0)?, last, aad, chunks[0])]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let counter = counter_of(i);
+                        let is_last = last && i + 1 == n;
+                        scope.spawn(move || seal_one(stream, counter?, is_last, aad, chunk))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("sealing thread panicked"))))
+                    .collect()
+            })
+        };
+        for (chunk, result) in chunks.iter().zip(results) {
+            let (sealed, reopened) = result?;
+            match &mut self.check {
+                Check::Exact => {
+                    if reopened != *chunk {
+                        return Err(io_err(FormatError::Invalid {
+                            what: "envelope",
+                            detail: "a sealed chunk did not open to its content (memory or cipher fault); nothing was stored"
+                                .into(),
+                        }));
+                    }
+                }
+                Check::Zstd(d) => d.write_all(&reopened).map_err(|e| io_err(FormatError::Decompress(e)))?,
             }
-            Check::Zstd(d) => d.write_all(&reopened).map_err(|e| io_err(FormatError::Decompress(e)))?,
+            self.out.write_all(&sealed)?;
+            self.written += sealed.len() as u64;
         }
-        self.out.write_all(&self.sealed)?;
-        self.written += self.sealed.len() as u64;
-        self.counter = self
-            .counter
-            .checked_add(1)
-            .ok_or_else(|| io_err(FormatError::Invalid { what: "envelope", detail: "content exceeds 4 PiB".into() }))?;
+        self.counter = counter_of(n)?;
+        self.buf.drain(..end);
         Ok(())
     }
 
-    fn finish(mut self) -> io::Result<(W, u64, blake3::Hasher)> {
-        while self.buf.len() >= CHUNK_SIZE {
-            self.seal_chunk(false)?;
+    /// Seal what is left, the last chunk included; returns the hash of the re-decompressed
+    /// content when it must still be compared with the content's MAC.
+    fn finish(mut self) -> io::Result<(W, u64, Option<blake3::Hasher>)> {
+        let full = self.buf.len() / CHUNK_SIZE;
+        if full > 0 {
+            self.seal_front(full, false)?;
         }
-        self.seal_chunk(true)?;
+        self.seal_front(1, true)?;
         self.out.flush()?;
         let hasher = match self.check {
-            Check::Plain(h) => h,
+            Check::Exact => None,
             Check::Zstd(mut d) => {
                 d.flush().map_err(|e| io_err(FormatError::Decompress(e)))?;
-                d.into_inner().0
+                Some(d.into_inner().0)
             }
         };
         Ok((self.out, self.written, hasher))
@@ -200,9 +245,10 @@ impl<W: Write> ChunkSealer<W> {
 impl<W: Write> Write for ChunkSealer<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
-        // A chunk of exactly CHUNK_SIZE is never the last one, so it can go out now.
-        while self.buf.len() >= CHUNK_SIZE {
-            self.seal_chunk(false)?;
+        // A chunk of exactly CHUNK_SIZE is never the last one, so full chunks can go out now,
+        // a batch at a time.
+        while self.buf.len() >= self.parallel * CHUNK_SIZE {
+            self.seal_front(self.parallel, false)?;
         }
         Ok(data.len())
     }
@@ -241,18 +287,19 @@ impl<W: Write> SealWriter<W> {
         let header = header(kind, compression, &prefix);
         out.write_all(&header)?;
         let check = match compression {
-            Compression::None => Check::Plain(mac_key.hasher()),
+            Compression::None => Check::Exact,
             Compression::Zstd => Check::Zstd(Box::new(zstd::stream::write::Decoder::new(HashSink(mac_key.hasher()))?)),
         };
+        let parallel = parallel_chunks();
         let sealer = ChunkSealer {
             out,
             stream: stream(key, &prefix),
             aad: aad(&header, id),
-            buf: Vec::with_capacity(CHUNK_SIZE + 64 * 1024),
-            sealed: Vec::with_capacity(SEALED_CHUNK),
+            buf: Vec::with_capacity((parallel + 1) * CHUNK_SIZE),
             counter: 0,
             written: HEADER_LEN as u64,
             check,
+            parallel,
         };
         let stage = match compression {
             Compression::None => Stage::Plain(sealer),
@@ -270,7 +317,9 @@ impl<W: Write> SealWriter<W> {
         };
         let (out, stored_size, reopened) = sealer.finish()?;
         let mac = Mac::from_bytes(*self.mac.finalize().as_bytes());
-        if Mac::from_bytes(*reopened.finalize().as_bytes()) != mac {
+        if let Some(reopened) = reopened
+            && Mac::from_bytes(*reopened.finalize().as_bytes()) != mac
+        {
             return Err(io_err(FormatError::Invalid {
                 what: "envelope",
                 detail:

@@ -128,6 +128,10 @@ impl Git {
                 "pack-objects",
                 "--revs",
                 "--delta-base-offset",
+                // git uses reachability bitmaps by default only when packing to stdout (as for
+                // a clone or a bundle); a pack written to disk would otherwise walk every
+                // object and take about 1.5x as long on a repository that has bitmaps.
+                "--use-bitmap-index",
                 "-q",
             ])
             .arg(&base)
