@@ -41,7 +41,11 @@ impl std::error::Error for UsageError {}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global);
-    match run(cli) {
+    let result = run(cli);
+    if let Some(kib) = peak_rss_kib() {
+        tracing::info!(peak_rss_kib = kib, "gitvault's own peak memory (git subprocesses not included)");
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -52,6 +56,13 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// This process's peak resident memory (Linux `VmHWM`), for `-v` logs and benchmarks.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn init_logging(g: &GlobalArgs) {
