@@ -271,6 +271,17 @@ impl<'a> Invocation<'a> {
             if let Some(parent) = dir.parent() {
                 cmd.env("GIT_CEILING_DIRECTORIES", parent);
             }
+            // A backup user reads repositories owned by others (a git server's, say), which git
+            // refuses as "dubious ownership" unless told the directory is trusted. Naming a
+            // repository to back up is that trust; none of the commands run here executes
+            // anything a repository's own config could name. Command-line config counts as
+            // protected configuration, where git honours safe.directory.
+            cmd.arg("-c").arg(format!("safe.directory={}", dir.display()));
+            if dir.file_name().is_some_and(|n| n == ".git")
+                && let Some(work_tree) = dir.parent()
+            {
+                cmd.arg("-c").arg(format!("safe.directory={}", work_tree.display()));
+            }
             cmd.current_dir(dir);
         }
         cmd.envs(self.envs.iter().copied());

@@ -251,3 +251,18 @@ fn key_slots_can_be_added_used_and_removed_but_not_the_last() {
     assert!(with_new(&["verify"]).status.success(), "key changes are in the ledger");
     let _ = PASSWORD;
 }
+
+/// A backup user reads repositories it does not own (a git server's): git's "dubious
+/// ownership" refusal must not stop the backup. Needs root to give the repository away.
+#[test]
+fn repository_owned_by_another_user_is_backed_up() {
+    let w = World::new();
+    w.init();
+    let r = new_repo(&w.path("src/theirs"));
+    commit(&r, "f", b"data", "theirs");
+    let expected = refs(&r);
+    let chown = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&r).status().expect("run chown");
+    assert!(chown.success(), "this test gives the repository to another user and needs root (as CI has)");
+    w.backup(&[r.to_str().expect("utf-8")]);
+    assert_restores_exactly(&w, "latest", None, &expected, "theirs");
+}
