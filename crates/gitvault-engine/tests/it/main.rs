@@ -1,0 +1,155 @@
+//! Engine tests through a fault-injecting store: whatever write fails, and whenever the
+//! destination fills up, the backup fails cleanly and the vault still verifies and restores.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use gitvault_engine::ops::backup::{BackupOptions, SourceSpec, backup};
+use gitvault_engine::ops::restore::{RestoreOptions, restore};
+use gitvault_engine::ops::verify::{VerifyOptions, verify};
+use gitvault_engine::progress::NoProgress;
+use gitvault_engine::{Context, LockedVault, Vault, resolve_snapshot};
+use gitvault_format::keys::{KdfParams, Passphrase};
+use gitvault_git::Git;
+use gitvault_storage::faulty::{Faults, FaultyStore};
+use gitvault_storage::{LocalStore, Store};
+
+const WEAK: KdfParams = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(["-c", "init.defaultBranch=main", "-c", "user.name=Ada", "-c", "user.email=ada@example.org"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .expect("git")
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+fn commit(repo: &Path, name: &str, bytes: usize, seed: u8) {
+    // Incompressible, so that stored sizes are predictable.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(seed);
+    let data: Vec<u8> = (0..bytes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    std::fs::write(repo.join(name), data).expect("write");
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", name]);
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    repo: PathBuf,
+    ctx: Context,
+    pass: Passphrase,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let repo = root.join("repo");
+        std::fs::create_dir_all(&repo).expect("mkdir");
+        git(&repo, &["init", "-q"]);
+        commit(&repo, "a.bin", 300_000, 1);
+        let ctx = Context { cache_dir: root.join("cache"), host: "test".into() };
+        let s = Self { _dir: dir, root, repo, ctx, pass: Passphrase::new("pw") };
+        let store = LocalStore::new(s.root.join("vault"));
+        store.create_root().expect("root");
+        LockedVault::init(Arc::new(store), &s.pass, WEAK, s.ctx.clone()).expect("init");
+        s
+    }
+
+    fn open(&self, store: Arc<dyn Store>) -> Vault {
+        LockedVault::open(store).expect("open").unlock(&self.pass, self.ctx.clone()).expect("unlock")
+    }
+
+    fn plain(&self) -> Vault {
+        self.open(Arc::new(LocalStore::new(self.root.join("vault"))))
+    }
+
+    fn faulty(&self, faults: Faults) -> Vault {
+        self.open(Arc::new(FaultyStore::new(LocalStore::new(self.root.join("vault")), faults)))
+    }
+
+    fn source(&self) -> Vec<SourceSpec> {
+        vec![SourceSpec { source: self.repo.display().to_string(), name: Some("repo".into()) }]
+    }
+
+    /// The vault verifies and every snapshot restores to the refs recorded when it was made.
+    fn assert_intact(&self, expected: &[(String, gitvault_git::RefState)], label: &str) {
+        let vault = self.plain();
+        let report = verify(&vault, &VerifyOptions { read_data: true }, &NoProgress).expect("verify runs");
+        assert!(report.ok, "{label}: verify found {:?}", report.problems);
+        let snaps = vault.snapshots().expect("snapshots");
+        for (i, (id, state)) in expected.iter().enumerate() {
+            let snap = resolve_snapshot(&snaps, id).expect("snapshot");
+            let target = self.root.join(format!("restore-{label}-{i}"));
+            restore(&vault, snap, None, &target, &RestoreOptions::default(), &NoProgress).expect("restore");
+            assert_eq!(&Git::new().read_refs(&target).expect("refs"), state, "{label}: snapshot {i}");
+            Git::new().fsck(&target).expect("fsck");
+        }
+    }
+}
+
+#[test]
+fn a_failure_at_any_commit_leaves_a_vault_that_verifies_and_restores() {
+    let s = Setup::new();
+    let first = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
+    let mut expected = vec![(first.snapshot.expect("snapshot").to_hex(), Git::new().read_refs(&s.repo).expect("refs"))];
+    commit(&s.repo, "b.bin", 200_000, 2);
+    // A backup commits: the pack, its index, the snapshot, the ledger entry. Fail each in turn.
+    let mut failed_somewhere = 0;
+    for k in 1..=4 {
+        let result = backup(&s.faulty(Faults::fail_commit(k)), &s.source(), &BackupOptions::default(), &NoProgress);
+        match result {
+            Err(_) => failed_somewhere += 1,
+            Ok(report) if report.snapshot.is_none() => failed_somewhere += 1,
+            Ok(report) => panic!("commit {k} was made to fail, yet the backup reports success: {report:?}"),
+        }
+        s.assert_intact(&expected, &format!("fail-commit-{k}"));
+    }
+    assert_eq!(failed_somewhere, 4);
+    // Without faults the next backup lands and everything restores.
+    let ok = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
+    expected.push((ok.snapshot.expect("snapshot").to_hex(), Git::new().read_refs(&s.repo).expect("refs")));
+    s.assert_intact(&expected, "after");
+}
+
+#[test]
+fn a_full_destination_at_any_point_loses_nothing() {
+    let s = Setup::new();
+    let first = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
+    let expected = vec![(first.snapshot.expect("snapshot").to_hex(), Git::new().read_refs(&s.repo).expect("refs"))];
+    commit(&s.repo, "c.bin", 400_000, 3);
+    for limit in [0, 100, 4_096, 100_000, 300_000] {
+        let vault = s.faulty(Faults::no_space_after(limit));
+        match backup(
+            &vault,
+            &s.source(),
+            &BackupOptions { backup_type: Some(gitvault_format::snapshot::BackupType::Full) },
+            &NoProgress,
+        ) {
+            Ok(report) => {
+                assert!(report.snapshot.is_none(), "limit {limit}: a full destination cannot take a snapshot");
+                assert!(
+                    report.failures[0].error.contains("No space") || report.failures[0].error.contains("space"),
+                    "{:?}",
+                    report.failures
+                );
+            }
+            Err(e) => assert!(gitvault_engine::error::chain(&e).contains("space"), "limit {limit}: {e}"),
+        }
+        s.assert_intact(&expected, &format!("no-space-{limit}"));
+    }
+}
