@@ -29,7 +29,10 @@ impl Progress for Bars {
                     .expect("valid template")
                     .progress_chars("=> "),
             ),
-            None => ProgressBar::new_spinner(),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} {bytes} {bytes_per_sec}")
+                    .expect("valid template"),
+            ),
         };
         bar.set_prefix(repo.to_string());
         bar.set_message(phase.to_string());
