@@ -9,8 +9,8 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::common::files_under;
 use crate::common::{PASSWORD, World, assert_restores_exactly, commit, git, new_repo, noise, refs};
-use crate::tamper::files_under;
 
 /// Every file under `dir` with its content: a before/after picture of a vault.
 fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {

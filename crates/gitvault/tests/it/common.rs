@@ -1,6 +1,7 @@
 //! Test harness: a temporary world with a vault, a cache, real git repositories built by
 //! scripted git commands, and the real `gitvault` binary.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -145,4 +146,23 @@ pub fn assert_restores_exactly(w: &World, snapshot: &str, repo: Option<&str>, ex
     assert_eq!(got.refs, expected.refs, "{label}: refs differ");
     assert_eq!(got.head, expected.head, "{label}: HEAD differs");
     Git::new().fsck(&target).unwrap_or_else(|e| panic!("{label}: fsck failed: {e}"));
+}
+
+/// Every file under `dir` (none when it does not exist), as `/`-separated paths relative to it.
+
+pub fn files_under(dir: &Path) -> BTreeSet<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.insert(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(dir, dir, &mut out);
+    out
 }

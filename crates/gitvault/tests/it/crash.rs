@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use gitvault_git::RefState;
 
+use crate::common::files_under;
 use crate::common::{World, assert_restores_exactly, git, noise, refs};
-use crate::tamper::files_under;
 
 /// Add `commits` commits to `main` of the bare repository `repo`, each adding one file of
 /// `size` incompressible bytes. `git fast-import` writes them straight into a pack: fast.

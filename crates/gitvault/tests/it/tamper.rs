@@ -4,11 +4,11 @@
 //! exactly.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use gitvault_git::RefState;
 
-use crate::common::{World, assert_restores_exactly, commit, git, new_repo, noise, refs};
+use crate::common::{World, assert_restores_exactly, commit, files_under, git, new_repo, noise, refs};
 
 /// One snapshot of the fixture and the vault files its backup added.
 struct Snap {
@@ -25,25 +25,6 @@ struct Fixture {
     w: World,
     repo: PathBuf,
     snaps: Vec<Snap>,
-}
-
-/// Every file under `dir` (none when it does not exist), as `/`-separated paths relative to it.
-/// Shared with the crash and bad-input tests.
-pub(crate) fn files_under(dir: &Path) -> BTreeSet<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else if let Ok(rel) = path.strip_prefix(root) {
-                out.insert(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 fn with_prefix(files: &BTreeSet<String>, prefix: &str) -> BTreeSet<String> {
