@@ -19,13 +19,11 @@
 mod error;
 pub mod faulty;
 mod local;
-mod opendal;
 
 use std::io::{Read, Write};
 
 pub use error::{ErrorKind, StorageError};
 pub use local::LocalStore;
-pub use self::opendal::{S3Config, S3Store};
 
 /// An object as listed: its path and size in bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
