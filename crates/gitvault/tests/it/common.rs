@@ -149,7 +149,6 @@ pub fn assert_restores_exactly(w: &World, snapshot: &str, repo: Option<&str>, ex
 }
 
 /// Every file under `dir` (none when it does not exist), as `/`-separated paths relative to it.
-
 pub fn files_under(dir: &Path) -> BTreeSet<String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
