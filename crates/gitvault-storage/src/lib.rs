@@ -11,17 +11,20 @@
 //!   racing for one name, exactly one wins and the other gets [`ErrorKind::AlreadyExists`].
 //! - Paths are `/`-separated, relative to the vault root, never starting with `/`.
 //!
-//! Only the local backend exists today. Remote backends (S3, SFTP) will come through OpenDAL
-//! behind this same trait; the local one uses `std::fs` directly because it needs two things
+//! Backends: [`LocalStore`] (a directory or mounted NAS) and [`S3Store`] (S3 and S3-compatible
+//! servers, through OpenDAL; not yet selectable from the CLI). SFTP comes through OpenDAL
+//! behind this same trait. The local one uses `std::fs` directly because it needs two things
 //! OpenDAL's filesystem service does not give: an atomic create-only (`link(2)`) and an fsync
 //! of the directory after a rename, without which a committed snapshot could vanish on power loss.
 
 mod error;
 pub mod faulty;
 mod local;
+mod opendal;
 
 use std::io::{Read, Write};
 
+pub use self::opendal::{S3Config, S3Store};
 pub use error::{ErrorKind, StorageError};
 pub use local::LocalStore;
 

@@ -1,16 +1,26 @@
 //! The storage conformance suite: every backend must pass every case. Backends are listed in
 //! `backends()`; remote ones join when they exist.
 
+mod s3;
+
+use std::any::Any;
 use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
 
 use gitvault_storage::{ErrorKind, LocalStore, Store};
 
-fn backends() -> Vec<(tempfile::TempDir, Arc<dyn Store>)> {
+/// Whatever must live as long as a backend's store: its temporary directory, its server.
+type Guard = Box<dyn Any>;
+
+fn backends() -> Vec<(Guard, Arc<dyn Store>)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalStore::new(dir.path().join("vault"));
     store.create_root().expect("create root");
-    vec![(dir, Arc::new(store))]
+    let mut all: Vec<(Guard, Arc<dyn Store>)> = vec![(Box::new(dir), Arc::new(store))];
+    if let Some((server, store)) = s3::backend() {
+        all.push((Box::new(server), Arc::new(store)));
+    }
+    all
 }
 
 #[test]
