@@ -12,7 +12,7 @@
 //! - Paths are `/`-separated, relative to the vault root, never starting with `/`.
 //!
 //! Backends: [`LocalStore`] (a directory or mounted NAS) and [`S3Store`] (S3 and S3-compatible
-//! servers, through OpenDAL; not yet selectable from the CLI). SFTP comes through OpenDAL
+//! servers, through OpenDAL). SFTP comes through OpenDAL
 //! behind this same trait. The local one uses `std::fs` directly because it needs two things
 //! OpenDAL's filesystem service does not give: an atomic create-only (`link(2)`) and an fsync
 //! of the directory after a rename, without which a committed snapshot could vanish on power loss.

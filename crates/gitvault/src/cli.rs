@@ -24,9 +24,11 @@ pub struct Cli {
 
 #[derive(Args, Debug)]
 pub struct GlobalArgs {
-    /// The vault: a local directory.
-    #[arg(long, global = true, env = "GITVAULT_VAULT", value_name = "PATH")]
-    pub vault: Option<PathBuf>,
+    /// The vault: a local directory (or file://PATH), or s3://BUCKET/PREFIX (endpoint, region and
+    /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_PROFILE).
+    #[arg(long, global = true, env = "GITVAULT_VAULT", value_name = "PATH|URL")]
+    pub vault: Option<String>,
     /// Read the passphrase from this file (its first line). GITVAULT_PASSWORD takes precedence.
     #[arg(long, global = true, env = "GITVAULT_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,

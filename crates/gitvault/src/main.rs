@@ -1,13 +1,13 @@
 //! The `gitvault` command: parses arguments, resolves settings once, calls the engine, prints.
 
 mod cli;
+mod destination;
 mod output;
 mod progress;
 mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
 use clap::Parser;
@@ -16,7 +16,6 @@ use gitvault_engine::progress::{NoProgress, Progress};
 use gitvault_engine::{Context, LockedVault, Vault, resolve_snapshot};
 use gitvault_format::keys::KdfParams;
 use gitvault_format::snapshot::BackupType;
-use gitvault_storage::{LocalStore, Store};
 
 use cli::{Cli, Command, GlobalArgs, KdfArgs, KeyCommand, TypeArg};
 
@@ -83,7 +82,8 @@ fn init_logging(g: &GlobalArgs) {
 
 /// Settings resolved once from flags, environment and defaults.
 struct Settings {
-    vault: PathBuf,
+    vault: String,
+    destination: destination::Destination,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     ctx: Context,
@@ -96,13 +96,16 @@ impl Settings {
         let vault = g
             .vault
             .clone()
-            .ok_or_else(|| UsageError("no vault given: pass --vault PATH or set GITVAULT_VAULT".into()))?;
+            .ok_or_else(|| UsageError("no vault given: pass --vault PATH|URL or set GITVAULT_VAULT".into()))?;
+        let destination = destination::Destination::parse(&vault, &destination::AwsEnv::from_env())
+            .map_err(|e| UsageError(format!("{e:#}")))?;
         let cache_dir = match &g.cache_dir {
             Some(d) => d.clone(),
             None => default_cache_dir(),
         };
         Ok(Self {
             vault,
+            destination,
             password_env: std::env::var(secrets::PASSWORD_ENV).ok(),
             password_file: g.password_file.clone(),
             ctx: Context { cache_dir, host: hostname() },
@@ -111,12 +114,8 @@ impl Settings {
         })
     }
 
-    fn store(&self) -> Arc<dyn Store> {
-        Arc::new(LocalStore::new(&self.vault))
-    }
-
     fn unlock(&self) -> Result<Vault> {
-        let locked = LockedVault::open(self.store())?;
+        let locked = LockedVault::open(self.destination.open()?)?;
         let pass = secrets::passphrase(self.password_env.clone(), self.password_file.as_deref(), false)?;
         Ok(locked.unlock(&pass, self.ctx.clone())?)
     }
@@ -200,10 +199,9 @@ fn run(cli: Cli) -> Result<u8> {
 
 fn cmd_init(s: &Settings, kdf: &KdfArgs) -> Result<u8> {
     let pass = secrets::passphrase(s.password_env.clone(), s.password_file.as_deref(), true)?;
-    let store = LocalStore::new(&s.vault);
-    store.create_root().with_context(|| format!("creating a vault at {}", s.vault.display()))?;
-    let vault = LockedVault::init(Arc::new(store), &pass, kdf_params(kdf), s.ctx.clone())
-        .with_context(|| format!("creating a vault at {}", s.vault.display()))?;
+    let store = s.destination.open_new().with_context(|| format!("creating a vault at {}", s.vault))?;
+    let vault = LockedVault::init(store, &pass, kdf_params(kdf), s.ctx.clone())
+        .with_context(|| format!("creating a vault at {}", s.vault))?;
     output::init(&vault, &s.vault, s.json)?;
     Ok(0)
 }

@@ -2,7 +2,6 @@
 //! shapes are documented in README.md and pinned by tests; change them only by adding fields.
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Result;
 use gitvault_engine::Vault;
@@ -38,7 +37,7 @@ fn short(oid: &str) -> &str {
     &oid[..oid.len().min(10)]
 }
 
-pub fn init(vault: &Vault, path: &Path, json: bool) -> Result<()> {
+pub fn init(vault: &Vault, path: &str, json: bool) -> Result<()> {
     if json {
         return print_json(&serde_json::json!({
             "vault": vault.id(),
@@ -47,7 +46,7 @@ pub fn init(vault: &Vault, path: &Path, json: bool) -> Result<()> {
             "key_slot": vault.current_slot(),
         }));
     }
-    println!("created vault {} at {}", vault.id(), path.display());
+    println!("created vault {} at {path}", vault.id());
     println!("keep the passphrase safe: without it the backups cannot be read by anyone, you included");
     Ok(())
 }

@@ -5,4 +5,5 @@ mod chain;
 mod common;
 mod crash;
 mod golden;
+mod s3;
 mod tamper;
