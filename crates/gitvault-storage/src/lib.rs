@@ -28,6 +28,12 @@ pub use self::opendal::{S3Config, S3Store};
 pub use error::{ErrorKind, StorageError};
 pub use local::LocalStore;
 
+/// Whether `path` is a valid object path: `/`-separated, relative, no empty, `.` or `..`
+/// component. Every backend refuses anything else, so no path can escape the vault.
+pub(crate) fn is_valid_path(path: &str) -> bool {
+    !path.is_empty() && !path.starts_with('/') && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
 /// An object as listed: its path and size in bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {

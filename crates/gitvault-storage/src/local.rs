@@ -52,10 +52,7 @@ impl LocalStore {
     }
 
     fn full(&self, path: &str) -> Result<PathBuf, StorageError> {
-        let valid = !path.is_empty()
-            && !path.starts_with('/')
-            && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
-        if !valid {
+        if !crate::is_valid_path(path) {
             return Err(StorageError {
                 kind: ErrorKind::Other,
                 op: "resolve",

@@ -180,10 +180,7 @@ impl S3Store {
     }
 
     fn check_path(&self, path: &str) -> Result<(), StorageError> {
-        let valid = !path.is_empty()
-            && !path.starts_with('/')
-            && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
-        if valid {
+        if crate::is_valid_path(path) {
             return Ok(());
         }
         Err(StorageError {
