@@ -167,14 +167,15 @@ pub fn snapshots(snaps: &[Snapshot], json: bool) -> Result<()> {
         println!("no snapshots yet");
         return Ok(());
     }
-    println!("{:<10} {:<25} {:<6} {:>10}  REPOSITORIES", "ID", "TIME (UTC)", "TYPE", "ADDED");
+    let when = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    println!("{:<10} {:<20} {:<6} {:>10}  REPOSITORIES", "ID", "TIME (UTC)", "TYPE", "ADDED");
     for s in snaps {
         let added: u64 = s.repositories.iter().filter_map(|r| r.new_pack(&s.id)).map(|p| p.stored_size()).sum();
         let names: Vec<&str> = s.repositories.iter().map(|r| r.name.as_str()).collect();
         println!(
-            "{:<10} {:<25} {:<6} {:>10}  {}",
+            "{:<10} {:<20} {:<6} {:>10}  {}",
             s.id.short(),
-            timestamp::format(s.time),
+            s.time.format(&when).unwrap_or_else(|_| timestamp::format(s.time)),
             snapshot_type(s),
             human_bytes(added),
             names.join(", ")
