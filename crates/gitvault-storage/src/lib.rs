@@ -21,6 +21,8 @@ mod error;
 pub mod faulty;
 mod local;
 mod opendal;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::io::{Read, Write};
 

@@ -5,120 +5,33 @@
 //! fail, so that a machine missing it cannot pass the suite by accident; set
 //! `GITVAULT_TEST_NO_S3=1` to skip S3 deliberately.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
+use gitvault_storage::testing::{Moto, free_port};
 use gitvault_storage::{ErrorKind, S3Config, S3Store, Store};
 
 const BUCKET: &str = "gitvault-test";
 const SECRET: &str = "test-secret-key-never-printed";
-const INSTALL_HINT: &str = "the S3 tests need moto's standalone server: pip install 'moto[server]' \
-                            (or set GITVAULT_TEST_NO_S3=1 to skip them)";
 
-/// A running moto server; killed on drop, with its log in a temporary directory.
-pub struct Moto {
-    child: Child,
-    port: u16,
-    _log_dir: tempfile::TempDir,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Settings for a bucket of `moto` under `prefix`, with throw-away credentials.
+fn config(moto: &Moto, prefix: &str) -> S3Config {
+    S3Config {
+        bucket: BUCKET.into(),
+        prefix: prefix.into(),
+        endpoint: Some(moto.endpoint()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some(SECRET.into()),
+        virtual_host_style: false,
     }
-}
-
-impl Moto {
-    pub fn start() -> Self {
-        let log_dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let mut child = spawn_moto(port, &log_dir.path().join("moto.log"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for moto") {
-                let log = std::fs::read_to_string(log_dir.path().join("moto.log")).unwrap_or_default();
-                panic!("moto_server exited with {status} before answering; {INSTALL_HINT}\n{log}");
-            }
-            if http("GET", port, "/").is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "moto_server did not answer on port {port} within 60 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, port, _log_dir: log_dir }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Buckets are made with a plain request: the store (like gitvault) never creates one.
-    pub fn create_bucket(&self, bucket: &str) {
-        let status = http("PUT", self.port, &format!("/{bucket}")).expect("create bucket");
-        assert_eq!(status, 200, "create bucket {bucket}");
-    }
-
-    pub fn config(&self, prefix: &str) -> S3Config {
-        S3Config {
-            bucket: BUCKET.into(),
-            prefix: prefix.into(),
-            endpoint: Some(self.endpoint()),
-            region: Some("us-east-1".into()),
-            access_key_id: Some("test".into()),
-            secret_access_key: Some(SECRET.into()),
-            virtual_host_style: false,
-        }
-    }
-}
-
-fn spawn_moto(port: u16, log: &Path) -> Child {
-    let args = ["-H", "127.0.0.1", "-p", &port.to_string()];
-    let log_file = || std::fs::File::create(log).expect("moto log file");
-    let spawn = |program: &str, pre: &[&str]| {
-        Command::new(program).args(pre).args(args).stdin(Stdio::null()).stdout(log_file()).stderr(log_file()).spawn()
-    };
-    spawn("moto_server", &[])
-        .or_else(|_| spawn("python3", &["-m", "moto.server"]))
-        .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); {INSTALL_HINT}"))
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
-}
-
-/// A bodiless HTTP/1.0 request; returns the status code. moto accepts unsigned requests.
-fn http(method: &str, port: u16, path: &str) -> std::io::Result<u16> {
-    http_with_body(method, port, path).map(|(status, _)| status)
-}
-
-fn http_with_body(method: &str, port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(conn, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n")?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
 }
 
 /// An S3 store in a fresh moto server, for the conformance suite; `None` when S3 is skipped.
 pub fn backend() -> Option<(Moto, S3Store)> {
-    if std::env::var_os("GITVAULT_TEST_NO_S3").is_some_and(|v| v == "1") {
-        return None;
-    }
-    let moto = Moto::start();
+    let moto = Moto::start_unless_skipped()?;
     moto.create_bucket(BUCKET);
-    let store = S3Store::new(&moto.config("vaults/team")).expect("S3 store");
+    let store = S3Store::new(&config(&moto, "vaults/team")).expect("S3 store");
     Some((moto, store))
 }
 
@@ -162,7 +75,7 @@ fn streamed_create_refuses_to_overwrite() {
 fn dropped_writer_aborts_its_multipart_upload() {
     let Some((moto, s)) = backend() else { return };
     let uploads = || {
-        let (status, body) = http_with_body("GET", moto.port, &format!("/{BUCKET}?uploads")).expect("list uploads");
+        let (status, body) = moto.request("GET", &format!("/{BUCKET}?uploads")).expect("list uploads");
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("ListMultipartUploadsResult"), "{body}");
         body.matches("<UploadId>").count()
@@ -180,7 +93,7 @@ fn dropped_writer_aborts_its_multipart_upload() {
 #[test]
 fn missing_bucket_fails_fast_without_printing_the_secret() {
     let Some((moto, _)) = backend() else { return };
-    let store = S3Store::new(&S3Config { bucket: "no-such-bucket".into(), ..moto.config("") }).expect("store");
+    let store = S3Store::new(&S3Config { bucket: "no-such-bucket".into(), ..config(&moto, "") }).expect("store");
     let started = Instant::now();
     let err = store.put_new("config", b"x").expect_err("no bucket");
     assert!(!err.is_transient(), "{err}");
@@ -192,7 +105,7 @@ fn missing_bucket_fails_fast_without_printing_the_secret() {
 
 #[test]
 fn unreachable_server_is_transient() {
-    if std::env::var_os("GITVAULT_TEST_NO_S3").is_some_and(|v| v == "1") {
+    if gitvault_storage::testing::s3_skipped() {
         return;
     }
     let config = S3Config {

@@ -3,57 +3,18 @@
 //! Without moto this fails (install it with `pip install 'moto[server]'`) unless
 //! GITVAULT_TEST_NO_S3=1 asks to skip S3 deliberately.
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use gitvault_storage::testing::Moto;
 
 use crate::common::{PASSWORD, World, commit, new_repo, noise, refs};
 
 const SECRET: &str = "s3-secret-that-must-never-be-printed";
 
-struct Moto(Child, u16);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn request(port: u16, method: &str, path: &str) -> std::io::Result<String> {
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(conn, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n")?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response)?;
-    Ok(response)
-}
-
-fn start_moto() -> Option<Moto> {
-    if std::env::var_os("GITVAULT_TEST_NO_S3").is_some_and(|v| v == "1") {
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let args = ["-H".to_string(), "127.0.0.1".to_string(), "-p".to_string(), port.to_string()];
-    let spawn = |program: &str, pre: &[&str]| {
-        Command::new(program).args(pre).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
-    };
-    let child = spawn("moto_server", &[])
-        .or_else(|_| spawn("python3", &["-m", "moto.server"]))
-        .expect("start moto_server: pip install 'moto[server]' (or GITVAULT_TEST_NO_S3=1 to skip S3)");
-    let moto = Moto(child, port);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while request(port, "GET", "/").is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not answer; pip install 'moto[server]'");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(moto)
-}
-
 #[test]
 fn a_vault_in_s3_backs_up_and_restores_exactly() {
-    let Some(moto) = start_moto() else { return };
-    assert!(request(moto.1, "PUT", "/backups").expect("create bucket").contains(" 200 "));
+    let Some(moto) = Moto::start_unless_skipped() else { return };
+    moto.create_bucket("backups");
     let w = World::new();
     let s3 = |args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_gitvault"));
@@ -63,7 +24,7 @@ fn a_vault_in_s3_backs_up_and_restores_exactly() {
             .env("GITVAULT_PASSWORD", PASSWORD)
             .env("GITVAULT_CACHE_DIR", &w.cache)
             .env("HOME", w.dir.path())
-            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", moto.1))
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -84,7 +45,7 @@ fn a_vault_in_s3_backs_up_and_restores_exactly() {
     assert!(stderr.contains("not empty"), "{stderr}");
 
     // The vault really is in the bucket, under the prefix, and nowhere on disk.
-    let listing = request(moto.1, "GET", "/backups?list-type=2").expect("list bucket");
+    let (_, listing) = moto.request("GET", "/backups?list-type=2").expect("list bucket");
     assert!(listing.contains("team/vault/config"), "{listing}");
     assert!(!w.vault.exists());
 
