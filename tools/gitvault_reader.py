@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent reader of gitvault vaults, format version 1.
+"""An independent reader of gitvault vaults, format versions 1 and 2.
 
 Written from FORMAT.md alone (not from the Rust code) to show that the specification is enough
 to get a repository back out of a vault. It only reads: it never writes into the vault.
@@ -40,15 +40,18 @@ from nacl.exceptions import CryptoError
 # --- FORMAT.md §1, §5, §6: constants -------------------------------------------------------
 
 FORMAT_NAME = "gitvault"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest vault version this reader knows; it reads 1 and 2
+SNAPSHOT_VERSION = 1
+MARK_VERSION = 1
+MIN_GRACE_SECONDS = 3600
 MAGIC = b"GITVAULT"
 HEADER_LEN = 32
 NONCE_PREFIX_LEN = 19
 CHUNK = 1 << 20  # plaintext bytes per chunk
 TAG = 16
 SEALED_CHUNK = CHUNK + TAG
-KIND_PACK, KIND_INDEX, KIND_SNAPSHOT, KIND_LEDGER = 1, 2, 3, 4
-KIND_NAMES = {1: "pack", 2: "pack index", 3: "snapshot", 4: "ledger entry"}
+KIND_PACK, KIND_INDEX, KIND_SNAPSHOT, KIND_LEDGER, KIND_MARK = 1, 2, 3, 4, 5
+KIND_NAMES = {1: "pack", 2: "pack index", 3: "snapshot", 4: "ledger entry", 5: "deletion mark"}
 SLOT_AAD_PREFIX = b"gitvault key slot v1\x00"
 DATA_KEY_CONTEXT = "gitvault v1 2026-11-28 envelope encryption key"
 MAC_KEY_CONTEXT = "gitvault v1 2026-11-28 content mac key"
@@ -169,7 +172,7 @@ def read_config(vault: str) -> dict:
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise VaultError(f"vault format version {version} is newer than this reader supports ({FORMAT_VERSION})")
     strict_object(value, "config", {"format", "version", "id"})
-    if version != FORMAT_VERSION:
+    if version not in (1, 2):
         raise VaultError(f"vault format version {version!r} is not supported")
     want_hex(value["id"], HEX32, "config id")
     return value
@@ -319,9 +322,9 @@ def check_snapshot(s: object, file_id: str) -> dict:
     """Validate a snapshot document against FORMAT.md §7; returns it."""
     s = strict_object(s, "snapshot", SNAPSHOT_FIELDS, frozenset({"failures"}))
     version = want(s["version"], int, "snapshot version")
-    if version > FORMAT_VERSION:
+    if version > SNAPSHOT_VERSION:
         raise VaultError(f"snapshot version {version} is newer than this reader supports")
-    if version != FORMAT_VERSION:
+    if version != SNAPSHOT_VERSION:
         raise VaultError(f"snapshot version {version} is not supported")
     if want_hex(s["id"], HEX64, "snapshot id") != file_id:
         raise VaultError(f"snapshot {file_id} holds the id {s['id']} (renamed?)")
@@ -555,8 +558,13 @@ EVENT_FIELDS = {
     "key_add": ({"key_slot"}, frozenset()),
     "key_remove": ({"key_slot"}, frozenset()),
     "restore": ({"snapshot", "repositories"}, frozenset()),
-    "verify": ({"read_data", "problems"}, frozenset()),
+    "verify": ({"read_data", "problems"}, frozenset({"data_subset"})),
+    # format version 2
+    "forget": ({"snapshots", "reason"}, frozenset()),
+    "prune": ({"mark", "data", "bytes"}, frozenset()),
+    "upgrade": ({"from", "to"}, frozenset()),
 }
+V2_EVENTS = {"forget", "prune", "upgrade"}
 
 
 def verify_ledger(vault: str, config: dict, keys: Keys) -> tuple[list[str], list[str], int]:
@@ -570,6 +578,7 @@ def verify_ledger(vault: str, config: dict, keys: Keys) -> tuple[list[str], list
     expected = 1
     prev_hash: str | None = None
     recorded: dict[str, str] = {}
+    forgotten: dict[str, int] = {}
     slots: set[str] = set()
     for name in names:
         seq = int(name)
@@ -611,7 +620,16 @@ def verify_ledger(vault: str, config: dict, keys: Keys) -> tuple[list[str], list
         if seq > 1 and prev_hash is not None and e["prev"] != prev_hash:
             problems.append(f"{path}: does not follow entry {seq - 1}: the chain is broken")
         prev_hash = this_hash
-        if kind == "snapshot":
+        v2 = kind in V2_EVENTS or (kind == "verify" and "data_subset" in ev)
+        if v2 and config["version"] < 2:
+            if kind == "upgrade":
+                warnings.append(f"{path}: an upgrade the vault's config does not show yet (interrupted upgrade)")
+            else:
+                problems.append(f"{path}: a version 2 {kind} entry in a version 1 vault")
+        if kind == "forget":
+            for sid in ev["snapshots"]:
+                forgotten.setdefault(want_hex(sid, HEX64, "forgotten snapshot"), seq)
+        elif kind == "snapshot":
             recorded.setdefault(ev["snapshot"], ev["mac"])
         elif kind in ("init", "key_add"):
             slots.add(ev["key_slot"])
@@ -621,8 +639,11 @@ def verify_ledger(vault: str, config: dict, keys: Keys) -> tuple[list[str], list
     present = set(snapshot_ids(vault))
     for sid, want_mac in sorted(recorded.items()):
         if sid not in present:
-            problems.append(f"snapshots/{sid}: recorded in the ledger but missing")
+            if sid not in forgotten:
+                problems.append(f"snapshots/{sid}: recorded in the ledger but missing")
             continue
+        if sid in forgotten:
+            warnings.append(f"snapshots/{sid}: forgotten in entry {forgotten[sid]} but still present (interrupted forget)")
         try:
             _, plain = read_snapshot(vault, sid, keys)
         except VaultError as err:
@@ -638,7 +659,36 @@ def verify_ledger(vault: str, config: dict, keys: Keys) -> tuple[list[str], list
         problems.append(f"keys/{s}: a key slot that no ledger entry added")
     for s in sorted(slots - present_slots):
         problems.append(f"keys/{s}: recorded in the ledger but missing")
+    problems.extend(check_marks(vault, keys))
     return problems, warnings, len(names)
+
+
+MARK_NAME = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_marks(vault: str, keys: Keys) -> list[str]:
+    """FORMAT.md §9.4: every deletion mark decrypts under its name and is well formed."""
+    problems: list[str] = []
+    d = os.path.join(vault, "marks")
+    if not os.path.isdir(d):
+        return problems
+    for name in sorted(n for n in os.listdir(d) if MARK_NAME.match(n)):
+        path = f"marks/{name}"
+        try:
+            plain = read_envelope(os.path.join(d, name), KIND_MARK, name, keys)
+            m = strict_object(json_bytes(plain, path), path, {"version", "id", "time", "host", "grace_seconds", "data"})
+            if want(m["version"], int, "mark version") > MARK_VERSION:
+                raise VaultError(f"mark version {m['version']} is newer than this reader supports")
+            if m["id"] != name:
+                raise VaultError("its id differs from its file name")
+            parse_time(m["time"], "time")
+            if want(m["grace_seconds"], int, "grace_seconds") < MIN_GRACE_SECONDS:
+                raise VaultError(f"grace period {m['grace_seconds']} s is below {MIN_GRACE_SECONDS} s")
+            for x in want(m["data"], list, "data"):
+                want_hex(x, HEX64, "marked data id")
+        except VaultError as err:
+            problems.append(f"{path}: {err}")
+    return problems
 
 
 # --- self test: the test vectors of FORMAT.md §12 --------------------------------------------

@@ -278,5 +278,20 @@ reader --vault "$v2" restore latest --repo empty --target "$work/v2-empty.git" >
 check_restored "default KDF, empty repository" "$work/v2-empty.git" "$work/state-empty.txt"
 reader --vault "$v2" verify-ledger && pass "reader: ledger chain intact (default KDF)" || fail "verify-ledger (default KDF)"
 
+say "format version 2: forget, prune, deletion marks"
+t="$work/retention"
+rm -rf "$t"; cp -a "$v1" "$t"
+# A new full backup: the older chain is then needed by no kept snapshot.
+gv backup --vault "$t" --type full --name acme/api "$src" >/dev/null
+gv forget --vault "$t" --keep-last 1 >/dev/null && pass "gitvault forget --keep-last 1" || fail "gitvault forget"
+# Age the data files by two hours so that prune marks what no snapshot needs.
+find "$t/data" -type f -exec touch -d '2 hours ago' {} +
+gv prune --vault "$t" >/dev/null && pass "gitvault prune (marks)" || fail "gitvault prune"
+[ -n "$(ls "$t/marks" 2>/dev/null)" ] && pass "a deletion mark was written" || fail "no deletion mark"
+reader --vault "$t" verify-ledger >/dev/null && pass "reader: forget entry and deletion mark understood" \
+  || fail "reader verify-ledger after forget + prune"
+reader --vault "$t" restore latest --target "$work/after-forget.git" >/dev/null \
+  && pass "reader: the kept snapshot restores after forget" || fail "reader restore after forget"
+
 printf '\n%d passed, %d failed\n' "$((checks - failed))" "$failed"
 [ "$failed" -eq 0 ]

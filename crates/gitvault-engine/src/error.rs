@@ -53,6 +53,16 @@ pub enum Error {
     #[error("key slot {slot} {problem}")]
     KeySlot { slot: String, problem: String },
     #[error(
+        "`{operation}` needs vault format version {needed}, and the vault at {path} is version {found}; run `gitvault upgrade` first (older gitvault versions then refuse the vault)"
+    )]
+    NeedsUpgrade { path: String, operation: &'static str, found: u32, needed: u32 },
+    #[error(
+        "`{operation}` would delete or overwrite vault files, and this gitvault runs in append-only mode (--append-only / GITVAULT_APPEND_ONLY); run it from a host allowed to delete"
+    )]
+    AppendOnly { operation: &'static str },
+    #[error("{0}")]
+    Refused(String),
+    #[error(
         "the ledger is busy: gave up appending after {attempts} attempts (many writers at once?); run the command again"
     )]
     LedgerBusy { attempts: u32 },

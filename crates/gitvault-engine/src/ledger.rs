@@ -72,6 +72,14 @@ impl Vault {
     /// Append an event, taking the next free number. Two writers racing for a number both land:
     /// the create-only write lets exactly one win, and the other retries on the new head.
     pub fn append_ledger(&self, event: Event) -> Result<LedgerEntry> {
+        self.require_version(event.name(), event.since_version())?;
+        self.append_ledger_as(event, self.config.version)
+    }
+
+    /// Append as a vault of format `version` would: only `upgrade` writes ahead of the vault's
+    /// own version, since its entry comes before the new `config`.
+    pub(crate) fn append_ledger_as(&self, event: Event, version: u32) -> Result<LedgerEntry> {
+        debug_assert!(event.since_version() <= version);
         for _ in 0..MAX_APPEND_ATTEMPTS {
             let head = self.ledger_head()?;
             let seq = head.map_or(1, |h| h.seq + 1);

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod ledger;
+mod marks;
 pub mod ops;
 pub mod progress;
 mod scratch;

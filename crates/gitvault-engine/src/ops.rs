@@ -2,6 +2,9 @@
 
 pub mod backup;
 pub mod diff;
+pub mod forget;
 pub mod keys;
+pub mod prune;
 pub mod restore;
+pub mod upgrade;
 pub mod verify;

@@ -38,6 +38,8 @@ pub struct Vault {
     /// The key slot the passphrase opened.
     pub(crate) slot: KeySlotId,
     pub(crate) ctx: Context,
+    /// No operation may delete or overwrite anything (see [`Vault::set_append_only`]).
+    pub(crate) append_only: bool,
 }
 
 impl LockedVault {
@@ -118,7 +120,50 @@ impl Vault {
         slot: KeySlotId,
         ctx: Context,
     ) -> Self {
-        Self { store, config, data_key: master.data_key(), mac_key: master.mac_key(), master, slot, ctx }
+        Self {
+            store,
+            config,
+            data_key: master.data_key(),
+            mac_key: master.mac_key(),
+            master,
+            slot,
+            ctx,
+            append_only: false,
+        }
+    }
+
+    /// Append-only mode, for hosts that should only ever add to a vault: every operation that
+    /// would delete or overwrite a vault file (forget, prune, key removal, upgrade, clearing
+    /// temporaries of interrupted writers) is refused or skipped.
+    pub fn set_append_only(&mut self, on: bool) {
+        self.append_only = on;
+    }
+
+    pub fn append_only(&self) -> bool {
+        self.append_only
+    }
+
+    /// Refuse `operation` in append-only mode.
+    pub(crate) fn deny_in_append_only(&self, operation: &'static str) -> Result<()> {
+        if self.append_only { Err(Error::AppendOnly { operation }) } else { Ok(()) }
+    }
+
+    /// Refuse `operation` unless the vault is at least format version `needed`: a vault is
+    /// only ever written in its own version (FORMAT.md §11).
+    pub(crate) fn require_version(&self, operation: &'static str, needed: u32) -> Result<()> {
+        if self.config.version >= needed {
+            Ok(())
+        } else {
+            Err(Error::NeedsUpgrade { path: self.location(), operation, found: self.config.version, needed })
+        }
+    }
+
+    /// Clear temporaries left by interrupted writers, unless in append-only mode.
+    pub(crate) fn remove_incomplete(&self) -> Result<Vec<String>> {
+        if self.append_only {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.remove_incomplete()?)
     }
 
     pub fn location(&self) -> String {

@@ -45,6 +45,8 @@ pub enum Kind {
     PackIndex = 2,
     Snapshot = 3,
     LedgerEntry = 4,
+    /// A deletion mark of `prune` (format version 2).
+    Mark = 5,
 }
 
 impl Kind {
@@ -54,6 +56,7 @@ impl Kind {
             Kind::PackIndex => "pack index",
             Kind::Snapshot => "snapshot",
             Kind::LedgerEntry => "ledger entry",
+            Kind::Mark => "deletion mark",
         }
     }
     fn from_byte(b: u8) -> Option<Self> {
@@ -62,6 +65,7 @@ impl Kind {
             2 => Kind::PackIndex,
             3 => Kind::Snapshot,
             4 => Kind::LedgerEntry,
+            5 => Kind::Mark,
             _ => return None,
         })
     }

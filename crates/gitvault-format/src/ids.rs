@@ -86,6 +86,10 @@ random_id!(
     KeySlotId, 16
 );
 random_id!(
+    /// A deletion mark in `marks/` (format version 2).
+    MarkId, 16
+);
+random_id!(
     /// The identity of a vault, fixed at `init`.
     VaultId, 16
 );
@@ -136,13 +140,15 @@ impl fmt::Debug for Mac {
 
 /// Where each kind of file lives in the vault; the single source of truth for paths.
 pub mod paths {
-    use super::{DataId, KeySlotId, SnapshotId};
+    use super::{DataId, KeySlotId, MarkId, SnapshotId};
 
     pub const CONFIG: &str = "config";
     pub const KEYS_DIR: &str = "keys/";
     pub const DATA_DIR: &str = "data/";
     pub const SNAPSHOTS_DIR: &str = "snapshots/";
     pub const LEDGER_DIR: &str = "ledger/";
+    /// Deletion marks of `prune` (format version 2).
+    pub const MARKS_DIR: &str = "marks/";
 
     pub fn data(id: &DataId) -> String {
         let hex = id.to_hex();
@@ -150,6 +156,9 @@ pub mod paths {
     }
     pub fn snapshot(id: &SnapshotId) -> String {
         format!("snapshots/{id}")
+    }
+    pub fn mark(id: &MarkId) -> String {
+        format!("marks/{id}")
     }
     pub fn key_slot(id: &KeySlotId) -> String {
         format!("keys/{id}")

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::FormatError;
-use crate::ids::{KeySlotId, Mac, SnapshotId, VaultId};
+use crate::ids::{DataId, KeySlotId, Mac, MarkId, SnapshotId, VaultId};
 use crate::keys::MacKey;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +52,29 @@ pub enum Event {
     Verify {
         read_data: bool,
         problems: u64,
+        /// Format version 2, only when part of the data was read: `"K/N"`, the slice read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_subset: Option<String>,
+    },
+    /// Format version 2: snapshots removed by `forget`, written before their files are deleted.
+    Forget {
+        snapshots: Vec<SnapshotId>,
+        /// Why: the retention policy applied, or that they were named explicitly.
+        reason: String,
+    },
+    /// Format version 2: data files deleted by `prune` under a ripe deletion mark, written
+    /// before they are deleted.
+    Prune {
+        mark: MarkId,
+        data: Vec<DataId>,
+        /// Stored bytes of those files.
+        bytes: u64,
+    },
+    /// Format version 2: the vault was upgraded from format version `from` to `to`; written
+    /// before `config` is replaced.
+    Upgrade {
+        from: u32,
+        to: u32,
     },
 }
 
@@ -64,6 +87,18 @@ impl Event {
             Event::KeyRemove { .. } => "key_remove",
             Event::Restore { .. } => "restore",
             Event::Verify { .. } => "verify",
+            Event::Forget { .. } => "forget",
+            Event::Prune { .. } => "prune",
+            Event::Upgrade { .. } => "upgrade",
+        }
+    }
+
+    /// The first vault format version in which this event may appear.
+    pub fn since_version(&self) -> u32 {
+        match self {
+            Event::Forget { .. } | Event::Prune { .. } | Event::Upgrade { .. } => 2,
+            Event::Verify { data_subset: Some(_), .. } => 2,
+            _ => 1,
         }
     }
 }

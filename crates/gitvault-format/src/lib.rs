@@ -7,17 +7,22 @@
 //! - [`ids`]: the names of things (data objects, snapshots, key slots, ledger entries).
 //! - [`keys`]: the master key, its derived subkeys and the passphrase key slots that wrap it.
 //! - [`envelope`]: the encrypted file format (header + STREAM of XChaCha20-Poly1305 chunks).
-//! - [`config`], [`snapshot`], [`ledger`]: the JSON documents stored inside envelopes.
+//! - [`config`], [`snapshot`], [`ledger`], [`mark`]: the JSON documents stored inside envelopes.
 
 pub mod config;
 pub mod envelope;
 pub mod ids;
 pub mod keys;
 pub mod ledger;
+pub mod mark;
 pub mod snapshot;
 
-/// The newest vault format version this build reads and the one it writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest vault format version this build reads, and the one `init` writes. Every older
+/// version stays readable; a vault is written only in its own version (FORMAT.md §11).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version of snapshot documents; unchanged since format version 1.
+pub const SNAPSHOT_VERSION: u32 = 1;
 
 /// Errors of decoding or authenticating stored bytes.
 #[derive(Debug, thiserror::Error)]

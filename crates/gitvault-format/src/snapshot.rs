@@ -131,8 +131,8 @@ impl Snapshot {
     }
     pub fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
         let s: Self = serde_json::from_slice(bytes).map_err(|source| FormatError::Json { what: "snapshot", source })?;
-        if s.version > crate::FORMAT_VERSION {
-            return Err(FormatError::NewerVersion { found: s.version, supported: crate::FORMAT_VERSION });
+        if s.version > crate::SNAPSHOT_VERSION {
+            return Err(FormatError::NewerVersion { found: s.version, supported: crate::SNAPSHOT_VERSION });
         }
         Ok(s)
     }

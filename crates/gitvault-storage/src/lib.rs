@@ -36,11 +36,15 @@ pub(crate) fn is_valid_path(path: &str) -> bool {
     !path.is_empty() && !path.starts_with('/') && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
-/// An object as listed: its path and size in bytes.
+/// An object as listed: its path, size in bytes, and when the storage last modified it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub path: String,
     pub size: u64,
+    /// By the storage's own clock (file system mtime, S3 `LastModified`), which is what ages
+    /// are measured on: one clock for every writer, whatever their machines' clocks say.
+    /// `None` when the backend cannot tell.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// A vault's storage. Implementations are cheap to share between threads.
@@ -61,6 +65,13 @@ pub trait Store: Send + Sync {
     fn stat(&self, path: &str) -> Result<Option<u64>, StorageError>;
     /// Remove an object; removing a missing object is not an error.
     fn delete(&self, path: &str) -> Result<(), StorageError>;
+    /// Replace a small object with `bytes`, creating it if missing. The only write that
+    /// overwrites (used once, by `upgrade`, for `config`). Backends that can make it atomic do;
+    /// this default deletes then creates, so an interruption can leave the object missing.
+    fn replace(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.delete(path)?;
+        self.put_new(path, bytes)
+    }
     /// Remove temporaries left by writers that died before committing; returns what went.
     fn remove_incomplete(&self) -> Result<Vec<String>, StorageError>;
 }

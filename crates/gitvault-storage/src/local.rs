@@ -225,11 +225,24 @@ impl Store for LocalStore {
                     stack.push(p);
                 } else if let Ok(rel) = p.strip_prefix(&self.root) {
                     let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
-                    out.push(ObjectMeta { path: rel, size: meta.len() });
+                    out.push(ObjectMeta { path: rel, size: meta.len(), modified: meta.modified().ok() });
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Atomic: the new content is made durable in a temporary, then renamed over the old.
+    fn replace(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let dest = self.full(path)?;
+        let (tmp, mut file) = self.temp_file()?;
+        let result = file.write_all(bytes).and_then(|()| file.sync_all()).and_then(|()| fs::rename(&tmp, &dest));
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.err("replace", path, e));
+        }
+        let parent = dest.parent().expect("an object path has a parent: the root");
+        sync_dir(parent).map_err(|e| self.err("sync directory of", path, e))
     }
 
     fn stat(&self, path: &str) -> Result<Option<u64>, StorageError> {

@@ -281,6 +281,12 @@ impl Store for S3Store {
             .map_err(|e| self.err("create", path, &e))
     }
 
+    /// A plain `PutObject` replaces an object atomically.
+    fn replace(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.check_path(path)?;
+        self.block_on(self.inner.op.write(path, bytes.to_vec())).map(|_| ()).map_err(|e| self.err("replace", path, &e))
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
         let dir = prefix.trim_matches('/');
         let dir = if dir.is_empty() { "/".to_string() } else { format!("{dir}/") };
@@ -289,7 +295,11 @@ impl Store for S3Store {
         Ok(entries
             .into_iter()
             .filter(|e| e.metadata().is_file())
-            .map(|e| ObjectMeta { size: e.metadata().content_length(), path: e.path().to_string() })
+            .map(|e| ObjectMeta {
+                size: e.metadata().content_length(),
+                modified: e.metadata().last_modified().map(std::time::SystemTime::from),
+                path: e.path().to_string(),
+            })
             .collect())
     }
 

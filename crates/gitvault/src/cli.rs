@@ -41,6 +41,11 @@ pub struct GlobalArgs {
     /// Show no progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Append-only mode: refuse every command that would delete or overwrite vault files
+    /// (forget, prune, key remove, upgrade) and leave interrupted writes in place. For hosts
+    /// that should only ever add to a vault. Also GITVAULT_APPEND_ONLY=1.
+    #[arg(long, global = true, env = "GITVAULT_APPEND_ONLY")]
+    pub append_only: bool,
     /// More log output on stderr (repeat for more).
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -63,6 +68,58 @@ pub enum Command {
     /// Manage the passphrase key slots.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Remove snapshots by a retention policy (or by id); `prune` then disposes of their data.
+    Forget(ForgetArgs),
+    /// Delete data no snapshot needs, in two phases: mark now, delete on a later run after a
+    /// grace period.
+    Prune(PruneArgs),
+    /// Upgrade the vault to the newest format version (older gitvault versions then refuse it).
+    Upgrade,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Keep the N most recent snapshots.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_last: Option<u32>,
+    /// Keep the most recent snapshot of each of the last N hours that have one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_hourly: Option<u32>,
+    /// Keep the most recent snapshot of each of the last N days that have one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_daily: Option<u32>,
+    /// Keep the most recent snapshot of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_weekly: Option<u32>,
+    /// Keep the most recent snapshot of each of the last N months that have one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_monthly: Option<u32>,
+    /// Keep the most recent snapshot of each of the last N years that have one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot within DURATION of the newest one (e.g. 30d, 2w, 1y6m, 36h).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Show what would be removed and why each kept snapshot is kept; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run `prune` afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    /// Forget exactly these snapshots (ids, unique prefixes or `latest`) instead of a policy.
+    #[arg(value_name = "SNAPSHOT", conflicts_with_all = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"])]
+    pub snapshots: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// How long data stays marked before a later prune may delete it, on the storage's clock
+    /// (at least 1h) [default: 1d].
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
+    /// Show what would be deleted and marked; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +187,10 @@ pub struct VerifyArgs {
     /// Decrypt and authenticate every byte of every data file.
     #[arg(long)]
     pub read_data: bool,
+    /// Decrypt and authenticate part of the data files: K/N reads the K-th of N fixed slices
+    /// (run 1/N … N/N over N runs to read everything), P% a random P percent.
+    #[arg(long, value_name = "K/N|P%", conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

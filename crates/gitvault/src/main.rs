@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow};
 use clap::Parser;
-use gitvault_engine::ops::{backup, diff, keys, restore, verify};
+use gitvault_engine::ops::{backup, diff, forget, keys, prune, restore, upgrade, verify};
 use gitvault_engine::progress::{NoProgress, Progress};
 use gitvault_engine::{Context, LockedVault, Vault, resolve_snapshot};
 use gitvault_format::keys::KdfParams;
@@ -89,6 +89,7 @@ struct Settings {
     ctx: Context,
     json: bool,
     quiet: bool,
+    append_only: bool,
 }
 
 impl Settings {
@@ -111,13 +112,16 @@ impl Settings {
             ctx: Context { cache_dir, host: hostname() },
             json: g.json,
             quiet: g.quiet,
+            append_only: g.append_only,
         })
     }
 
     fn unlock(&self) -> Result<Vault> {
         let locked = LockedVault::open(self.destination.open()?)?;
         let pass = secrets::passphrase(self.password_env.clone(), self.password_file.as_deref(), false)?;
-        Ok(locked.unlock(&pass, self.ctx.clone())?)
+        let mut vault = locked.unlock(&pass, self.ctx.clone())?;
+        vault.set_append_only(self.append_only);
+        Ok(vault)
     }
 
     fn progress(&self) -> Box<dyn Progress> {
@@ -187,14 +191,88 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Verify(a) => {
+            let subset = a
+                .read_data_subset
+                .as_deref()
+                .map(verify::Subset::parse)
+                .transpose()
+                .map_err(|e| UsageError(format!("--read-data-subset {e}")))?;
             let vault = s.unlock()?;
-            let report =
-                verify::verify(&vault, &verify::VerifyOptions { read_data: a.read_data }, s.progress().as_ref())?;
+            let opts = verify::VerifyOptions { read_data: a.read_data, read_data_subset: subset };
+            let report = verify::verify(&vault, &opts, s.progress().as_ref())?;
             output::verify(&report, s.json)?;
             Ok(if report.ok { 0 } else { exit::DAMAGE })
         }
         Command::Key(k) => cmd_key(&s, k),
+        Command::Forget(a) => cmd_forget(&s, a),
+        Command::Prune(a) => {
+            let opts = prune_options(a.grace.as_deref(), a.dry_run)?;
+            let vault = s.unlock()?;
+            let report = prune::prune(&vault, &opts)?;
+            output::prune(&report, s.json)?;
+            Ok(0)
+        }
+        Command::Upgrade => {
+            let mut vault = s.unlock()?;
+            let report = upgrade::upgrade(&mut vault)?;
+            output::upgrade(&report, s.json)?;
+            Ok(0)
+        }
     }
+}
+
+fn prune_options(grace: Option<&str>, dry_run: bool) -> Result<prune::PruneOptions> {
+    let grace = match grace {
+        Some(g) => forget::parse_duration(g).map_err(|e| UsageError(format!("--grace {e}")))?,
+        None => prune::DEFAULT_GRACE,
+    };
+    if grace.as_secs() < gitvault_format::mark::MIN_GRACE_SECONDS {
+        return Err(UsageError(format!(
+            "--grace must be at least 1h: a backup running meanwhile relies on it (got {})",
+            forget::format_duration(grace)
+        ))
+        .into());
+    }
+    Ok(prune::PruneOptions { grace, dry_run })
+}
+
+fn cmd_forget(s: &Settings, a: cli::ForgetArgs) -> Result<u8> {
+    let selection = if a.snapshots.is_empty() {
+        let within = a
+            .keep_within
+            .as_deref()
+            .map(forget::parse_duration)
+            .transpose()
+            .map_err(|e| UsageError(format!("--keep-within {e}")))?;
+        let policy = forget::Policy {
+            last: a.keep_last.unwrap_or(0),
+            hourly: a.keep_hourly.unwrap_or(0),
+            daily: a.keep_daily.unwrap_or(0),
+            weekly: a.keep_weekly.unwrap_or(0),
+            monthly: a.keep_monthly.unwrap_or(0),
+            yearly: a.keep_yearly.unwrap_or(0),
+            within,
+        };
+        if policy.is_empty() {
+            return Err(UsageError(
+                "nothing to forget: give a policy (--keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within) or snapshot ids"
+                    .into(),
+            )
+            .into());
+        }
+        forget::Selection::Policy(policy)
+    } else {
+        forget::Selection::Snapshots(a.snapshots.clone())
+    };
+    let prune_opts = a.prune.then(|| prune_options(None, a.dry_run)).transpose()?;
+    let vault = s.unlock()?;
+    let report = forget::forget(&vault, &selection, a.dry_run)?;
+    let pruned = match &prune_opts {
+        Some(opts) => Some(prune::prune(&vault, opts)?),
+        None => None,
+    };
+    output::forget(&report, pruned.as_ref(), s.json)?;
+    Ok(0)
 }
 
 fn cmd_init(s: &Settings, kdf: &KdfArgs) -> Result<u8> {

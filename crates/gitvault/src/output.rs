@@ -7,8 +7,11 @@ use anyhow::Result;
 use gitvault_engine::Vault;
 use gitvault_engine::ops::backup::BackupReport;
 use gitvault_engine::ops::diff::{RepoStatus, SnapshotDiff};
+use gitvault_engine::ops::forget::ForgetReport;
 use gitvault_engine::ops::keys::KeyInfo;
+use gitvault_engine::ops::prune::PruneReport;
 use gitvault_engine::ops::restore::RestoreReport;
+use gitvault_engine::ops::upgrade::UpgradeReport;
 use gitvault_engine::ops::verify::VerifyReport;
 use gitvault_format::snapshot::{HeadRecord, Snapshot};
 use gitvault_format::timestamp;
@@ -255,10 +258,10 @@ pub fn verify(r: &VerifyReport, json: bool) -> Result<()> {
         r.ledger_entries,
         r.key_slots,
         r.data_files,
-        if r.read_data {
-            format!(" ({} decrypted and authenticated)", human_bytes(r.bytes_read))
-        } else {
-            String::new()
+        match (&r.data_subset, r.read_data) {
+            (_, true) => format!(" ({} decrypted and authenticated)", human_bytes(r.bytes_read)),
+            (Some(s), false) => format!(" (subset {s}: {} decrypted and authenticated)", human_bytes(r.bytes_read)),
+            (None, false) => String::new(),
         }
     );
     if r.ok {
@@ -291,5 +294,125 @@ pub fn key_changed(what: &str, id: &str, json: bool) -> Result<()> {
         return print_json(&serde_json::json!({ what: id }));
     }
     println!("{what} key slot {id}");
+    Ok(())
+}
+
+fn when(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second())
+}
+
+pub fn forget(r: &ForgetReport, pruned: Option<&PruneReport>, json: bool) -> Result<()> {
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            forget: &'a ForgetReport,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            prune: Option<&'a PruneReport>,
+        }
+        return print_json(&Out { forget: r, prune: pruned });
+    }
+    let verb = if r.dry_run { "would remove" } else { "remove" };
+    for g in &r.groups {
+        println!("snapshots of {}: keep {}, {verb} {}", g.repositories.join(", "), g.keep.len(), g.remove.len());
+        let mut rows: Vec<(time::OffsetDateTime, String)> = Vec::new();
+        for k in &g.keep {
+            rows.push((k.time, format!("  keep    {}  {}  {}", k.id.short(), when(k.time), k.reasons.join(", "))));
+        }
+        for x in &g.remove {
+            rows.push((
+                x.time,
+                format!("  {:<7} {}  {}", if r.dry_run { "forget?" } else { "forget" }, x.id.short(), when(x.time)),
+            ));
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+        for (_, line) in rows {
+            println!("{line}");
+        }
+    }
+    match (r.dry_run, r.ledger_entry) {
+        (true, _) => println!("dry run: {} snapshots would be forgotten ({}); nothing changed", r.removed, r.reason),
+        (false, Some(seq)) => println!(
+            "forgot {} snapshots ({}), recorded in ledger entry {seq}; `gitvault prune` disposes of the data only they needed",
+            r.removed, r.reason
+        ),
+        (false, None) => println!("nothing to forget ({})", r.reason),
+    }
+    if let Some(p) = pruned {
+        prune(p, false)?;
+    }
+    Ok(())
+}
+
+pub fn prune(r: &PruneReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let would = if r.dry_run { "would " } else { "" };
+    for id in &r.finished_forgets {
+        println!("{would}finish forgetting snapshot {} (an interrupted forget)", id.short());
+    }
+    for s in &r.swept {
+        println!(
+            "mark {}: {would}delete {} data files ({}){}{}",
+            s.mark.short(),
+            s.deleted_files,
+            human_bytes(s.deleted_bytes),
+            if s.kept_referenced > 0 {
+                format!(", keep {} referenced again", s.kept_referenced)
+            } else {
+                String::new()
+            },
+            s.ledger_entry.map(|e| format!(", ledger entry {e}")).unwrap_or_default()
+        );
+    }
+    for p in &r.pending {
+        println!(
+            "mark {}: {} data files wait {} more (grace period)",
+            p.mark.short(),
+            p.data_files,
+            human_duration(p.ripe_in_seconds)
+        );
+    }
+    match &r.marked {
+        Some(m) => println!(
+            "{would}mark {} data files ({}) that no snapshot needs: a prune after the grace period deletes them{}",
+            m.data_files,
+            human_bytes(m.bytes),
+            if r.dry_run { String::new() } else { format!(" (mark {})", m.mark.short()) }
+        ),
+        None => println!("nothing new to mark"),
+    }
+    if r.young_unreferenced > 0 {
+        println!(
+            "{} unreferenced data files are less than an hour old (maybe a backup running now): a later prune marks them",
+            r.young_unreferenced
+        );
+    }
+    println!("kept: {} data files ({}) that snapshots need", r.referenced_files, human_bytes(r.referenced_bytes));
+    Ok(())
+}
+
+fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s >= 86400 => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s => format!("{}m", s.div_ceil(60)),
+    }
+}
+
+pub fn upgrade(r: &UpgradeReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    if r.upgraded {
+        println!(
+            "upgraded the vault from format version {} to {}; older gitvault versions now refuse it",
+            r.from, r.to
+        );
+    } else {
+        println!("the vault already is at format version {}", r.to);
+    }
     Ok(())
 }

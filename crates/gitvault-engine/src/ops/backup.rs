@@ -1,14 +1,15 @@
 //! Backup: turn each source's refs and new objects into a pack in the vault, then commit a
 //! snapshot that records every ref and the chain of packs that rebuilds it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gitvault_format::envelope::{Compression, Kind};
-use gitvault_format::ids::SnapshotId;
+use gitvault_format::ids::{DataId, SnapshotId, paths};
 use gitvault_format::ledger::Event;
+use gitvault_format::mark::MIN_GRACE_SECONDS;
 use gitvault_format::snapshot::{BackupType, HeadRecord, PackRecord, RefRecord, RepoFailure, RepoSnapshot, Snapshot};
 use gitvault_format::timestamp;
 use gitvault_git::{Git, Head, ObjectId, RefState, SourceKind};
@@ -82,14 +83,34 @@ pub fn backup(
     // Refuse before storing anything if the ledger cannot take the snapshot's entry.
     vault.ledger_head()?;
     crate::scratch::remove_stale(&vault.ctx);
-    match vault.store.remove_incomplete() {
+    match vault.remove_incomplete() {
         Ok(removed) if !removed.is_empty() => {
             tracing::info!(count = removed.len(), "removed temporaries of interrupted writers")
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not clean up temporaries of interrupted writers"),
     }
-    let history = vault.snapshots()?;
+    // Read marks before snapshots: a snapshot that is live now keeps its data until it is
+    // forgotten, and anything marked after this point cannot go before the grace period.
+    let started = Instant::now();
+    let marked = vault.marked_data()?;
+    let history: Vec<Snapshot> = vault
+        .snapshots()?
+        .into_iter()
+        .filter(|s| {
+            // A base must not lean on data a prune may delete: a snapshot referencing marked data
+            // (committed while that mark was written) is not built upon.
+            let leans = s
+                .repositories
+                .iter()
+                .flat_map(|r| &r.chain)
+                .any(|p| marked.contains(&p.pack.id) || marked.contains(&p.index.id));
+            if leans {
+                tracing::info!(snapshot = %s.id.short(), "not building on a snapshot whose data a prune has marked");
+            }
+            !leans
+        })
+        .collect();
     let id = SnapshotId::random()?;
     let time = timestamp::now();
     let git = Git::new();
@@ -118,7 +139,7 @@ pub fn backup(
         return Ok(BackupReport { snapshot: None, time, repositories: reports, failures });
     }
     let snap = Snapshot {
-        version: gitvault_format::FORMAT_VERSION,
+        version: gitvault_format::SNAPSHOT_VERSION,
         id,
         time,
         host: vault.ctx.host.clone(),
@@ -126,6 +147,9 @@ pub fn backup(
         repositories: repos,
         failures: failures.clone(),
     };
+    if started.elapsed() >= Duration::from_secs(MIN_GRACE_SECONDS / 2) {
+        check_still_present(vault, &snap)?;
+    }
     // The snapshot file is the commit point: every pack it names is already durable.
     let mac = vault.write_snapshot(&snap)?;
     vault.append_ledger(Event::Snapshot {
@@ -135,6 +159,34 @@ pub fn backup(
         recovered: false,
     })?;
     Ok(BackupReport { snapshot: Some(id), time, repositories: reports, failures })
+}
+
+/// A backup that ran long may have had data it references marked, or even deleted, by a prune
+/// running meanwhile (FORMAT.md §9.4). Before committing, make sure every file is still there
+/// and that no mark listing one of them can ripen before the snapshot is written.
+fn check_still_present(vault: &Vault, snap: &Snapshot) -> Result<()> {
+    let needed: HashSet<DataId> =
+        snap.repositories.iter().flat_map(|r| &r.chain).flat_map(|p| [p.pack.id, p.index.id]).collect();
+    let now = vault.storage_now()?;
+    let margin = Duration::from_secs(MIN_GRACE_SECONDS / 2);
+    for m in vault.read_marks()? {
+        let hits = m.mark.data.iter().filter(|d| needed.contains(d)).count();
+        let safe = m.age(now).is_some_and(|age| age + margin < m.grace());
+        if hits > 0 && !safe {
+            return Err(Error::Refused(format!(
+                "a prune running meanwhile marked {hits} data files this backup builds on for deletion (mark {}), and they may go before the snapshot is written; nothing was committed — run the backup again",
+                m.mark.id.short()
+            )));
+        }
+    }
+    let present: HashSet<String> = vault.store.list(paths::DATA_DIR)?.into_iter().map(|o| o.path).collect();
+    let missing = needed.iter().filter(|d| !present.contains(&paths::data(d))).count();
+    if missing > 0 {
+        return Err(Error::Refused(format!(
+            "{missing} data files this backup builds on were deleted by a prune running meanwhile; nothing was committed — run the backup again"
+        )));
+    }
+    Ok(())
 }
 
 /// A source ready to pack from: a repository directory (the source itself when local, a

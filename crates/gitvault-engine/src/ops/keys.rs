@@ -34,6 +34,7 @@ pub fn add_key(vault: &Vault, passphrase: &Passphrase, kdf: KdfParams) -> Result
 /// Remove the slot whose id starts with `query`. The last slot, and the slot that opened the
 /// vault for this command, cannot be removed.
 pub fn remove_key(vault: &Vault, query: &str) -> Result<KeySlotId> {
+    vault.deny_in_append_only("key remove")?;
     let slots = read_key_slots(vault.store.as_ref())?;
     let found: Vec<_> = slots.iter().filter(|s| !query.is_empty() && s.id.to_hex().starts_with(query)).collect();
     let slot = match found.as_slice() {

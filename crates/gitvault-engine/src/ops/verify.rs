@@ -24,6 +24,64 @@ const RECOVER_AFTER_SECONDS: i64 = 300;
 pub struct VerifyOptions {
     /// Decrypt and authenticate every byte of every data file.
     pub read_data: bool,
+    /// Decrypt and authenticate only this part of the data files (ignored with `read_data`).
+    pub read_data_subset: Option<Subset>,
+}
+
+/// A part of the data files, so that a large vault can be read in full over several runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Subset {
+    /// `K/N`: the K-th of N slices (1 ≤ K ≤ N). Slices are fixed by the data ids, so running
+    /// 1/N … N/N reads every file exactly once.
+    Slice { k: u32, n: u32 },
+    /// About this percentage of the files, chosen at random each run.
+    Percent(f64),
+}
+
+impl Subset {
+    /// `K/N` or `P%`.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{text:?}: give K/N (e.g. 2/7: the second of seven slices) or a percentage (e.g. 10%)");
+        if let Some(p) = text.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(format!("{text:?}: the percentage must be above 0 and at most 100"));
+            }
+            return Ok(Subset::Percent(p));
+        }
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let (k, n): (u32, u32) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if n == 0 || k == 0 || k > n {
+            return Err(format!("{text:?}: K/N needs 1 <= K <= N"));
+        }
+        Ok(Subset::Slice { k, n })
+    }
+
+    fn contains(&self, id: &DataId) -> bool {
+        match *self {
+            Subset::Slice { k, n } => {
+                let b = id.as_bytes();
+                let x = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                x % n == k - 1
+            }
+            Subset::Percent(p) => {
+                let mut r = [0u8; 4];
+                if gitvault_format::random_bytes(&mut r).is_err() {
+                    return true;
+                }
+                f64::from(u32::from_be_bytes(r)) < p / 100.0 * f64::from(u32::MAX)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Subset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subset::Slice { k, n } => write!(f, "{k}/{n}"),
+            Subset::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -38,6 +96,9 @@ pub struct VerifyReport {
     /// True when no problem was found (warnings do not count).
     pub ok: bool,
     pub read_data: bool,
+    /// The part of the data read, when only a part was (`K/N` or `P%`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_subset: Option<String>,
     pub snapshots: usize,
     pub ledger_entries: usize,
     pub key_slots: usize,
@@ -66,6 +127,10 @@ impl Check {
 #[derive(Default)]
 struct LedgerFacts {
     snapshots: HashMap<SnapshotId, (u64, Mac)>,
+    /// Snapshots removed by `forget`, and the entry that removed them.
+    forgotten: HashMap<SnapshotId, u64>,
+    /// Data files deleted by `prune`, and the entry that deleted them.
+    pruned: HashMap<DataId, u64>,
     key_slots: BTreeSet<KeySlotId>,
     entries: usize,
     head: Option<SeenHead>,
@@ -73,7 +138,7 @@ struct LedgerFacts {
 
 pub fn verify(vault: &Vault, opts: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport> {
     let mut c = Check { problems: Vec::new(), warnings: Vec::new(), repaired: Vec::new() };
-    match vault.store.remove_incomplete() {
+    match vault.remove_incomplete() {
         Ok(removed) => {
             c.repaired.extend(removed.into_iter().map(|p| format!("removed {p}, left by an interrupted write")))
         }
@@ -82,16 +147,20 @@ pub fn verify(vault: &Vault, opts: &VerifyOptions, progress: &dyn Progress) -> R
     let facts = check_ledger(vault, &mut c)?;
     let key_slots = check_key_slots(vault, &facts, &mut c)?;
     let (snapshots, referenced) = check_snapshots(vault, &facts, &mut c)?;
-    let (data_files, bytes_read) = check_data(vault, &referenced, opts, &mut c, progress)?;
+    let (data_files, bytes_read) = check_data(vault, &referenced, &facts, opts, &mut c, progress)?;
 
     let problems = c.problems.len() as u64;
-    match vault.append_ledger(Event::Verify { read_data: opts.read_data, problems }) {
+    let subset = if opts.read_data { None } else { opts.read_data_subset };
+    // A version-1 vault cannot record a partial read; it records that not all data was read.
+    let data_subset = subset.filter(|_| vault.config.version >= 2).map(|s| s.to_string());
+    match vault.append_ledger(Event::Verify { read_data: opts.read_data, problems, data_subset }) {
         Ok(_) => {}
         Err(e) => c.warnings.push(format!("could not record this verification in the ledger: {e}")),
     }
     Ok(VerifyReport {
         ok: c.problems.is_empty(),
         read_data: opts.read_data,
+        data_subset: subset.map(|s| s.to_string()),
         snapshots,
         ledger_entries: facts.entries,
         key_slots,
@@ -164,7 +233,36 @@ fn check_ledger(vault: &Vault, c: &mut Check) -> Result<LedgerFacts> {
                 facts.key_slots.remove(key_slot);
                 removed_slots.insert(*key_slot);
             }
+            Event::Forget { snapshots, .. } => {
+                for id in snapshots {
+                    facts.forgotten.entry(*id).or_insert(e.seq);
+                }
+            }
+            Event::Prune { data, .. } => {
+                for id in data {
+                    facts.pruned.entry(*id).or_insert(e.seq);
+                }
+            }
+            Event::Upgrade { to, .. } => {
+                if *to > vault.config.version {
+                    c.warnings.push(format!(
+                        "ledger entry {} records an upgrade to format version {to}, but the vault is still version {}: an interrupted `gitvault upgrade`; run it again",
+                        e.seq, vault.config.version
+                    ));
+                }
+            }
             Event::Restore { .. } | Event::Verify { .. } => {}
+        }
+        if entry.event.since_version() > vault.config.version && !matches!(entry.event, Event::Upgrade { .. }) {
+            c.problem(
+                &e.path,
+                format!(
+                    "a {} entry, which format version {} introduced, in a version {} vault",
+                    entry.event.name(),
+                    entry.event.since_version(),
+                    vault.config.version
+                ),
+            );
         }
     }
     if let Some(seen) = vault.seen_head() {
@@ -232,6 +330,12 @@ fn check_snapshots(vault: &Vault, facts: &LedgerFacts, c: &mut Check) -> Result<
                 continue;
             }
         };
+        if let Some(seq) = facts.forgotten.get(id) {
+            c.warnings.push(format!(
+                "snapshot {} was forgotten in ledger entry {seq} but its file remains (an interrupted forget); `gitvault prune` finishes it",
+                id.short()
+            ));
+        }
         match facts.snapshots.get(id) {
             Some((_, recorded)) if *recorded != mac => {
                 c.problem(&path, "differs from the snapshot recorded in the ledger");
@@ -271,7 +375,7 @@ fn check_snapshots(vault: &Vault, facts: &LedgerFacts, c: &mut Check) -> Result<
         }
     }
     for (id, (seq, _)) in &facts.snapshots {
-        if !present.contains(id) {
+        if !present.contains(id) && !facts.forgotten.contains_key(id) {
             c.problem(
                 paths::snapshot(id),
                 format!("recorded in ledger entry {seq} but missing from the vault (deleted?)"),
@@ -284,6 +388,7 @@ fn check_snapshots(vault: &Vault, facts: &LedgerFacts, c: &mut Check) -> Result<
 fn check_data(
     vault: &Vault,
     referenced: &Referenced,
+    facts: &LedgerFacts,
     opts: &VerifyOptions,
     c: &mut Check,
     progress: &dyn Progress,
@@ -291,14 +396,24 @@ fn check_data(
     let listed: HashMap<String, u64> =
         vault.store.list(paths::DATA_DIR)?.into_iter().map(|o| (o.path, o.size)).collect();
     let mut bytes_read = 0;
-    if opts.read_data {
-        progress.start("vault", "reading data", Some(referenced.values().map(|(d, _, _)| d.size).sum()));
+    let subset = if opts.read_data { None } else { opts.read_data_subset };
+    let to_read: BTreeSet<DataId> = match subset {
+        _ if opts.read_data => referenced.keys().copied().collect(),
+        Some(s) => referenced.keys().filter(|id| s.contains(id)).copied().collect(),
+        None => BTreeSet::new(),
+    };
+    if !to_read.is_empty() {
+        progress.start("vault", "reading data", Some(to_read.iter().map(|id| referenced[id].0.size).sum()));
     }
     for (id, (data, kind, who)) in referenced {
         let path = paths::data(id);
         match listed.get(&path) {
             None => {
-                c.problem(&path, format!("missing {} of {who}", kind.name()));
+                let why = match facts.pruned.get(id) {
+                    Some(seq) => format!(" (deleted by the prune of ledger entry {seq} although a snapshot needs it)"),
+                    None => String::new(),
+                };
+                c.problem(&path, format!("missing {} of {who}{why}", kind.name()));
                 continue;
             }
             Some(&size) if size != data.size => {
@@ -307,7 +422,7 @@ fn check_data(
             }
             Some(_) => {}
         }
-        if opts.read_data {
+        if to_read.contains(id) {
             let result = vault.open_data(data, *kind).and_then(|mut r| {
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
@@ -330,10 +445,23 @@ fn check_data(
             p.rsplit('/').next().and_then(|n| n.parse::<DataId>().ok()).is_none_or(|id| !referenced.contains_key(&id))
         })
         .collect();
+    let marked = match vault.read_marks() {
+        Ok(marks) => marks.into_iter().flat_map(|m| m.mark.data).collect::<BTreeSet<_>>(),
+        Err(e) => {
+            c.problem(paths::MARKS_DIR, format!("a deletion mark cannot be read: {}", chain(&e)));
+            BTreeSet::new()
+        }
+    };
     if !unreferenced.is_empty() {
         let bytes: u64 = unreferenced.iter().map(|(_, s)| **s).sum();
+        let already = unreferenced
+            .iter()
+            .filter(|(p, _)| {
+                p.rsplit('/').next().and_then(|n| n.parse::<DataId>().ok()).is_some_and(|id| marked.contains(&id))
+            })
+            .count();
         c.warnings.push(format!(
-            "{} data files ({bytes} bytes) are referenced by no snapshot: left by interrupted backups, or by a backup running now",
+            "{} data files ({bytes} bytes) are referenced by no snapshot, {already} of them already marked for deletion: left by forgotten snapshots or interrupted backups (`gitvault prune` disposes of them), or written by a backup running now",
             unreferenced.len()
         ));
     }

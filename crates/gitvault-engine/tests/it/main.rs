@@ -15,6 +15,8 @@ use gitvault_git::Git;
 use gitvault_storage::faulty::{Faults, FaultyStore};
 use gitvault_storage::{LocalStore, Store};
 
+mod retention;
+
 const WEAK: KdfParams = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
 
 fn git(dir: &Path, args: &[&str]) {
@@ -89,7 +91,8 @@ impl Setup {
     /// The vault verifies and every snapshot restores to the refs recorded when it was made.
     fn assert_intact(&self, expected: &[(String, gitvault_git::RefState)], label: &str) {
         let vault = self.plain();
-        let report = verify(&vault, &VerifyOptions { read_data: true }, &NoProgress).expect("verify runs");
+        let report = verify(&vault, &VerifyOptions { read_data: true, ..VerifyOptions::default() }, &NoProgress)
+            .expect("verify runs");
         assert!(report.ok, "{label}: verify found {:?}", report.problems);
         let snaps = vault.snapshots().expect("snapshots");
         for (i, (id, state)) in expected.iter().enumerate() {

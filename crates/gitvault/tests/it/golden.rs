@@ -7,7 +7,7 @@ use gitvault_git::Git;
 
 use crate::common::World;
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");
@@ -20,7 +20,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn golden(version: &str) -> PathBuf {
+pub fn golden(version: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(version)
 }
 

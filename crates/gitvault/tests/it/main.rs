@@ -5,5 +5,6 @@ mod chain;
 mod common;
 mod crash;
 mod golden;
+mod retention;
 mod s3;
 mod tamper;

@@ -1,0 +1,180 @@
+//! Retention: forget and the two-phase prune, on a local vault whose file times are moved back
+//! to stand for the hours that pass between runs (ages are read from the storage's clock).
+
+use std::path::Path;
+use std::time::Duration;
+
+use gitvault_engine::ops::backup::{BackupOptions, backup};
+use gitvault_engine::ops::forget::{Policy, Selection, forget};
+use gitvault_engine::ops::prune::{PruneOptions, prune};
+use gitvault_engine::ops::verify::{VerifyOptions, verify};
+use gitvault_engine::progress::NoProgress;
+use gitvault_format::ledger::Event;
+use gitvault_format::snapshot::BackupType;
+use gitvault_git::Git;
+
+use super::{Setup, commit};
+
+/// Move the modification time of every file under `dir` back by `by`.
+fn age(dir: &Path, by: Duration) {
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            age(&path, by);
+        } else {
+            let f = std::fs::File::options().write(true).open(&path).expect("open");
+            let modified = f.metadata().expect("meta").modified().expect("mtime");
+            f.set_modified(modified - by).expect("set mtime");
+        }
+    }
+}
+
+fn files(dir: &Path) -> usize {
+    walk(dir).len()
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flat_map(|e| {
+            let p = e.expect("entry").path();
+            if p.is_dir() { walk(&p) } else { vec![p] }
+        })
+        .collect()
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn forget_then_prune_disposes_of_data_only_after_the_grace_period() {
+    let s = Setup::new();
+    let full = BackupOptions { backup_type: Some(BackupType::Full) };
+    let first = backup(&s.plain(), &s.source(), &full, &NoProgress).expect("backup").snapshot.expect("snap");
+    commit(&s.repo, "b.bin", 100_000, 2);
+    let second = backup(&s.plain(), &s.source(), &full, &NoProgress).expect("backup").snapshot.expect("snap");
+    commit(&s.repo, "c.bin", 100_000, 3);
+    let third = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
+    let third = third.snapshot.expect("snap");
+    let refs_now = Git::new().read_refs(&s.repo).expect("refs");
+    let vault_dir = s.root.join("vault");
+    assert_eq!(files(&vault_dir.join("data")), 6);
+
+    // keep-last 2 forgets the first full backup; the kept incremental keeps its whole chain.
+    let vault = s.plain();
+    let report = forget(&vault, &Selection::Policy(Policy { last: 2, ..Policy::default() }), false).expect("forget");
+    assert_eq!(report.removed, 1);
+    assert_eq!(report.groups[0].remove[0].id, first);
+    assert!(report.groups[0].keep.iter().all(|k| k.reasons == ["last"]));
+    let ids: Vec<_> = vault.snapshots().expect("list").iter().map(|s| s.id).collect();
+    assert_eq!(ids, vec![second, third]);
+
+    // Fresh unreferenced data is not even marked: it could belong to a running backup.
+    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    assert!(p.marked.is_none());
+    assert_eq!(p.young_unreferenced, 2);
+    age(&vault_dir.join("data"), 2 * HOUR);
+    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    assert_eq!(p.marked.as_ref().map(|m| m.data_files), Some(2), "the first pack and its index");
+    assert!(p.swept.is_empty());
+    assert_eq!(files(&vault_dir.join("data")), 6, "marking deletes nothing");
+
+    // Not before the grace period has passed on the storage's clock…
+    age(&vault_dir.join("marks"), 23 * HOUR);
+    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    assert!(p.swept.is_empty());
+    assert_eq!(p.pending.len(), 1);
+    assert!(p.pending[0].ripe_in_seconds <= 3600 && p.pending[0].ripe_in_seconds > 3000, "{:?}", p.pending);
+    assert!(p.marked.is_none(), "already marked data is not marked twice");
+
+    // …and then, with a ledger entry first.
+    age(&vault_dir.join("marks"), 2 * HOUR);
+    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    assert_eq!(p.swept.len(), 1);
+    assert_eq!(p.swept[0].deleted_files, 2);
+    assert_eq!(files(&vault_dir.join("data")), 4);
+    assert_eq!(files(&vault_dir.join("marks")), 0);
+    let ledger = vault.read_ledger().expect("ledger");
+    let kinds: Vec<&str> = ledger.iter().map(|e| e.entry.as_ref().expect("entry").0.event.name()).collect();
+    assert_eq!(kinds, ["init", "snapshot", "snapshot", "snapshot", "forget", "prune"]);
+    let last = &ledger.last().expect("entry").entry.as_ref().expect("entry").0.event;
+    assert!(matches!(last, Event::Prune { data, .. } if data.len() == 2));
+
+    let v =
+        verify(&vault, &VerifyOptions { read_data: true, ..VerifyOptions::default() }, &NoProgress).expect("verify");
+    assert!(v.ok, "{:?}", v.problems);
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    s.assert_intact(&[(third.to_hex(), refs_now)], "after-prune");
+}
+
+#[test]
+fn a_dry_run_changes_nothing_and_an_interrupted_forget_is_finished_by_prune() {
+    let s = Setup::new();
+    let mut ids = Vec::new();
+    for i in 0..3u8 {
+        commit(&s.repo, &format!("f{i}.bin"), 10_000, 10 + i);
+        ids.push(
+            backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("b").snapshot.expect("s"),
+        );
+    }
+    let vault = s.plain();
+    let vault_dir = s.root.join("vault");
+    let before = files(&vault_dir);
+    let dry = forget(&vault, &Selection::Policy(Policy { last: 1, ..Policy::default() }), true).expect("dry");
+    assert_eq!(dry.removed, 2);
+    assert!(dry.ledger_entry.is_none());
+    let dry_prune = prune(&vault, &PruneOptions { dry_run: true, ..PruneOptions::default() }).expect("dry prune");
+    assert!(dry_prune.dry_run);
+    assert_eq!(files(&vault_dir), before, "dry runs write nothing");
+
+    // Forget by id; then put the file back as if the deletion had been interrupted.
+    let path = vault_dir.join("snapshots").join(ids[0].to_hex());
+    let saved = std::fs::read(&path).expect("read");
+    let r = forget(&vault, &Selection::Snapshots(vec![ids[0].to_hex()[..8].to_string()]), false).expect("forget");
+    assert_eq!(r.reason, "explicit");
+    assert!(!path.exists());
+    let v = verify(&vault, &VerifyOptions::default(), &NoProgress).expect("verify");
+    assert!(v.ok && v.warnings.is_empty(), "a forgotten snapshot is not damage: {:?} {:?}", v.problems, v.warnings);
+    std::fs::write(&path, saved).expect("restore file");
+    let v = verify(&vault, &VerifyOptions::default(), &NoProgress).expect("verify");
+    assert!(v.ok);
+    assert!(v.warnings.iter().any(|w| w.contains("interrupted forget")), "{:?}", v.warnings);
+    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    assert_eq!(p.finished_forgets, vec![ids[0]]);
+    assert!(!path.exists());
+}
+
+#[test]
+fn append_only_mode_refuses_every_deletion_but_backs_up() {
+    let s = Setup::new();
+    backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
+    let mut vault = s.plain();
+    vault.set_append_only(true);
+    let e = forget(&vault, &Selection::Policy(Policy { last: 1, ..Policy::default() }), false).expect_err("refused");
+    assert!(e.to_string().contains("append-only"), "{e}");
+    let e = prune(&vault, &PruneOptions::default()).expect_err("refused");
+    assert!(e.to_string().contains("append-only"), "{e}");
+    let e = gitvault_engine::ops::keys::remove_key(&vault, "00").expect_err("refused");
+    assert!(e.to_string().contains("append-only"), "{e}");
+    // A temporary of a dead writer stays: clearing it would be a deletion.
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let tmp = s.root.join(format!("vault/tmp/{host}-999999999-00.tmp"));
+    std::fs::create_dir_all(tmp.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&tmp, b"x").expect("write");
+    commit(&s.repo, "more.bin", 1000, 9);
+    backup(&vault, &s.source(), &BackupOptions::default(), &NoProgress).expect("backup in append-only mode");
+    let v = verify(&vault, &VerifyOptions::default(), &NoProgress).expect("verify");
+    assert!(v.ok && v.repaired.is_empty());
+    assert!(tmp.exists());
+}
+
+#[test]
+fn the_grace_period_has_a_floor() {
+    let s = Setup::new();
+    let e = prune(&s.plain(), &PruneOptions { grace: Duration::from_secs(60), dry_run: false }).expect_err("floor");
+    assert!(e.to_string().contains("at least 1 hour"), "{e}");
+}
