@@ -293,5 +293,22 @@ reader --vault "$t" verify-ledger >/dev/null && pass "reader: forget entry and d
 reader --vault "$t" restore latest --target "$work/after-forget.git" >/dev/null \
   && pass "reader: the kept snapshot restores after forget" || fail "reader restore after forget"
 
+say "golden vaults (checked in, written by earlier versions)"
+for ver in v1 v2; do
+  g="$root/crates/gitvault/tests/golden/$ver"
+  GITVAULT_PASSWORD="golden vault $ver" reader --vault "$g/vault" verify-ledger >/dev/null \
+    && pass "reader: golden $ver ledger" || fail "reader: golden $ver ledger"
+  for f in "$g"/refs-*.txt; do
+    id="$(basename "$f" .txt)"; id="${id#refs-}"
+    out="$work/golden-$ver-$id.git"
+    if GITVAULT_PASSWORD="golden vault $ver" reader --vault "$g/vault" restore "$id" --target "$out" >/dev/null \
+      && [ "$(git -C "$out" for-each-ref --format='%(objectname) %(refname)')" = "$(cat "$f")" ]; then
+      pass "reader: golden $ver snapshot ${id:0:8} restores exactly"
+    else
+      fail "reader: golden $ver snapshot ${id:0:8}"
+    fi
+  done
+done
+
 printf '\n%d passed, %d failed\n' "$((checks - failed))" "$failed"
 [ "$failed" -eq 0 ]

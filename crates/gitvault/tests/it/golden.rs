@@ -24,26 +24,26 @@ pub fn golden(version: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(version)
 }
 
-#[test]
-fn format_v1_golden_vault_verifies_and_restores_exactly() {
+/// Verify a copy of the golden vault of `version` (verify appends to the ledger, and the
+/// checked-in vault must never change) and restore each snapshot that has a refs file.
+fn golden_vault_verifies_and_restores_exactly(version: &str, passphrase: &str, snapshots: usize) -> serde_json::Value {
     let w = World::new();
-    // A copy: verify appends to the ledger, and the checked-in vault must never change.
-    copy_dir(&golden("v1").join("vault"), &w.vault);
+    copy_dir(&golden(version).join("vault"), &w.vault);
     let with_pass = |args: &[&str]| {
-        let out = w.cmd(args).env("GITVAULT_PASSWORD", "golden vault v1").output().expect("run");
+        let out = w.cmd(args).env("GITVAULT_PASSWORD", passphrase).output().expect("run");
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("utf-8")
     };
     let report: serde_json::Value =
         serde_json::from_str(&with_pass(&["verify", "--read-data", "--json"])).expect("json");
     assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["snapshots"], 2);
+    assert_eq!(report["snapshots"], snapshots);
 
     let mut checked = 0;
-    for entry in std::fs::read_dir(golden("v1")).expect("read") {
+    for entry in std::fs::read_dir(golden(version)).expect("read") {
         let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
         let Some(id) = name.strip_prefix("refs-").and_then(|n| n.strip_suffix(".txt")) else { continue };
-        let expected = std::fs::read_to_string(golden("v1").join(&name)).expect("read refs");
+        let expected = std::fs::read_to_string(golden(version).join(&name)).expect("read refs");
         let target = w.path(&format!("restored-{id}.git"));
         with_pass(&["restore", id, "--target", target.to_str().expect("utf-8")]);
         let got = Git::new().read_refs(&target).expect("refs");
@@ -52,5 +52,20 @@ fn format_v1_golden_vault_verifies_and_restores_exactly() {
         Git::new().fsck(&target).expect("fsck");
         checked += 1;
     }
-    assert_eq!(checked, 2);
+    assert_eq!(checked, snapshots);
+    report
+}
+
+#[test]
+fn format_v1_golden_vault_verifies_and_restores_exactly() {
+    golden_vault_verifies_and_restores_exactly("v1", "golden vault v1", 2);
+}
+
+#[test]
+fn format_v2_golden_vault_with_forget_prune_and_a_pending_mark_verifies_and_restores_exactly() {
+    let report = golden_vault_verifies_and_restores_exactly("v2", "golden vault v2", 2);
+    // The forgotten snapshots are not missing, and the pending mark's data is known to be marked.
+    let warnings = report["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{report}");
+    assert!(warnings[0].as_str().expect("text").contains("6 of them already marked"), "{report}");
 }
