@@ -560,7 +560,7 @@ EVENT_FIELDS = {
     "restore": ({"snapshot", "repositories"}, frozenset()),
     "verify": ({"read_data", "problems"}, frozenset({"data_subset"})),
     # format version 2
-    "forget": ({"snapshots", "reason"}, frozenset()),
+    "forget": ({"snapshots", "reason"}, frozenset({"replaced_by"})),
     "prune": ({"mark", "data", "bytes"}, frozenset()),
     "upgrade": ({"from", "to"}, frozenset()),
 }

@@ -1,6 +1,7 @@
 //! One engine operation per module.
 
 pub mod backup;
+pub mod consolidate;
 pub mod diff;
 pub mod forget;
 pub mod keys;

@@ -59,8 +59,12 @@ pub enum Event {
     /// Format version 2: snapshots removed by `forget`, written before their files are deleted.
     Forget {
         snapshots: Vec<SnapshotId>,
-        /// Why: the retention policy applied, or that they were named explicitly.
+        /// Why: the retention policy applied, that they were named explicitly, or consolidation.
         reason: String,
+        /// Present only when `prune` consolidated them: the snapshot that replaces each one, in
+        /// the same order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replaced_by: Vec<SnapshotId>,
     },
     /// Format version 2: data files deleted by `prune` under a ripe deletion mark, written
     /// before they are deleted.

@@ -117,6 +117,15 @@ pub struct PruneArgs {
     /// (at least 1h) [default: 1d].
     #[arg(long, value_name = "DURATION")]
     pub grace: Option<String>,
+    /// Consolidate a repository once its kept snapshots depend on N packs written by forgotten
+    /// snapshots: rewrite what they need into new packs so the old ones can go (0: never)
+    /// [default: 16].
+    #[arg(long, value_name = "N")]
+    pub consolidate_after: Option<usize>,
+    /// Consolidate now every repository whose kept snapshots depend on any pack of a forgotten
+    /// snapshot (to dispose of deleted history promptly).
+    #[arg(long, conflicts_with = "consolidate_after")]
+    pub consolidate: bool,
     /// Show what would be deleted and marked; change nothing.
     #[arg(long)]
     pub dry_run: bool,

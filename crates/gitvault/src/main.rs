@@ -206,9 +206,14 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Key(k) => cmd_key(&s, k),
         Command::Forget(a) => cmd_forget(&s, a),
         Command::Prune(a) => {
-            let opts = prune_options(a.grace.as_deref(), a.dry_run)?;
+            let mut opts = prune_options(a.grace.as_deref(), a.dry_run)?;
+            if a.consolidate {
+                opts.consolidate = prune::When::Always;
+            } else if let Some(n) = a.consolidate_after {
+                opts.consolidate = prune::When::StalePacks(n);
+            }
             let vault = s.unlock()?;
-            let report = prune::prune(&vault, &opts)?;
+            let report = prune::prune(&vault, &opts, s.progress().as_ref())?;
             output::prune(&report, s.json)?;
             Ok(0)
         }
@@ -233,7 +238,7 @@ fn prune_options(grace: Option<&str>, dry_run: bool) -> Result<prune::PruneOptio
         ))
         .into());
     }
-    Ok(prune::PruneOptions { grace, dry_run })
+    Ok(prune::PruneOptions { grace, dry_run, ..prune::PruneOptions::default() })
 }
 
 fn cmd_forget(s: &Settings, a: cli::ForgetArgs) -> Result<u8> {
@@ -268,7 +273,7 @@ fn cmd_forget(s: &Settings, a: cli::ForgetArgs) -> Result<u8> {
     let vault = s.unlock()?;
     let report = forget::forget(&vault, &selection, a.dry_run)?;
     let pruned = match &prune_opts {
-        Some(opts) => Some(prune::prune(&vault, opts)?),
+        Some(opts) => Some(prune::prune(&vault, opts, s.progress().as_ref())?),
         None => None,
     };
     output::forget(&report, pruned.as_ref(), s.json)?;

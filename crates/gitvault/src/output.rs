@@ -353,6 +353,22 @@ pub fn prune(r: &PruneReport, json: bool) -> Result<()> {
     for id in &r.finished_forgets {
         println!("{would}finish forgetting snapshot {} (an interrupted forget)", id.short());
     }
+    for c in &r.consolidated.repositories {
+        println!(
+            "{}: {would}consolidate {} snapshots leaning on {} packs of forgotten snapshots{}",
+            c.name,
+            c.snapshots,
+            c.stale_packs,
+            if r.dry_run {
+                String::new()
+            } else {
+                format!(" ({} new packs, {})", c.packs_written, human_bytes(c.bytes_written))
+            }
+        );
+    }
+    for x in &r.consolidated.replaced {
+        println!("snapshot {} is now {}", x.old.short(), x.new.short());
+    }
     for s in &r.swept {
         println!(
             "mark {}: {would}delete {} data files ({}){}{}",

@@ -225,7 +225,7 @@ fn prepare(vault: &Vault, git: &Git, source: &str) -> Result<Prepared> {
     }
 }
 
-fn tips(refs: &[RefRecord], head: Option<&HeadRecord>) -> Result<BTreeSet<ObjectId>> {
+pub(crate) fn tips(refs: &[RefRecord], head: Option<&HeadRecord>) -> Result<BTreeSet<ObjectId>> {
     let mut set = BTreeSet::new();
     for r in refs {
         set.insert(ObjectId::parse(&r.oid)?);
@@ -330,7 +330,7 @@ fn backup_repo(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn pack_and_store(
+pub(crate) fn pack_and_store(
     vault: &Vault,
     git: &Git,
     name: &str,

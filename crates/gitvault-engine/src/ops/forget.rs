@@ -278,7 +278,7 @@ pub fn forget(vault: &Vault, selection: &Selection, dry_run: bool) -> Result<For
     }
     // Ledger first: an interrupted forget leaves snapshots the ledger says are gone (finished
     // by the next forget or prune), never snapshots that vanished without a record.
-    let entry = vault.append_ledger(Event::Forget { snapshots: doomed.clone(), reason })?;
+    let entry = vault.append_ledger(Event::Forget { snapshots: doomed.clone(), reason, replaced_by: Vec::new() })?;
     report.ledger_entry = Some(entry.seq);
     for id in &doomed {
         vault.store.delete(&paths::snapshot(id))?;

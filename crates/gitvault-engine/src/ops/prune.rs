@@ -18,22 +18,31 @@ use gitvault_format::timestamp;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::ops::consolidate::consolidate;
+pub use crate::ops::consolidate::{ConsolidationReport, When};
+use crate::progress::Progress;
 use crate::vault::Vault;
 
 /// The default grace period of new marks.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
+/// By default a repository is consolidated once its kept snapshots lean on this many packs of
+/// forgotten snapshots.
+pub const DEFAULT_CONSOLIDATE_AFTER: usize = 16;
+
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
     /// How long new marks wait before their files may go (at least one hour).
     pub grace: Duration,
+    /// When to rewrite a repository's chains so that packs of forgotten snapshots can go.
+    pub consolidate: When,
     /// Report only; write and delete nothing.
     pub dry_run: bool,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        Self { grace: DEFAULT_GRACE, dry_run: false }
+        Self { grace: DEFAULT_GRACE, consolidate: When::StalePacks(DEFAULT_CONSOLIDATE_AFTER), dry_run: false }
     }
 }
 
@@ -70,6 +79,8 @@ pub struct PruneReport {
     pub dry_run: bool,
     /// Snapshot files a `forget` recorded but did not get to delete, deleted now.
     pub finished_forgets: Vec<SnapshotId>,
+    /// Repositories whose packs were rewritten so that forgotten history can go.
+    pub consolidated: ConsolidationReport,
     /// Marks whose grace period had passed, and what went under each.
     pub swept: Vec<SweepReport>,
     /// Marks still waiting.
@@ -83,7 +94,7 @@ pub struct PruneReport {
     pub referenced_bytes: u64,
 }
 
-pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
+pub fn prune(vault: &Vault, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
     if !opts.dry_run {
         vault.deny_in_append_only("prune")?;
         vault.require_version("prune", 2)?;
@@ -97,6 +108,7 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         finished_forgets: Vec::new(),
+        consolidated: ConsolidationReport::default(),
         swept: Vec::new(),
         pending: Vec::new(),
         marked: None,
@@ -115,6 +127,9 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
             report.finished_forgets.push(id);
         }
     }
+
+    // Rewrite chains that lean on forgotten snapshots; their old packs are then unreferenced.
+    report.consolidated = consolidate(vault, opts.consolidate, opts.dry_run, progress)?;
 
     // The storage's clock, taken after reading nothing that the decisions below depend on.
     let now = if opts.dry_run && vault.append_only { SystemTime::now() } else { vault.storage_now()? };

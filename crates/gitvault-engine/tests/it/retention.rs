@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gitvault_engine::ops::backup::{BackupOptions, backup};
 use gitvault_engine::ops::forget::{Policy, Selection, forget};
-use gitvault_engine::ops::prune::{PruneOptions, prune};
+use gitvault_engine::ops::prune::{PruneOptions, When, prune};
 use gitvault_engine::ops::verify::{VerifyOptions, verify};
 use gitvault_engine::progress::NoProgress;
 use gitvault_format::ledger::Event;
@@ -69,18 +69,18 @@ fn forget_then_prune_disposes_of_data_only_after_the_grace_period() {
     assert_eq!(ids, vec![second, third]);
 
     // Fresh unreferenced data is not even marked: it could belong to a running backup.
-    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune");
     assert!(p.marked.is_none());
     assert_eq!(p.young_unreferenced, 2);
     age(&vault_dir.join("data"), 2 * HOUR);
-    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune");
     assert_eq!(p.marked.as_ref().map(|m| m.data_files), Some(2), "the first pack and its index");
     assert!(p.swept.is_empty());
     assert_eq!(files(&vault_dir.join("data")), 6, "marking deletes nothing");
 
     // Not before the grace period has passed on the storage's clock…
     age(&vault_dir.join("marks"), 23 * HOUR);
-    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune");
     assert!(p.swept.is_empty());
     assert_eq!(p.pending.len(), 1);
     assert!(p.pending[0].ripe_in_seconds <= 3600 && p.pending[0].ripe_in_seconds > 3000, "{:?}", p.pending);
@@ -88,7 +88,7 @@ fn forget_then_prune_disposes_of_data_only_after_the_grace_period() {
 
     // …and then, with a ledger entry first.
     age(&vault_dir.join("marks"), 2 * HOUR);
-    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune");
     assert_eq!(p.swept.len(), 1);
     assert_eq!(p.swept[0].deleted_files, 2);
     assert_eq!(files(&vault_dir.join("data")), 4);
@@ -122,7 +122,8 @@ fn a_dry_run_changes_nothing_and_an_interrupted_forget_is_finished_by_prune() {
     let dry = forget(&vault, &Selection::Policy(Policy { last: 1, ..Policy::default() }), true).expect("dry");
     assert_eq!(dry.removed, 2);
     assert!(dry.ledger_entry.is_none());
-    let dry_prune = prune(&vault, &PruneOptions { dry_run: true, ..PruneOptions::default() }).expect("dry prune");
+    let dry_prune =
+        prune(&vault, &PruneOptions { dry_run: true, ..PruneOptions::default() }, &NoProgress).expect("dry prune");
     assert!(dry_prune.dry_run);
     assert_eq!(files(&vault_dir), before, "dry runs write nothing");
 
@@ -138,7 +139,7 @@ fn a_dry_run_changes_nothing_and_an_interrupted_forget_is_finished_by_prune() {
     let v = verify(&vault, &VerifyOptions::default(), &NoProgress).expect("verify");
     assert!(v.ok);
     assert!(v.warnings.iter().any(|w| w.contains("interrupted forget")), "{:?}", v.warnings);
-    let p = prune(&vault, &PruneOptions::default()).expect("prune");
+    let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune");
     assert_eq!(p.finished_forgets, vec![ids[0]]);
     assert!(!path.exists());
 }
@@ -151,7 +152,7 @@ fn append_only_mode_refuses_every_deletion_but_backs_up() {
     vault.set_append_only(true);
     let e = forget(&vault, &Selection::Policy(Policy { last: 1, ..Policy::default() }), false).expect_err("refused");
     assert!(e.to_string().contains("append-only"), "{e}");
-    let e = prune(&vault, &PruneOptions::default()).expect_err("refused");
+    let e = prune(&vault, &PruneOptions::default(), &NoProgress).expect_err("refused");
     assert!(e.to_string().contains("append-only"), "{e}");
     let e = gitvault_engine::ops::keys::remove_key(&vault, "00").expect_err("refused");
     assert!(e.to_string().contains("append-only"), "{e}");
@@ -175,6 +176,89 @@ fn append_only_mode_refuses_every_deletion_but_backs_up() {
 #[test]
 fn the_grace_period_has_a_floor() {
     let s = Setup::new();
-    let e = prune(&s.plain(), &PruneOptions { grace: Duration::from_secs(60), dry_run: false }).expect_err("floor");
+    let e = prune(&s.plain(), &PruneOptions { grace: Duration::from_secs(60), ..PruneOptions::default() }, &NoProgress)
+        .expect_err("floor");
     assert!(e.to_string().contains("at least 1 hour"), "{e}");
+}
+
+#[test]
+fn consolidation_lets_an_incremental_forever_history_dispose_of_forgotten_data() {
+    let s = Setup::new();
+    let incr = BackupOptions::default();
+    // A branch that later disappears: its blob must become disposable.
+    super::git(&s.repo, &["checkout", "-q", "-b", "secret"]);
+    commit(&s.repo, "leaked.bin", 50_000, 40);
+    let leaked = String::from_utf8(
+        std::process::Command::new("git")
+            .args(["rev-parse", "HEAD:leaked.bin"])
+            .current_dir(&s.repo)
+            .output()
+            .expect("git")
+            .stdout,
+    )
+    .expect("utf-8")
+    .trim()
+    .to_string();
+    super::git(&s.repo, &["checkout", "-q", "-"]);
+    backup(&s.plain(), &s.source(), &incr, &NoProgress).expect("full");
+    super::git(&s.repo, &["branch", "-q", "-D", "secret"]);
+    let mut kept = Vec::new();
+    for i in 0..4u8 {
+        commit(&s.repo, &format!("n{i}.bin"), 20_000, 50 + i);
+        let id = backup(&s.plain(), &s.source(), &incr, &NoProgress).expect("incr").snapshot.expect("snap");
+        kept.push((id, Git::new().read_refs(&s.repo).expect("refs")));
+    }
+    let vault = s.plain();
+    forget(&vault, &Selection::Policy(Policy { last: 2, ..Policy::default() }), false).expect("forget");
+    let kept = &kept[2..];
+
+    // The default threshold (16 stale packs) is not reached: nothing is rewritten.
+    let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune");
+    assert!(p.consolidated.repositories.is_empty());
+    let dry = prune(
+        &vault,
+        &PruneOptions { consolidate: When::Always, dry_run: true, ..PruneOptions::default() },
+        &NoProgress,
+    )
+    .expect("dry");
+    assert_eq!(dry.consolidated.repositories[0].stale_packs, 3, "the full and the first two incrementals");
+    assert!(dry.consolidated.replaced.is_empty());
+
+    age(&s.root.join("vault/data"), 2 * HOUR);
+    let p = prune(&vault, &PruneOptions { consolidate: When::Always, ..PruneOptions::default() }, &NoProgress)
+        .expect("consolidate");
+    let c = &p.consolidated;
+    assert_eq!(c.repositories.len(), 1);
+    assert_eq!(c.repositories[0].packs_written, 2, "one pack per kept snapshot");
+    assert_eq!(c.replaced.len(), 2);
+    assert!(p.marked.is_some(), "the old packs (old files) are marked at once");
+    let ledger = vault.read_ledger().expect("ledger");
+    let forgets: Vec<_> = ledger
+        .iter()
+        .filter_map(|e| match &e.entry.as_ref().expect("entry").0.event {
+            Event::Forget { reason, replaced_by, snapshots } if reason == "consolidated" => {
+                Some((snapshots.clone(), replaced_by.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forgets.len(), 1);
+    assert_eq!(forgets[0].0, kept.iter().map(|k| k.0).collect::<Vec<_>>());
+
+    // A grace period later the old chain is gone, and with it the deleted branch's blob.
+    age(&s.root.join("vault/marks"), 25 * HOUR);
+    let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("sweep");
+    assert_eq!(p.swept[0].deleted_files, 10, "five old packs and their indexes");
+    assert_eq!(files(&s.root.join("vault/data")), 4);
+    let expected: Vec<(String, gitvault_git::RefState)> =
+        c.replaced.iter().zip(kept).map(|(r, (_, refs))| (r.new.to_hex(), refs.clone())).collect();
+    s.assert_intact(&expected, "consolidated");
+    let restored = s.root.join("restore-consolidated-1");
+    let has_leak = std::process::Command::new("git")
+        .args(["cat-file", "-e", &leaked])
+        .current_dir(&restored)
+        .status()
+        .expect("git")
+        .success();
+    assert!(!has_leak, "the blob of the deleted branch must be gone from the vault");
 }
