@@ -56,6 +56,12 @@ pub enum Error {
         "the ledger is busy: gave up appending after {attempts} attempts (many writers at once?); run the command again"
     )]
     LedgerBusy { attempts: u32 },
+    #[error("copying {what}")]
+    Copy {
+        what: String,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {

@@ -1,6 +1,7 @@
 //! One engine operation per module.
 
 pub mod backup;
+pub mod copy;
 pub mod diff;
 pub mod keys;
 pub mod restore;
