@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 use gitvault_engine::Vault;
 use gitvault_engine::ops::backup::BackupReport;
+use gitvault_engine::ops::copy::CopyReport;
 use gitvault_engine::ops::diff::{RepoStatus, SnapshotDiff};
 use gitvault_engine::ops::keys::KeyInfo;
 use gitvault_engine::ops::restore::RestoreReport;
@@ -232,6 +233,43 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<()> {
             repo.objects,
             human_bytes(repo.bytes)
         );
+    }
+    Ok(())
+}
+
+pub fn copy(r: &CopyReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let ids = |v: &[gitvault_format::ids::SnapshotId]| v.iter().map(|i| i.short()).collect::<Vec<_>>().join(", ");
+    println!("copying from {} to {}", r.from, r.to);
+    if !r.snapshots_copied.is_empty() {
+        println!("copied {} snapshots: {}", r.snapshots_copied.len(), ids(&r.snapshots_copied));
+    }
+    if !r.snapshots_skipped.is_empty() {
+        println!("skipped {} snapshots the destination already holds", r.snapshots_skipped.len());
+    }
+    if !r.snapshots_recorded.is_empty() {
+        println!(
+            "recorded {} snapshots an interrupted copy had left out of the destination's ledger: {}",
+            r.snapshots_recorded.len(),
+            ids(&r.snapshots_recorded)
+        );
+    }
+    println!(
+        "data objects: {} sent ({}, {} stored), {} already there{}",
+        r.data_transferred,
+        human_bytes(r.bytes_transferred),
+        human_bytes(r.bytes_written),
+        r.data_skipped,
+        if r.data_rechecked > 0 {
+            format!(" ({} of them left by an interrupted copy, checked in place)", r.data_rechecked)
+        } else {
+            String::new()
+        }
+    );
+    if r.snapshots_copied.is_empty() && r.snapshots_recorded.is_empty() {
+        println!("nothing to copy: the destination holds every selected snapshot");
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod bad_input;
 mod chain;
 mod common;
+mod copy;
 mod crash;
 mod golden;
 mod s3;

@@ -69,3 +69,49 @@ fn a_vault_in_s3_backs_up_and_restores_exactly() {
         gitvault_git::Git::new().fsck(&target).expect("fsck");
     }
 }
+
+/// `copy` goes through the same storage trait both ways: a local vault into S3, then that S3
+/// vault into a new local one, which restores what the first held.
+#[test]
+fn copy_replicates_a_local_vault_into_s3_and_back() {
+    let Some(moto) = Moto::start_unless_skipped() else { return };
+    moto.create_bucket("replica");
+    let w = World::new();
+    w.init();
+    let r = new_repo(&w.path("src/app"));
+    commit(&r, "big.bin", &noise(7, 9 << 20), "a pack larger than one multipart part");
+    w.backup(&[r.to_str().expect("utf-8")]);
+    let expected = refs(&r);
+    let s3_vault = "s3://replica/copies";
+    let back = w.path("back").display().to_string();
+    let run = |args: &[&str]| {
+        let out = w
+            .cmd_without_vault(args)
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("run");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the secret was printed");
+        stdout.into_owned()
+    };
+    for vault in [s3_vault, back.as_str()] {
+        run(&["init", "--vault", vault, "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]);
+    }
+    let local = w.vault.display().to_string();
+    let up: serde_json::Value =
+        serde_json::from_str(&run(&["copy", "--json", "--from", &local, "--to", s3_vault])).expect("json");
+    assert_eq!(up["data_transferred"], 2, "{up}");
+    let down: serde_json::Value =
+        serde_json::from_str(&run(&["copy", "--json", "--from", s3_vault, "--to", &back])).expect("json");
+    assert_eq!(down["data_transferred"], 2, "{down}");
+    assert!(run(&["verify", "--vault", s3_vault, "--read-data"]).contains("no problems found"));
+    let target = w.path("restored.git");
+    run(&["restore", "--vault", &back, "latest", "--target", target.to_str().expect("utf-8")]);
+    assert_eq!(refs(&target).refs, expected.refs);
+    gitvault_git::Git::new().fsck(&target).expect("fsck");
+}
