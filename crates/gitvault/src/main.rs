@@ -278,7 +278,6 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
     if a.name.is_some() && a.sources.len() != 1 {
         return Err(UsageError("--name applies to a single SOURCE; back the others up in another run".into()).into());
     }
-    let vault = s.unlock()?;
     let sources: Vec<backup::SourceSpec> =
         a.sources.iter().map(|src| backup::SourceSpec { source: absolutize(src), name: a.name.clone() }).collect();
     let opts = backup::BackupOptions {
@@ -288,13 +287,60 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
             TypeArg::Incr => BackupType::Incr,
         }),
     };
-    let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
-    output::backup(&report, s.json)?;
-    Ok(match (report.snapshot, report.failures.is_empty()) {
+    if s.vaults.len() <= 1 {
+        let vault = s.unlock()?;
+        let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
+        output::backup(&report, s.json)?;
+        return Ok(backup_exit_code(&report));
+    }
+    // Several destinations: one passphrase opens them all; a destination that cannot be opened
+    // fails on its own, and the others are backed up.
+    let pass = s.passphrase(false)?;
+    let opened: Vec<Result<Vault>> = s
+        .vaults
+        .iter()
+        .map(|(name, d)| {
+            let vault = (|| -> Result<Vault> {
+                let locked = LockedVault::open(d.open()?)?;
+                Ok(locked.unlock(&pass, s.ctx.clone())?)
+            })();
+            vault.with_context(|| format!("opening the vault {name}"))
+        })
+        .collect();
+    let vaults: Vec<&Vault> = opened.iter().filter_map(|v| v.as_ref().ok()).collect();
+    let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
+    let outcomes: Vec<output::DestinationOutcome> = s
+        .vaults
+        .iter()
+        .zip(opened)
+        .map(|((name, _), vault)| {
+            let result = match vault {
+                Ok(_) => results
+                    .next()
+                    .expect("one result per opened vault")
+                    .with_context(|| format!("backing up into the vault {name}")),
+                Err(e) => Err(e),
+            };
+            output::DestinationOutcome { vault: name.clone(), result }
+        })
+        .collect();
+    output::backup_many(&outcomes, s.json)?;
+    let codes: Vec<u8> = outcomes.iter().map(|o| o.result.as_ref().map_or(exit::FAILURE, backup_exit_code)).collect();
+    Ok(if codes.iter().all(|&c| c == 0) {
+        0
+    } else if codes.iter().all(|&c| c == exit::FAILURE) {
+        exit::FAILURE
+    } else {
+        exit::PARTIAL
+    })
+}
+
+fn backup_exit_code(report: &backup::BackupReport) -> u8 {
+    match (report.snapshot, report.failures.is_empty()) {
         (Some(_), true) => 0,
         (Some(_), false) => exit::PARTIAL,
         (None, _) => exit::FAILURE,
-    })
+    }
 }
 
 /// Local relative paths become absolute, so the recorded source means the same thing later.

@@ -90,6 +90,75 @@ pub fn backup(r: &BackupReport, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// What a backup run did in one of several destinations.
+pub struct DestinationOutcome {
+    /// The destination as given (`--vault`).
+    pub vault: String,
+    pub result: Result<BackupReport>,
+}
+
+impl DestinationOutcome {
+    fn status(&self) -> &'static str {
+        match &self.result {
+            Ok(r) if r.snapshot.is_none() => "failed",
+            Ok(r) if !r.failures.is_empty() => "partial",
+            Ok(_) => "ok",
+            Err(_) => "failed",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DestinationRow<'a> {
+    vault: &'a str,
+    /// `ok`, `partial` (some sources failed) or `failed` (no snapshot written).
+    status: &'static str,
+    /// Why the destination failed as a whole (it could not be opened or written); `null` otherwise.
+    error: Option<String>,
+    /// The single-destination `backup --json` object; `null` when `error` is set.
+    backup: Option<&'a BackupReport>,
+}
+
+/// A backup into several destinations: each one's report in turn, then a summary that names
+/// every destination that failed.
+pub fn backup_many(outcomes: &[DestinationOutcome], json: bool) -> Result<()> {
+    if json {
+        let rows: Vec<DestinationRow> = outcomes
+            .iter()
+            .map(|o| DestinationRow {
+                vault: &o.vault,
+                status: o.status(),
+                error: o.result.as_ref().err().map(|e| format!("{e:#}")),
+                backup: o.result.as_ref().ok(),
+            })
+            .collect();
+        #[derive(Serialize)]
+        struct Destinations<'a> {
+            destinations: Vec<DestinationRow<'a>>,
+        }
+        return print_json(&Destinations { destinations: rows });
+    }
+    for o in outcomes {
+        println!("destination {}:", o.vault);
+        match &o.result {
+            Ok(r) => backup(r, false)?,
+            Err(e) => eprintln!("error: destination {} failed: {e:#}", o.vault),
+        }
+    }
+    let failed: Vec<&str> = outcomes.iter().filter(|o| o.status() == "failed").map(|o| o.vault.as_str()).collect();
+    if failed.is_empty() {
+        println!("backed up into all {} destinations", outcomes.len());
+    } else {
+        println!(
+            "backed up into {} of {} destinations; failed: {}",
+            outcomes.len() - failed.len(),
+            outcomes.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
 #[derive(Serialize)]
 struct SnapshotRow<'a> {
     id: String,

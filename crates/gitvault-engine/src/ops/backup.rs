@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gitvault_format::envelope::{Compression, Kind};
 use gitvault_format::ids::SnapshotId;
@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ops::diff::{RefChange, ancestry_in, ref_changes};
 use crate::progress::Progress;
-use crate::vault::Vault;
+use crate::vault::{Context, Vault};
 
 /// One thing to back up: a path or URL, and optionally the name to file it under.
 #[derive(Clone, Debug)]
@@ -72,6 +72,23 @@ pub fn backup(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
+    backup_many(&[vault], sources, opts, progress)?.pop().expect("one result per vault")
+}
+
+/// Back up every source into each of `vaults`, one new snapshot in each: one result per vault,
+/// in order. A vault that fails does not stop the others, and a source that fails in one vault
+/// is reported there without stopping the others.
+///
+/// The source side is done once for the run: each source's refs are read (and a remote source
+/// fetched into its mirror, in the first vault's cache) once, so every vault records the same
+/// refs. Each vault then packs against its own history, so each holds a complete chain of its
+/// own and restores on its own. Snapshot ids are drawn per vault.
+pub fn backup_many(
+    vaults: &[&Vault],
+    sources: &[SourceSpec],
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<Result<BackupReport>>> {
     let mut names = BTreeSet::new();
     for s in sources {
         let name = s.name();
@@ -79,62 +96,105 @@ pub fn backup(
             return Err(Error::DuplicateName { name });
         }
     }
-    // Refuse before storing anything if the ledger cannot take the snapshot's entry.
-    vault.ledger_head()?;
-    crate::scratch::remove_stale(&vault.ctx);
-    match vault.store.remove_incomplete() {
-        Ok(removed) if !removed.is_empty() => {
-            tracing::info!(count = removed.len(), "removed temporaries of interrupted writers")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not clean up temporaries of interrupted writers"),
-    }
-    let history = vault.snapshots()?;
-    let id = SnapshotId::random()?;
+    let Some(first) = vaults.first() else { return Ok(Vec::new()) };
+    let mut runs: Vec<Result<Run>> = vaults.iter().map(|v| Run::start(v)).collect();
     let time = timestamp::now();
     let git = Git::new();
-    let mut repos = Vec::new();
-    let mut reports = Vec::new();
-    let mut failures = Vec::new();
     for spec in sources {
+        if runs.iter().all(|r| r.is_err()) {
+            break; // no vault to write to: do not fetch for nothing
+        }
         let name = spec.name();
-        match backup_repo(vault, &git, &name, spec, &history, id, opts, progress) {
-            Ok((repo, report)) => {
-                repos.push(repo);
-                reports.push(report);
+        progress.start(&name, "reading refs", None);
+        let started = Instant::now();
+        let prepared = prepare(&first.ctx, &git, &spec.source);
+        let prepare_time = started.elapsed();
+        for run in runs.iter_mut().filter_map(|r| r.as_mut().ok()) {
+            let result = match &prepared {
+                Ok(source) => {
+                    let job = Job { name: &name, spec, source, prepare_time };
+                    backup_repo(run.vault, &git, &job, &run.history, run.id, opts, progress)
+                        .map_err(|e| crate::error::chain(&e))
+                }
+                Err(e) => Err(crate::error::chain(e)),
+            };
+            run.record(&name, spec, result);
+        }
+        progress.finish(&name);
+    }
+    Ok(runs.into_iter().map(|r| r.and_then(|run| run.commit(time))).collect())
+}
+
+/// One vault's part of a backup run.
+struct Run<'a> {
+    vault: &'a Vault,
+    history: Vec<Snapshot>,
+    id: SnapshotId,
+    repos: Vec<RepoSnapshot>,
+    reports: Vec<RepoReport>,
+    failures: Vec<RepoFailure>,
+}
+
+impl<'a> Run<'a> {
+    fn start(vault: &'a Vault) -> Result<Self> {
+        // Refuse before storing anything if the ledger cannot take the snapshot's entry.
+        vault.ledger_head()?;
+        crate::scratch::remove_stale(&vault.ctx);
+        match vault.store.remove_incomplete() {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(count = removed.len(), "removed temporaries of interrupted writers")
             }
-            Err(e) => {
-                tracing::warn!(repo = %name, error = %crate::error::chain(&e), "backup of repository failed");
-                failures.push(RepoFailure {
-                    name,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not clean up temporaries of interrupted writers"),
+        }
+        let history = vault.snapshots()?;
+        let id = SnapshotId::random()?;
+        Ok(Self { vault, history, id, repos: Vec::new(), reports: Vec::new(), failures: Vec::new() })
+    }
+
+    /// A repository's outcome in this vault; a failure comes as its message (a source that
+    /// could not be read fails in every vault with the same one).
+    fn record(&mut self, name: &str, spec: &SourceSpec, result: Result<(RepoSnapshot, RepoReport), String>) {
+        match result {
+            Ok((repo, report)) => {
+                self.repos.push(repo);
+                self.reports.push(report);
+            }
+            Err(error) => {
+                tracing::warn!(repo = %name, vault = %self.vault.location(), error = %error, "backup of repository failed");
+                self.failures.push(RepoFailure {
+                    name: name.to_string(),
                     source: gitvault_git::redact_source(&spec.source),
-                    error: crate::error::chain(&e),
+                    error,
                 });
             }
         }
-        progress.finish(&spec.name());
     }
-    if repos.is_empty() {
-        return Ok(BackupReport { snapshot: None, time, repositories: reports, failures });
+
+    fn commit(self, time: time::OffsetDateTime) -> Result<BackupReport> {
+        let Self { vault, id, repos, reports, failures, .. } = self;
+        if repos.is_empty() {
+            return Ok(BackupReport { snapshot: None, time, repositories: reports, failures });
+        }
+        let snap = Snapshot {
+            version: gitvault_format::FORMAT_VERSION,
+            id,
+            time,
+            host: vault.ctx.host.clone(),
+            gitvault_version: env!("CARGO_PKG_VERSION").to_string(),
+            repositories: repos,
+            failures: failures.clone(),
+        };
+        // The snapshot file is the commit point: every pack it names is already durable.
+        let mac = vault.write_snapshot(&snap)?;
+        vault.append_ledger(Event::Snapshot {
+            snapshot: id,
+            mac,
+            repositories: snap.repositories.iter().map(|r| r.name.clone()).collect(),
+            recovered: false,
+        })?;
+        Ok(BackupReport { snapshot: Some(id), time, repositories: reports, failures })
     }
-    let snap = Snapshot {
-        version: gitvault_format::FORMAT_VERSION,
-        id,
-        time,
-        host: vault.ctx.host.clone(),
-        gitvault_version: env!("CARGO_PKG_VERSION").to_string(),
-        repositories: repos,
-        failures: failures.clone(),
-    };
-    // The snapshot file is the commit point: every pack it names is already durable.
-    let mac = vault.write_snapshot(&snap)?;
-    vault.append_ledger(Event::Snapshot {
-        snapshot: id,
-        mac,
-        repositories: snap.repositories.iter().map(|r| r.name.clone()).collect(),
-        recovered: false,
-    })?;
-    Ok(BackupReport { snapshot: Some(id), time, repositories: reports, failures })
 }
 
 /// A source ready to pack from: a repository directory (the source itself when local, a
@@ -146,14 +206,14 @@ struct Prepared {
     _lock: Option<fs::File>,
 }
 
-fn prepare(vault: &Vault, git: &Git, source: &str) -> Result<Prepared> {
+fn prepare(ctx: &Context, git: &Git, source: &str) -> Result<Prepared> {
     match gitvault_git::classify_source(source)? {
         SourceKind::Local(path) => {
             let state = git.read_refs(&path)?;
             Ok(Prepared { path, state, _lock: None })
         }
         SourceKind::Remote(url) => {
-            let dir = vault.ctx.cache_dir.join("mirrors");
+            let dir = ctx.cache_dir.join("mirrors");
             fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
             let key = blake3::hash(gitvault_git::redact_source(&url).as_bytes()).to_hex();
             let mirror = dir.join(format!("{}.git", &key[..32]));
@@ -193,20 +253,26 @@ fn records(state: &RefState) -> (Vec<RefRecord>, Option<HeadRecord>) {
     (refs, head)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One source of the run, read once and backed up into each vault.
+struct Job<'a> {
+    name: &'a str,
+    spec: &'a SourceSpec,
+    source: &'a Prepared,
+    /// Time spent reading refs (and fetching), counted in every vault's duration.
+    prepare_time: Duration,
+}
+
 fn backup_repo(
     vault: &Vault,
     git: &Git,
-    name: &str,
-    spec: &SourceSpec,
+    job: &Job,
     history: &[Snapshot],
     snapshot: SnapshotId,
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<(RepoSnapshot, RepoReport)> {
     let started = Instant::now();
-    progress.start(name, "reading refs", None);
-    let source = prepare(vault, git, &spec.source)?;
+    let Job { name, spec, source, prepare_time } = *job;
     let (refs, head) = records(&source.state);
     let format = source.state.object_format.as_str().to_string();
 
@@ -262,7 +328,7 @@ fn backup_repo(
         objects_added,
         bytes_added,
         changes,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: u64::try_from((prepare_time + started.elapsed()).as_millis()).unwrap_or(u64::MAX),
     };
     let repo = RepoSnapshot {
         name: name.to_string(),

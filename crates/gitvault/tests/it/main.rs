@@ -5,6 +5,7 @@ mod chain;
 mod common;
 mod copy;
 mod crash;
+mod destinations;
 mod golden;
 mod s3;
 mod tamper;

@@ -115,3 +115,39 @@ fn copy_replicates_a_local_vault_into_s3_and_back() {
     assert_eq!(refs(&target).refs, expected.refs);
     gitvault_git::Git::new().fsck(&target).expect("fsck");
 }
+
+/// One backup run into a local vault and an S3 vault at once; each restores on its own.
+#[test]
+fn one_backup_writes_to_a_local_and_an_s3_vault() {
+    let Some(moto) = Moto::start_unless_skipped() else { return };
+    moto.create_bucket("second");
+    let w = World::new();
+    w.init();
+    let r = new_repo(&w.path("src/app"));
+    commit(&r, "a.bin", &noise(8, 300_000), "first");
+    let s3_vault = "s3://second/site-b";
+    let local = w.vault.display().to_string();
+    let run = |args: &[&str]| {
+        let out = w
+            .cmd_without_vault(args)
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["init", "--vault", s3_vault, "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]);
+    let out = run(&["backup", "--json", "--vault", &local, "--vault", s3_vault, r.to_str().expect("utf-8")]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["destinations"][0]["status"], "ok", "{v}");
+    assert_eq!(v["destinations"][1]["status"], "ok", "{v}");
+    for (vault, label) in [(local.as_str(), "local"), (s3_vault, "s3")] {
+        let target = w.path(&format!("pair-{label}.git"));
+        run(&["restore", "--vault", vault, "latest", "--target", target.to_str().expect("utf-8")]);
+        assert_eq!(refs(&target).refs, refs(&r).refs, "{label}");
+    }
+}
