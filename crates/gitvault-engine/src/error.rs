@@ -36,7 +36,7 @@ pub enum Error {
         #[source]
         source: FormatError,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("git: {0}")]
     Git(#[from] gitvault_git::Error),
@@ -46,7 +46,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Format(#[from] FormatError),
     #[error("two sources would both be named {name:?} in the vault; give one of them another name with --name")]
     DuplicateName { name: String },
@@ -66,6 +66,12 @@ pub enum Error {
         "the ledger is busy: gave up appending after {attempts} attempts (many writers at once?); run the command again"
     )]
     LedgerBusy { attempts: u32 },
+    #[error("copying {what}")]
+    Copy {
+        what: String,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {

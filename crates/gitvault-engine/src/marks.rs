@@ -6,11 +6,11 @@
 //! machines' clocks, so writers whose clocks disagree still agree on how old a mark is.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use gitvault_format::envelope::Kind;
 use gitvault_format::ids::{DataId, MarkId, paths};
-use gitvault_format::mark::Mark;
+use gitvault_format::mark::{MIN_GRACE_SECONDS, Mark};
 
 use crate::error::{Error, Result};
 use crate::vault::Vault;
@@ -83,5 +83,42 @@ impl Vault {
                 self.location()
             ))
         })
+    }
+
+    /// Before committing a snapshot that references `needed`, for a writer that read the marks
+    /// (then the snapshots it builds on) at `started` and saw `marked` then (FORMAT.md §9.4):
+    /// when it ran for half the minimum grace period or more, or builds on data that was
+    /// marked, check that no mark listing its data can ripen within the next half of the
+    /// minimum grace period, and that nothing it needs is gone. `what` names the writer.
+    pub(crate) fn guard_commit(
+        &self,
+        needed: HashSet<DataId>,
+        started: Instant,
+        marked: &HashSet<DataId>,
+        what: &str,
+    ) -> Result<()> {
+        let margin = Duration::from_secs(MIN_GRACE_SECONDS / 2);
+        if started.elapsed() < margin && needed.is_disjoint(marked) {
+            return Ok(());
+        }
+        let now = self.storage_now()?;
+        for m in self.read_marks()? {
+            let hits = m.mark.data.iter().filter(|d| needed.contains(d)).count();
+            let safe = m.age(now).is_some_and(|age| age + margin < m.grace());
+            if hits > 0 && !safe {
+                return Err(Error::Refused(format!(
+                    "{hits} data files this {what} builds on are marked for deletion by a prune (mark {}) and may go before its snapshot is written; nothing was committed — run the {what} again (after the next prune, data deleted meanwhile is sent again)",
+                    m.mark.id.short()
+                )));
+            }
+        }
+        let present: HashSet<String> = self.store.list(paths::DATA_DIR)?.into_iter().map(|o| o.path).collect();
+        let missing = needed.iter().filter(|d| !present.contains(&paths::data(d))).count();
+        if missing > 0 {
+            return Err(Error::Refused(format!(
+                "{missing} data files this {what} builds on were deleted by a prune running meanwhile; nothing was committed — run the {what} again"
+            )));
+        }
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod consolidate;
+pub mod copy;
 pub mod diff;
 pub mod forget;
 pub mod keys;

@@ -193,7 +193,12 @@ impl Vault {
 
     /// Start a new data object; feed it with [`DataWriter::copy_from`], then commit it.
     pub(crate) fn begin_data(&self, kind: Kind, compression: Compression) -> Result<DataWriter> {
-        let id = DataId::random()?;
+        self.begin_data_as(DataId::random()?, kind, compression)
+    }
+
+    /// Start a data object under a given id (a copy keeps the id the object has in its source
+    /// vault); the object must not exist yet.
+    pub(crate) fn begin_data_as(&self, id: DataId, kind: Kind, compression: Compression) -> Result<DataWriter> {
         let path = paths::data(&id);
         let out = self.store.create(&path)?;
         let sealer = SealWriter::new(&self.data_key, &self.mac_key, kind, compression, &id.to_hex(), out)

@@ -86,10 +86,18 @@ fn spawn_moto(port: u16, log: &Path) -> Child {
     let spawn = |program: &str, pre: &[&str]| {
         Command::new(program).args(pre).args(args).stdin(Stdio::null()).stdout(log_file()).stderr(log_file()).spawn()
     };
-    spawn("moto_server", &[])
-        .or_else(|_| spawn("python3", &["-m", "moto.server"]))
-        .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); {INSTALL_HINT}"))
+    // moto's own entry point, but serving one request at a time: its threaded server checks
+    // `If-None-Match: *` and stores in two steps, so two racing conditional writes can both
+    // succeed there (AWS S3 and MinIO decide atomically). Serialized, moto decides atomically
+    // too, and the create-only tests test gitvault rather than moto's threading.
+    spawn("python3", &["-c", SERIAL_MOTO])
+        .unwrap_or_else(|e| panic!("cannot start python3 for moto's server ({e}); {INSTALL_HINT}"))
 }
+
+const SERIAL_MOTO: &str = "import sys, moto.server as m, werkzeug.serving as w\n\
+run = w.run_simple\n\
+m.run_simple = lambda *a, **k: run(*a, **dict(k, threaded=False))\n\
+m.main(sys.argv[1:])\n";
 
 /// A port of 127.0.0.1 that nobody listens on right now.
 pub fn free_port() -> u16 {

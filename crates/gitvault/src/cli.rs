@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 incremental backups stored as git packs, every ref recorded, a tamper-evident ledger, and restores \
 that reproduce every ref exactly.\n\nThe passphrase comes from GITVAULT_PASSWORD, --password-file, \
 or a prompt on a terminal.\n\nExit codes: 0 success, 1 failure, 2 usage error, 3 partial (some \
-sources failed), 4 damage found by verify."
+sources or destinations failed), 4 damage found by verify."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -26,9 +26,10 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// The vault: a local directory (or file://PATH), or s3://BUCKET/PREFIX (endpoint, region and
     /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-    /// AWS_PROFILE).
-    #[arg(long, global = true, env = "GITVAULT_VAULT", value_name = "PATH|URL")]
-    pub vault: Option<String>,
+    /// AWS_PROFILE). `backup` takes it several times to write to several vaults in one run
+    /// (the same passphrase opens them all); every other command takes exactly one.
+    #[arg(long, global = true, env = "GITVAULT_VAULT", value_name = "PATH|URL", action = clap::ArgAction::Append)]
+    pub vault: Vec<String>,
     /// Read the passphrase from this file (its first line). GITVAULT_PASSWORD takes precedence.
     #[arg(long, global = true, env = "GITVAULT_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
@@ -65,6 +66,14 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the vault: structure, ledger chain, snapshots, data files (every byte with --read-data).
     Verify(VerifyArgs),
+    /// Copy snapshots from one vault into another (which must exist: `init` it first), sending
+    /// only what the destination lacks.
+    ///
+    /// Every data object is decrypted from the source, checked, and sealed again under the
+    /// destination's key; snapshots and data objects keep their ids. The source's passphrase
+    /// comes from GITVAULT_PASSWORD or --password-file; the destination's from
+    /// GITVAULT_TO_PASSWORD or --to-password-file, else it is the source's.
+    Copy(CopyArgs),
     /// Manage the passphrase key slots.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -189,6 +198,23 @@ pub struct RestoreArgs {
     /// Restore into an existing non-empty bare repository, replacing its refs.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The vault to copy from (PATH, file://PATH or s3://BUCKET/PREFIX); it is only read.
+    #[arg(long, value_name = "PATH|URL")]
+    pub from: String,
+    /// The vault to copy into; it must already be a vault.
+    #[arg(long, value_name = "PATH|URL")]
+    pub to: String,
+    /// Read the destination's passphrase from this file (its first line). GITVAULT_TO_PASSWORD
+    /// takes precedence; without either, the source's passphrase is used.
+    #[arg(long, value_name = "FILE")]
+    pub to_password_file: Option<PathBuf>,
+    /// Snapshots to copy: ids, unique id prefixes, or `latest` [default: every snapshot].
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
 }
 
 #[derive(Args, Debug)]

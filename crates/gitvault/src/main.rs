@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow};
-use clap::Parser;
-use gitvault_engine::ops::{backup, diff, forget, keys, prune, restore, upgrade, verify};
+use clap::{CommandFactory, FromArgMatches};
+use gitvault_engine::ops::{backup, copy, diff, forget, keys, prune, restore, upgrade, verify};
 use gitvault_engine::progress::{NoProgress, Progress};
 use gitvault_engine::{Context, LockedVault, Vault, resolve_snapshot};
-use gitvault_format::keys::KdfParams;
+use gitvault_format::keys::{KdfParams, Passphrase};
 use gitvault_format::snapshot::BackupType;
 
 use cli::{Cli, Command, GlobalArgs, KdfArgs, KeyCommand, TypeArg};
@@ -38,9 +38,11 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let vault_flag = matches.value_source("vault") == Some(clap::parser::ValueSource::CommandLine);
     init_logging(&cli.global);
-    let result = run(cli);
+    let result = run(cli, vault_flag);
     if let Some(kib) = peak_rss_kib() {
         tracing::info!(peak_rss_kib = kib, "gitvault's own peak memory (git subprocesses not included)");
     }
@@ -82,8 +84,11 @@ fn init_logging(g: &GlobalArgs) {
 
 /// Settings resolved once from flags, environment and defaults.
 struct Settings {
-    vault: String,
-    destination: destination::Destination,
+    /// Every `--vault` given (or `GITVAULT_VAULT`), parsed; commands other than `backup` take one.
+    vaults: Vec<(String, destination::Destination)>,
+    /// `--vault` was typed on the command line (not taken from `GITVAULT_VAULT`).
+    vault_flag: bool,
+    aws: destination::AwsEnv,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     ctx: Context,
@@ -93,20 +98,24 @@ struct Settings {
 }
 
 impl Settings {
-    fn resolve(g: &GlobalArgs) -> Result<Self> {
-        let vault = g
-            .vault
-            .clone()
-            .ok_or_else(|| UsageError("no vault given: pass --vault PATH|URL or set GITVAULT_VAULT".into()))?;
-        let destination = destination::Destination::parse(&vault, &destination::AwsEnv::from_env())
-            .map_err(|e| UsageError(format!("{e:#}")))?;
+    fn resolve(g: &GlobalArgs, vault_flag: bool) -> Result<Self> {
+        let aws = destination::AwsEnv::from_env();
+        let mut vaults = Vec::new();
+        for v in &g.vault {
+            if vaults.iter().any(|(seen, _)| seen == v) {
+                return Err(UsageError(format!("--vault {v} is given twice")).into());
+            }
+            let d = destination::Destination::parse(v, &aws).map_err(|e| UsageError(format!("{e:#}")))?;
+            vaults.push((v.clone(), d));
+        }
         let cache_dir = match &g.cache_dir {
             Some(d) => d.clone(),
             None => default_cache_dir(),
         };
         Ok(Self {
-            vault,
-            destination,
+            vaults,
+            vault_flag,
+            aws,
             password_env: std::env::var(secrets::PASSWORD_ENV).ok(),
             password_file: g.password_file.clone(),
             ctx: Context { cache_dir, host: hostname() },
@@ -116,10 +125,27 @@ impl Settings {
         })
     }
 
+    /// The one vault of a command that works on one.
+    fn vault(&self) -> Result<&(String, destination::Destination)> {
+        match self.vaults.as_slice() {
+            [one] => Ok(one),
+            [] => Err(UsageError("no vault given: pass --vault PATH|URL or set GITVAULT_VAULT".into()).into()),
+            many => Err(UsageError(format!(
+                "--vault is given {} times, but only `backup` writes to several vaults; this command works on one",
+                many.len()
+            ))
+            .into()),
+        }
+    }
+
+    fn passphrase(&self, confirm: bool) -> Result<Passphrase> {
+        secrets::passphrase(self.password_env.clone(), self.password_file.as_deref(), confirm)
+    }
+
     fn unlock(&self) -> Result<Vault> {
-        let locked = LockedVault::open(self.destination.open()?)?;
-        let pass = secrets::passphrase(self.password_env.clone(), self.password_file.as_deref(), false)?;
-        let mut vault = locked.unlock(&pass, self.ctx.clone())?;
+        let (_, destination) = self.vault()?;
+        let locked = LockedVault::open(destination.open()?)?;
+        let mut vault = locked.unlock(&self.passphrase(false)?, self.ctx.clone())?;
         vault.set_append_only(self.append_only);
         Ok(vault)
     }
@@ -160,8 +186,8 @@ fn kdf_params(a: &KdfArgs) -> KdfParams {
     }
 }
 
-fn run(cli: Cli) -> Result<u8> {
-    let s = Settings::resolve(&cli.global)?;
+fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
+    let s = Settings::resolve(&cli.global, vault_flag)?;
     match cli.command {
         Command::Init(a) => cmd_init(&s, &a.kdf),
         Command::Backup(a) => cmd_backup(&s, a),
@@ -203,6 +229,7 @@ fn run(cli: Cli) -> Result<u8> {
             output::verify(&report, s.json)?;
             Ok(if report.ok { 0 } else { exit::DAMAGE })
         }
+        Command::Copy(a) => cmd_copy(&s, a),
         Command::Key(k) => cmd_key(&s, k),
         Command::Forget(a) => cmd_forget(&s, a),
         Command::Prune(a) => {
@@ -281,11 +308,53 @@ fn cmd_forget(s: &Settings, a: cli::ForgetArgs) -> Result<u8> {
 }
 
 fn cmd_init(s: &Settings, kdf: &KdfArgs) -> Result<u8> {
-    let pass = secrets::passphrase(s.password_env.clone(), s.password_file.as_deref(), true)?;
-    let store = s.destination.open_new().with_context(|| format!("creating a vault at {}", s.vault))?;
+    let (name, destination) = s.vault()?;
+    let pass = s.passphrase(true)?;
+    let store = destination.open_new().with_context(|| format!("creating a vault at {name}"))?;
     let vault = LockedVault::init(store, &pass, kdf_params(kdf), s.ctx.clone())
-        .with_context(|| format!("creating a vault at {}", s.vault))?;
-    output::init(&vault, &s.vault, s.json)?;
+        .with_context(|| format!("creating a vault at {name}"))?;
+    output::init(&vault, name, s.json)?;
+    Ok(0)
+}
+
+fn cmd_copy(s: &Settings, a: cli::CopyArgs) -> Result<u8> {
+    if s.vault_flag {
+        return Err(UsageError("copy takes --from and --to, not --vault".into()).into());
+    }
+    if a.from == a.to {
+        return Err(UsageError(format!("--from and --to are both {}; copy into another vault", a.from)).into());
+    }
+    let parse = |v: &str, flag: &str| {
+        destination::Destination::parse(v, &s.aws).map_err(|e| UsageError(format!("{flag}: {e:#}")))
+    };
+    let (from, to) = (parse(&a.from, "--from")?, parse(&a.to, "--to")?);
+    // Both vaults are opened and unlocked before anything is written: a wrong passphrase or a
+    // destination that is not a vault leaves the destination untouched.
+    let locked_from =
+        LockedVault::open(from.open()?).with_context(|| format!("opening the source vault {}", a.from))?;
+    let locked_to = LockedVault::open(to.open()?).with_context(|| format!("opening the destination vault {}", a.to))?;
+    let pass_from = s.passphrase(false)?;
+    let pass_to = match std::env::var(secrets::TO_PASSWORD_ENV).ok().filter(|p| !p.is_empty()) {
+        Some(p) => Passphrase::new(p),
+        None => match &a.to_password_file {
+            Some(f) => secrets::passphrase_file(f)?,
+            None => pass_from.clone(),
+        },
+    };
+    let from_vault = locked_from
+        .unlock(&pass_from, s.ctx.clone())
+        .with_context(|| format!("unlocking the source vault {}", a.from))?;
+    let mut to_vault = locked_to.unlock(&pass_to, s.ctx.clone()).with_context(|| {
+        format!(
+            "unlocking the destination vault {} (its passphrase comes from {}, else --to-password-file, else it is the source's)",
+            a.to,
+            secrets::TO_PASSWORD_ENV
+        )
+    })?;
+    to_vault.set_append_only(s.append_only);
+    let report = copy::copy(&from_vault, &to_vault, &a.snapshots, s.progress().as_ref())
+        .with_context(|| format!("copying from {} to {}", a.from, a.to))?;
+    output::copy(&report, s.json)?;
     Ok(0)
 }
 
@@ -293,7 +362,6 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
     if a.name.is_some() && a.sources.len() != 1 {
         return Err(UsageError("--name applies to a single SOURCE; back the others up in another run".into()).into());
     }
-    let vault = s.unlock()?;
     let sources: Vec<backup::SourceSpec> =
         a.sources.iter().map(|src| backup::SourceSpec { source: absolutize(src), name: a.name.clone() }).collect();
     let opts = backup::BackupOptions {
@@ -303,13 +371,62 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
             TypeArg::Incr => BackupType::Incr,
         }),
     };
-    let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
-    output::backup(&report, s.json)?;
-    Ok(match (report.snapshot, report.failures.is_empty()) {
+    if s.vaults.len() <= 1 {
+        let vault = s.unlock()?;
+        let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
+        output::backup(&report, s.json)?;
+        return Ok(backup_exit_code(&report));
+    }
+    // Several destinations: one passphrase opens them all; a destination that cannot be opened
+    // fails on its own, and the others are backed up.
+    let pass = s.passphrase(false)?;
+    let opened: Vec<Result<Vault>> = s
+        .vaults
+        .iter()
+        .map(|(name, d)| {
+            let vault = (|| -> Result<Vault> {
+                let locked = LockedVault::open(d.open()?)?;
+                let mut vault = locked.unlock(&pass, s.ctx.clone())?;
+                vault.set_append_only(s.append_only);
+                Ok(vault)
+            })();
+            vault.with_context(|| format!("opening the vault {name}"))
+        })
+        .collect();
+    let vaults: Vec<&Vault> = opened.iter().filter_map(|v| v.as_ref().ok()).collect();
+    let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
+    let outcomes: Vec<output::DestinationOutcome> = s
+        .vaults
+        .iter()
+        .zip(opened)
+        .map(|((name, _), vault)| {
+            let result = match vault {
+                Ok(_) => results
+                    .next()
+                    .expect("one result per opened vault")
+                    .with_context(|| format!("backing up into the vault {name}")),
+                Err(e) => Err(e),
+            };
+            output::DestinationOutcome { vault: name.clone(), result }
+        })
+        .collect();
+    output::backup_many(&outcomes, s.json)?;
+    let codes: Vec<u8> = outcomes.iter().map(|o| o.result.as_ref().map_or(exit::FAILURE, backup_exit_code)).collect();
+    Ok(if codes.iter().all(|&c| c == 0) {
+        0
+    } else if codes.iter().all(|&c| c == exit::FAILURE) {
+        exit::FAILURE
+    } else {
+        exit::PARTIAL
+    })
+}
+
+fn backup_exit_code(report: &backup::BackupReport) -> u8 {
+    match (report.snapshot, report.failures.is_empty()) {
         (Some(_), true) => 0,
         (Some(_), false) => exit::PARTIAL,
         (None, _) => exit::FAILURE,
-    })
+    }
 }
 
 /// Local relative paths become absolute, so the recorded source means the same thing later.

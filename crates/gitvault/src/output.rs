@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 use gitvault_engine::Vault;
 use gitvault_engine::ops::backup::BackupReport;
+use gitvault_engine::ops::copy::CopyReport;
 use gitvault_engine::ops::diff::{RepoStatus, SnapshotDiff};
 use gitvault_engine::ops::forget::ForgetReport;
 use gitvault_engine::ops::keys::KeyInfo;
@@ -88,6 +89,75 @@ pub fn backup(r: &BackupReport, json: bool) -> Result<()> {
             if r.failures.is_empty() { String::new() } else { format!(", {} failed", r.failures.len()) }
         ),
         None => println!("no snapshot saved: every source failed"),
+    }
+    Ok(())
+}
+
+/// What a backup run did in one of several destinations.
+pub struct DestinationOutcome {
+    /// The destination as given (`--vault`).
+    pub vault: String,
+    pub result: Result<BackupReport>,
+}
+
+impl DestinationOutcome {
+    fn status(&self) -> &'static str {
+        match &self.result {
+            Ok(r) if r.snapshot.is_none() => "failed",
+            Ok(r) if !r.failures.is_empty() => "partial",
+            Ok(_) => "ok",
+            Err(_) => "failed",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DestinationRow<'a> {
+    vault: &'a str,
+    /// `ok`, `partial` (some sources failed) or `failed` (no snapshot written).
+    status: &'static str,
+    /// Why the destination failed as a whole (it could not be opened or written); `null` otherwise.
+    error: Option<String>,
+    /// The single-destination `backup --json` object; `null` when `error` is set.
+    backup: Option<&'a BackupReport>,
+}
+
+/// A backup into several destinations: each one's report in turn, then a summary that names
+/// every destination that failed.
+pub fn backup_many(outcomes: &[DestinationOutcome], json: bool) -> Result<()> {
+    if json {
+        let rows: Vec<DestinationRow> = outcomes
+            .iter()
+            .map(|o| DestinationRow {
+                vault: &o.vault,
+                status: o.status(),
+                error: o.result.as_ref().err().map(|e| format!("{e:#}")),
+                backup: o.result.as_ref().ok(),
+            })
+            .collect();
+        #[derive(Serialize)]
+        struct Destinations<'a> {
+            destinations: Vec<DestinationRow<'a>>,
+        }
+        return print_json(&Destinations { destinations: rows });
+    }
+    for o in outcomes {
+        println!("destination {}:", o.vault);
+        match &o.result {
+            Ok(r) => backup(r, false)?,
+            Err(e) => eprintln!("error: destination {} failed: {e:#}", o.vault),
+        }
+    }
+    let failed: Vec<&str> = outcomes.iter().filter(|o| o.status() == "failed").map(|o| o.vault.as_str()).collect();
+    if failed.is_empty() {
+        println!("backed up into all {} destinations", outcomes.len());
+    } else {
+        println!(
+            "backed up into {} of {} destinations; failed: {}",
+            outcomes.len() - failed.len(),
+            outcomes.len(),
+            failed.join(", ")
+        );
     }
     Ok(())
 }
@@ -235,6 +305,43 @@ pub fn restore(r: &RestoreReport, json: bool) -> Result<()> {
             repo.objects,
             human_bytes(repo.bytes)
         );
+    }
+    Ok(())
+}
+
+pub fn copy(r: &CopyReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let ids = |v: &[gitvault_format::ids::SnapshotId]| v.iter().map(|i| i.short()).collect::<Vec<_>>().join(", ");
+    println!("copying from {} to {}", r.from, r.to);
+    if !r.snapshots_copied.is_empty() {
+        println!("copied {} snapshots: {}", r.snapshots_copied.len(), ids(&r.snapshots_copied));
+    }
+    if !r.snapshots_skipped.is_empty() {
+        println!("skipped {} snapshots the destination already holds", r.snapshots_skipped.len());
+    }
+    if !r.snapshots_recorded.is_empty() {
+        println!(
+            "recorded {} snapshots an interrupted copy had left out of the destination's ledger: {}",
+            r.snapshots_recorded.len(),
+            ids(&r.snapshots_recorded)
+        );
+    }
+    println!(
+        "data objects: {} sent ({}, {} stored), {} already there{}",
+        r.data_transferred,
+        human_bytes(r.bytes_transferred),
+        human_bytes(r.bytes_written),
+        r.data_skipped,
+        if r.data_rechecked > 0 {
+            format!(" ({} of them left by an interrupted copy, checked in place)", r.data_rechecked)
+        } else {
+            String::new()
+        }
+    );
+    if r.snapshots_copied.is_empty() && r.snapshots_recorded.is_empty() {
+        println!("nothing to copy: the destination holds every selected snapshot");
     }
     Ok(())
 }

@@ -10,8 +10,11 @@ use crate::UsageError;
 
 pub const PASSWORD_ENV: &str = "GITVAULT_PASSWORD";
 pub const NEW_PASSWORD_ENV: &str = "GITVAULT_NEW_PASSWORD";
+/// The passphrase of the vault `copy` writes into, when it differs from the source's.
+pub const TO_PASSWORD_ENV: &str = "GITVAULT_TO_PASSWORD";
 
-fn from_file(path: &Path) -> Result<Passphrase> {
+/// The first line of a passphrase file.
+pub fn passphrase_file(path: &Path) -> Result<Passphrase> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading the passphrase file {}", path.display()))?;
     let line = text.lines().next().unwrap_or_default();
@@ -41,7 +44,7 @@ pub fn passphrase(env_value: Option<String>, file: Option<&Path>, confirm: bool)
         return Ok(Passphrase::new(p));
     }
     if let Some(f) = file {
-        return from_file(f);
+        return passphrase_file(f);
     }
     if std::io::stdin().is_terminal() {
         return prompt("vault passphrase", confirm);
@@ -58,7 +61,7 @@ pub fn new_passphrase(env_value: Option<String>, file: Option<&Path>) -> Result<
         return Ok(Passphrase::new(p));
     }
     if let Some(f) = file {
-        return from_file(f);
+        return passphrase_file(f);
     }
     if std::io::stdin().is_terminal() {
         return prompt("new passphrase", true);

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gitvault_format::envelope::{Compression, Kind};
-use gitvault_format::ids::{DataId, SnapshotId, paths};
+use gitvault_format::ids::SnapshotId;
 use gitvault_format::ledger::Event;
-use gitvault_format::mark::MIN_GRACE_SECONDS;
 use gitvault_format::snapshot::{BackupType, HeadRecord, PackRecord, RefRecord, RepoFailure, RepoSnapshot, Snapshot};
 use gitvault_format::timestamp;
 use gitvault_git::{Git, Head, ObjectId, RefState, SourceKind};
@@ -18,7 +17,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ops::diff::{RefChange, ancestry_in, ref_changes};
 use crate::progress::Progress;
-use crate::vault::Vault;
+use crate::vault::{Context, Vault};
 
 /// One thing to back up: a path or URL, and optionally the name to file it under.
 #[derive(Clone, Debug)]
@@ -73,6 +72,23 @@ pub fn backup(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
+    backup_many(&[vault], sources, opts, progress)?.pop().expect("one result per vault")
+}
+
+/// Back up every source into each of `vaults`, one new snapshot in each: one result per vault,
+/// in order. A vault that fails does not stop the others, and a source that fails in one vault
+/// is reported there without stopping the others.
+///
+/// The source side is done once for the run: each source's refs are read (and a remote source
+/// fetched into its mirror, in the first vault's cache) once, so every vault records the same
+/// refs. Each vault then packs against its own history, so each holds a complete chain of its
+/// own and restores on its own. Snapshot ids are drawn per vault.
+pub fn backup_many(
+    vaults: &[&Vault],
+    sources: &[SourceSpec],
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<Result<BackupReport>>> {
     let mut names = BTreeSet::new();
     for s in sources {
         let name = s.name();
@@ -80,113 +96,129 @@ pub fn backup(
             return Err(Error::DuplicateName { name });
         }
     }
-    // Refuse before storing anything if the ledger cannot take the snapshot's entry.
-    vault.ledger_head()?;
-    crate::scratch::remove_stale(&vault.ctx);
-    match vault.remove_incomplete() {
-        Ok(removed) if !removed.is_empty() => {
-            tracing::info!(count = removed.len(), "removed temporaries of interrupted writers")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not clean up temporaries of interrupted writers"),
-    }
-    // Read marks before snapshots: a snapshot that is live now keeps its data until it is
-    // forgotten, and anything marked after this point cannot go before the grace period.
-    let started = Instant::now();
-    let marked = vault.marked_data()?;
-    let history: Vec<Snapshot> = vault
-        .snapshots()?
-        .into_iter()
-        .filter(|s| {
-            // A base must not lean on data a prune may delete: a snapshot referencing marked data
-            // (committed while that mark was written) is not built upon.
-            let leans = s
-                .repositories
-                .iter()
-                .flat_map(|r| &r.chain)
-                .any(|p| marked.contains(&p.pack.id) || marked.contains(&p.index.id));
-            if leans {
-                tracing::info!(snapshot = %s.id.short(), "not building on a snapshot whose data a prune has marked");
-            }
-            !leans
-        })
-        .collect();
-    let id = SnapshotId::random()?;
+    let Some(first) = vaults.first() else { return Ok(Vec::new()) };
+    let mut runs: Vec<Result<Run>> = vaults.iter().map(|v| Run::start(v)).collect();
     let time = timestamp::now();
     let git = Git::new();
-    let mut repos = Vec::new();
-    let mut reports = Vec::new();
-    let mut failures = Vec::new();
     for spec in sources {
+        if runs.iter().all(|r| r.is_err()) {
+            break; // no vault to write to: do not fetch for nothing
+        }
         let name = spec.name();
-        match backup_repo(vault, &git, &name, spec, &history, id, opts, progress) {
-            Ok((repo, report)) => {
-                repos.push(repo);
-                reports.push(report);
+        progress.start(&name, "reading refs", None);
+        let started = Instant::now();
+        let prepared = prepare(&first.ctx, &git, &spec.source);
+        let prepare_time = started.elapsed();
+        for run in runs.iter_mut().filter_map(|r| r.as_mut().ok()) {
+            let result = match &prepared {
+                Ok(source) => {
+                    let job = Job { name: &name, spec, source, prepare_time };
+                    backup_repo(run.vault, &git, &job, &run.history, run.id, opts, progress)
+                        .map_err(|e| crate::error::chain(&e))
+                }
+                Err(e) => Err(crate::error::chain(e)),
+            };
+            run.record(&name, spec, result);
+        }
+        progress.finish(&name);
+    }
+    Ok(runs.into_iter().map(|r| r.and_then(|run| run.commit(time))).collect())
+}
+
+/// One vault's part of a backup run.
+struct Run<'a> {
+    vault: &'a Vault,
+    /// When the marks were read, before the history: see `Vault::guard_commit`.
+    started: Instant,
+    history: Vec<Snapshot>,
+    id: SnapshotId,
+    repos: Vec<RepoSnapshot>,
+    reports: Vec<RepoReport>,
+    failures: Vec<RepoFailure>,
+}
+
+impl<'a> Run<'a> {
+    fn start(vault: &'a Vault) -> Result<Self> {
+        // Refuse before storing anything if the ledger cannot take the snapshot's entry.
+        vault.ledger_head()?;
+        crate::scratch::remove_stale(&vault.ctx);
+        match vault.remove_incomplete() {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(count = removed.len(), "removed temporaries of interrupted writers")
             }
-            Err(e) => {
-                tracing::warn!(repo = %name, error = %crate::error::chain(&e), "backup of repository failed");
-                failures.push(RepoFailure {
-                    name,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not clean up temporaries of interrupted writers"),
+        }
+        // Read marks before snapshots: a snapshot that is live now keeps its data until it is
+        // forgotten, and anything marked after this point cannot go before the grace period.
+        let started = Instant::now();
+        let marked = vault.marked_data()?;
+        let history: Vec<Snapshot> = vault
+            .snapshots()?
+            .into_iter()
+            .filter(|s| {
+                // A base must not lean on data a prune may delete: a snapshot referencing marked
+                // data (committed while that mark was written) is not built upon.
+                let leans = s
+                    .repositories
+                    .iter()
+                    .flat_map(|r| &r.chain)
+                    .any(|p| marked.contains(&p.pack.id) || marked.contains(&p.index.id));
+                if leans {
+                    tracing::info!(snapshot = %s.id.short(), "not building on a snapshot whose data a prune has marked");
+                }
+                !leans
+            })
+            .collect();
+        let id = SnapshotId::random()?;
+        Ok(Self { vault, started, history, id, repos: Vec::new(), reports: Vec::new(), failures: Vec::new() })
+    }
+
+    /// A repository's outcome in this vault; a failure comes as its message (a source that
+    /// could not be read fails in every vault with the same one).
+    fn record(&mut self, name: &str, spec: &SourceSpec, result: Result<(RepoSnapshot, RepoReport), String>) {
+        match result {
+            Ok((repo, report)) => {
+                self.repos.push(repo);
+                self.reports.push(report);
+            }
+            Err(error) => {
+                tracing::warn!(repo = %name, vault = %self.vault.location(), error = %error, "backup of repository failed");
+                self.failures.push(RepoFailure {
+                    name: name.to_string(),
                     source: gitvault_git::redact_source(&spec.source),
-                    error: crate::error::chain(&e),
+                    error,
                 });
             }
         }
-        progress.finish(&spec.name());
     }
-    if repos.is_empty() {
-        return Ok(BackupReport { snapshot: None, time, repositories: reports, failures });
-    }
-    let snap = Snapshot {
-        version: gitvault_format::SNAPSHOT_VERSION,
-        id,
-        time,
-        host: vault.ctx.host.clone(),
-        gitvault_version: env!("CARGO_PKG_VERSION").to_string(),
-        repositories: repos,
-        failures: failures.clone(),
-    };
-    if started.elapsed() >= Duration::from_secs(MIN_GRACE_SECONDS / 2) {
-        check_still_present(vault, &snap)?;
-    }
-    // The snapshot file is the commit point: every pack it names is already durable.
-    let mac = vault.write_snapshot(&snap)?;
-    vault.append_ledger(Event::Snapshot {
-        snapshot: id,
-        mac,
-        repositories: snap.repositories.iter().map(|r| r.name.clone()).collect(),
-        recovered: false,
-    })?;
-    Ok(BackupReport { snapshot: Some(id), time, repositories: reports, failures })
-}
 
-/// A backup that ran long may have had data it references marked, or even deleted, by a prune
-/// running meanwhile (FORMAT.md §9.4). Before committing, make sure every file is still there
-/// and that no mark listing one of them can ripen before the snapshot is written.
-fn check_still_present(vault: &Vault, snap: &Snapshot) -> Result<()> {
-    let needed: HashSet<DataId> =
-        snap.repositories.iter().flat_map(|r| &r.chain).flat_map(|p| [p.pack.id, p.index.id]).collect();
-    let now = vault.storage_now()?;
-    let margin = Duration::from_secs(MIN_GRACE_SECONDS / 2);
-    for m in vault.read_marks()? {
-        let hits = m.mark.data.iter().filter(|d| needed.contains(d)).count();
-        let safe = m.age(now).is_some_and(|age| age + margin < m.grace());
-        if hits > 0 && !safe {
-            return Err(Error::Refused(format!(
-                "a prune running meanwhile marked {hits} data files this backup builds on for deletion (mark {}), and they may go before the snapshot is written; nothing was committed — run the backup again",
-                m.mark.id.short()
-            )));
+    fn commit(self, time: time::OffsetDateTime) -> Result<BackupReport> {
+        let Self { vault, started, id, repos, reports, failures, .. } = self;
+        if repos.is_empty() {
+            return Ok(BackupReport { snapshot: None, time, repositories: reports, failures });
         }
+        let snap = Snapshot {
+            version: gitvault_format::SNAPSHOT_VERSION,
+            id,
+            time,
+            host: vault.ctx.host.clone(),
+            gitvault_version: env!("CARGO_PKG_VERSION").to_string(),
+            repositories: repos,
+            failures: failures.clone(),
+        };
+        let needed = snap.repositories.iter().flat_map(|r| &r.chain).flat_map(|p| [p.pack.id, p.index.id]);
+        vault.guard_commit(needed.collect(), started, &HashSet::new(), "backup")?;
+        // The snapshot file is the commit point: every pack it names is already durable.
+        let mac = vault.write_snapshot(&snap)?;
+        vault.append_ledger(Event::Snapshot {
+            snapshot: id,
+            mac,
+            repositories: snap.repositories.iter().map(|r| r.name.clone()).collect(),
+            recovered: false,
+        })?;
+        Ok(BackupReport { snapshot: Some(id), time, repositories: reports, failures })
     }
-    let present: HashSet<String> = vault.store.list(paths::DATA_DIR)?.into_iter().map(|o| o.path).collect();
-    let missing = needed.iter().filter(|d| !present.contains(&paths::data(d))).count();
-    if missing > 0 {
-        return Err(Error::Refused(format!(
-            "{missing} data files this backup builds on were deleted by a prune running meanwhile; nothing was committed — run the backup again"
-        )));
-    }
-    Ok(())
 }
 
 /// A source ready to pack from: a repository directory (the source itself when local, a
@@ -198,14 +230,14 @@ struct Prepared {
     _lock: Option<fs::File>,
 }
 
-fn prepare(vault: &Vault, git: &Git, source: &str) -> Result<Prepared> {
+fn prepare(ctx: &Context, git: &Git, source: &str) -> Result<Prepared> {
     match gitvault_git::classify_source(source)? {
         SourceKind::Local(path) => {
             let state = git.read_refs(&path)?;
             Ok(Prepared { path, state, _lock: None })
         }
         SourceKind::Remote(url) => {
-            let dir = vault.ctx.cache_dir.join("mirrors");
+            let dir = ctx.cache_dir.join("mirrors");
             fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
             let key = blake3::hash(gitvault_git::redact_source(&url).as_bytes()).to_hex();
             let mirror = dir.join(format!("{}.git", &key[..32]));
@@ -245,20 +277,26 @@ fn records(state: &RefState) -> (Vec<RefRecord>, Option<HeadRecord>) {
     (refs, head)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One source of the run, read once and backed up into each vault.
+struct Job<'a> {
+    name: &'a str,
+    spec: &'a SourceSpec,
+    source: &'a Prepared,
+    /// Time spent reading refs (and fetching), counted in every vault's duration.
+    prepare_time: Duration,
+}
+
 fn backup_repo(
     vault: &Vault,
     git: &Git,
-    name: &str,
-    spec: &SourceSpec,
+    job: &Job,
     history: &[Snapshot],
     snapshot: SnapshotId,
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<(RepoSnapshot, RepoReport)> {
     let started = Instant::now();
-    progress.start(name, "reading refs", None);
-    let source = prepare(vault, git, &spec.source)?;
+    let Job { name, spec, source, prepare_time } = *job;
     let (refs, head) = records(&source.state);
     let format = source.state.object_format.as_str().to_string();
 
@@ -314,7 +352,7 @@ fn backup_repo(
         objects_added,
         bytes_added,
         changes,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: u64::try_from((prepare_time + started.elapsed()).as_millis()).unwrap_or(u64::MAX),
     };
     let repo = RepoSnapshot {
         name: name.to_string(),

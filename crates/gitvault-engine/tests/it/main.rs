@@ -1,6 +1,8 @@
 //! Engine tests through a fault-injecting store: whatever write fails, and whenever the
 //! destination fills up, the backup fails cleanly and the vault still verifies and restores.
 
+mod copy;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

@@ -125,3 +125,21 @@ fn invalid_paths_are_refused() {
         }
     }
 }
+
+#[test]
+fn listing_tells_the_storage_time_and_replace_overwrites() {
+    for (_dir, s) in backends() {
+        let before = std::time::SystemTime::now() - std::time::Duration::from_secs(300);
+        s.put_new("config", b"one").expect("put");
+        let listed = s.list("").expect("list");
+        let config = listed.iter().find(|o| o.path == "config").expect("listed");
+        let modified = config.modified.unwrap_or_else(|| panic!("{}: no modification time", s.describe()));
+        // The storage's clock, not ours, but on loopback they agree within minutes.
+        assert!(modified > before, "{}: {modified:?}", s.describe());
+        s.replace("config", b"two, longer").expect("replace");
+        assert_eq!(s.read("config").expect("read"), b"two, longer");
+        s.replace("fresh", b"created").expect("replace creates");
+        assert_eq!(s.read("fresh").expect("read"), b"created");
+        assert_eq!(s.put_new("config", b"x").expect_err("still create-only").kind, ErrorKind::AlreadyExists);
+    }
+}

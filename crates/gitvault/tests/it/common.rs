@@ -29,12 +29,20 @@ impl World {
 
     /// `gitvault` with the vault, cache and passphrase of this world.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_gitvault"));
+        let mut c = self.cmd_without_vault(&[]);
         c.arg("--vault").arg(&self.vault).args(args);
+        c
+    }
+
+    /// `gitvault` with the cache and passphrase of this world, and no vault.
+    pub fn cmd_without_vault(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gitvault"));
+        c.args(args);
         c.env("GITVAULT_PASSWORD", PASSWORD)
             .env("GITVAULT_CACHE_DIR", &self.cache)
             .env_remove("GITVAULT_VAULT")
             .env_remove("GITVAULT_PASSWORD_FILE")
+            .env_remove("GITVAULT_TO_PASSWORD")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("HOME", self.dir.path());
         c

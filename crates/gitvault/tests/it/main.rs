@@ -3,7 +3,9 @@
 mod bad_input;
 mod chain;
 mod common;
+mod copy;
 mod crash;
+mod destinations;
 mod golden;
 mod retention;
 mod s3;
