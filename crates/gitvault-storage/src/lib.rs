@@ -21,6 +21,8 @@ mod error;
 pub mod faulty;
 mod local;
 mod opendal;
+mod sftp;
+mod temp;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -29,6 +31,7 @@ use std::io::{Read, Write};
 pub use self::opendal::{S3Config, S3Store};
 pub use error::{ErrorKind, StorageError};
 pub use local::LocalStore;
+pub use sftp::{SftpConfig, SftpStore};
 
 /// Whether `path` is a valid object path: `/`-separated, relative, no empty, `.` or `..`
 /// component. Every backend refuses anything else, so no path can escape the vault.
