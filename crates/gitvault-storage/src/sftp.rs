@@ -380,7 +380,7 @@ async fn connect(config: &SftpConfig) -> Result<Connection, (ConnectFailure, Str
     if let Some(ssh_config) = &config.ssh_config {
         builder.config_file(ssh_config);
     }
-    let session = builder.connect(&config.host).await.map_err(explain_ssh_failure)?;
+    let session = builder.connect(&config.host).await.map_err(|e| explain_ssh_failure(e, config))?;
     let sftp = Sftp::from_session(
         session,
         SftpOptions::new().tokio_compat_file_write_limit(NonZeroUsize::new(WRITE_LIMIT).expect("not zero")),
@@ -410,7 +410,7 @@ async fn connect(config: &SftpConfig) -> Result<Connection, (ConnectFailure, Str
 }
 
 /// What ssh said when the master connection failed, with what to do about it.
-fn explain_ssh_failure(e: openssh::Error) -> (ConnectFailure, String) {
+fn explain_ssh_failure(e: openssh::Error, config: &SftpConfig) -> (ConnectFailure, String) {
     let (kind, said) = match &e {
         openssh::Error::Connect(io) if io.kind() == io::ErrorKind::NotFound => {
             return (ConnectFailure::Other, format!("cannot run ssh ({io}); install the OpenSSH client"));
@@ -423,6 +423,16 @@ fn explain_ssh_failure(e: openssh::Error) -> (ConnectFailure, String) {
     };
     let said = said.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
     let lower = said.to_ascii_lowercase();
+    let refused_key = match &config.key_file {
+        Some(key) => format!(
+            "the server refused the key {}: check that its public key is in the server's authorized_keys for this \
+             user",
+            key.display()
+        ),
+        None => "the server refused every key offered: load the key into ssh-agent, put it in ~/.ssh, or pass \
+                 --ssh-key FILE; and check the user name"
+            .to_string(),
+    };
     let (failure, hint) = if lower.contains("host key verification failed")
         || lower.contains("host key is known")
         || lower.contains("host identification has changed")
@@ -430,23 +440,20 @@ fn explain_ssh_failure(e: openssh::Error) -> (ConnectFailure, String) {
         (
             ConnectFailure::HostKey,
             "the server's host key is not in known_hosts (or differs from it): check its fingerprint, then add it \
-             to ~/.ssh/known_hosts (ssh-keyscan prints it)",
+             to ~/.ssh/known_hosts (ssh-keyscan prints it)"
+                .to_string(),
         )
     } else if kind == io::ErrorKind::PermissionDenied || lower.contains("permission denied") {
-        (
-            ConnectFailure::Auth,
-            "the server refused every key offered: load the key into ssh-agent, put it in ~/.ssh, or pass \
-             --ssh-key FILE; and check the user name",
-        )
+        (ConnectFailure::Auth, refused_key)
     } else if kind == io::ErrorKind::ConnectionRefused
         || kind == io::ErrorKind::TimedOut
         || ["connection refused", "timed out", "no route to host", "network is unreachable", "could not resolve"]
             .iter()
             .any(|s| lower.contains(s))
     {
-        (ConnectFailure::Unreachable, "check the host name and port, and that the SSH server runs")
+        (ConnectFailure::Unreachable, "check the host name and port, and that the SSH server runs".to_string())
     } else {
-        (ConnectFailure::Other, "")
+        (ConnectFailure::Other, String::new())
     };
     let said = if said.is_empty() { "ssh failed without saying why".to_string() } else { said };
     let message = if hint.is_empty() { format!("ssh: {said}") } else { format!("ssh: {said} ({hint})") };
@@ -875,21 +882,26 @@ mod tests {
             io::ErrorKind::ConnectionRefused,
             "connect to host 127.0.0.1 port 9: Connection refused",
         ));
-        let (failure, message) = explain_ssh_failure(refused);
+        let plain = config(None, "h", None, "/v");
+        let (failure, message) = explain_ssh_failure(refused, &plain);
         assert_eq!(failure, ConnectFailure::Unreachable);
         assert!(message.contains("Connection refused") && message.contains("port"), "{message}");
         let host_key = openssh::Error::Connect(io::Error::other(
             "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.\r\nHost key verification failed.",
         ));
-        let (failure, message) = explain_ssh_failure(host_key);
+        let (failure, message) = explain_ssh_failure(host_key, &plain);
         assert_eq!(failure, ConnectFailure::HostKey);
         assert!(message.contains("known_hosts"), "{message}");
         let denied = openssh::Error::Connect(io::Error::new(
             io::ErrorKind::PermissionDenied,
             "root@127.0.0.1: Permission denied (publickey).",
         ));
-        let (failure, message) = explain_ssh_failure(denied);
+        let (failure, message) = explain_ssh_failure(denied, &plain);
         assert_eq!(failure, ConnectFailure::Auth);
         assert!(message.contains("--ssh-key"), "{message}");
+        let denied = openssh::Error::Connect(io::Error::new(io::ErrorKind::PermissionDenied, "Permission denied"));
+        let keyed = SftpConfig { key_file: Some("/keys/backup".into()), ..plain };
+        let (_, message) = explain_ssh_failure(denied, &keyed);
+        assert!(message.contains("refused the key /keys/backup"), "{message}");
     }
 }

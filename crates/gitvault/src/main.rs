@@ -97,7 +97,14 @@ impl Settings {
             .vault
             .clone()
             .ok_or_else(|| UsageError("no vault given: pass --vault PATH|URL or set GITVAULT_VAULT".into()))?;
-        let destination = destination::Destination::parse(&vault, &destination::AwsEnv::from_env())
+        let ssh = destination::SshSettings {
+            key_file: g.ssh_key.clone(),
+            config_file: g.ssh_config.clone(),
+            // Short and private per connection (the ssh master makes a 0700 directory in it):
+            // control socket paths are limited to about 100 bytes.
+            control_dir: std::env::temp_dir(),
+        };
+        let destination = destination::Destination::parse(&vault, &destination::AwsEnv::from_env(), &ssh)
             .map_err(|e| UsageError(format!("{e:#}")))?;
         let cache_dir = match &g.cache_dir {
             Some(d) => d.clone(),

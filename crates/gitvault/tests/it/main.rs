@@ -6,4 +6,5 @@ mod common;
 mod crash;
 mod golden;
 mod s3;
+mod sftp;
 mod tamper;
