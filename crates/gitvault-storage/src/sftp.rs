@@ -4,8 +4,9 @@
 //! `BatchMode=yes` and `StrictHostKeyChecking=yes`), over which one SFTP channel runs. So
 //! authentication and host checking are exactly the user's `ssh`: ssh-agent, the default keys
 //! in `~/.ssh`, `~/.ssh/config` (or the file of [`SftpConfig::ssh_config`]), `known_hosts`. A
-//! key file given in [`SftpConfig::key_file`] is the only identity offered (`IdentitiesOnly`).
-//! No password or passphrase ever passes through gitvault.
+//! key file given in [`SftpConfig::key_file`] replaces the agent's and the default keys
+//! (`IdentitiesOnly`; the config's `IdentityFile` lines still count). No password or passphrase
+//! ever passes through gitvault (`BatchMode`: ssh never prompts).
 //!
 //! # Why not OpenDAL's sftp service
 //!
@@ -82,7 +83,8 @@ pub struct SftpConfig {
     /// The vault's directory on the server: absolute (`/srv/vault`), or relative to the login
     /// directory (`vault`).
     pub path: String,
-    /// Offer only this private key (`ssh -i FILE -o IdentitiesOnly=yes`).
+    /// Offer this private key instead of the agent's and the default ones
+    /// (`ssh -i FILE -o IdentitiesOnly=yes`).
     pub key_file: Option<PathBuf>,
     /// An ssh_config file to use instead of `~/.ssh/config` (`ssh -F FILE`).
     pub ssh_config: Option<PathBuf>,

@@ -30,8 +30,8 @@ pub struct GlobalArgs {
     /// directory; keys from ssh-agent, ~/.ssh or --ssh-key; the host checked against known_hosts).
     #[arg(long, global = true, env = "GITVAULT_VAULT", value_name = "PATH|URL")]
     pub vault: Option<String>,
-    /// Private key for an sftp:// vault; the only one offered then (ssh-agent and ~/.ssh keys are
-    /// used without it).
+    /// Private key for an sftp:// vault, offered instead of the agent's and the default ~/.ssh keys
+    /// (IdentitiesOnly; IdentityFile lines of the ssh config still count).
     #[arg(long, global = true, env = "GITVAULT_SSH_KEY", value_name = "FILE")]
     pub ssh_key: Option<PathBuf>,
     /// ssh_config file for an sftp:// vault, read instead of ~/.ssh/config (ssh -F).
