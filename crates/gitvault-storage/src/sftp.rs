@@ -23,9 +23,10 @@
 //!    two racing writers wins), creating parent directories as needed; without that extension,
 //!    with a plain SFTPv3 `SSH_FXP_RENAME`, which the protocol defines to fail on an existing
 //!    target (OpenSSH's server implements it as `link` + `unlink`);
-//! 4. remove the temporary, and fsync the final name's directory where the server allows it
-//!    (OpenSSH's lets a directory be opened as a file; others may not, and then the directory
-//!    entry is as durable as the server's file system makes it).
+//! 4. remove the temporary. SFTP cannot fsync a directory (the client only syncs handles open
+//!    for writing, and a directory cannot be opened so), so unlike the local backend the new
+//!    entry is as durable as the server's file system makes it (a journaling one commits it
+//!    within seconds).
 //!
 //! The [`Store`] trait is blocking and the SFTP client is async: each [`SftpStore`] owns a small
 //! tokio runtime and blocks on it, like the S3 backend. It must not be used from inside another
@@ -49,12 +50,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_core::Stream;
-use openssh::{ControlPersist, KnownHosts, SessionBuilder};
+use openssh_sftp_client::Sftp;
 use openssh_sftp_client::error::{Error as SftpError, SftpErrorKind};
 use openssh_sftp_client::file::TokioCompatFile;
-use openssh_sftp_client::{Sftp, SftpOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod connection;
+
+use self::connection::{ConnectFailure, Connection, backoff, connect, is_connection_failure};
 use crate::temp::{TMP_DIR, is_abandoned, temp_name};
 use crate::{ErrorKind, ObjectMeta, ObjectWriter, StorageError, Store};
 
@@ -122,27 +125,10 @@ struct Inner {
     conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
-struct Connection {
-    sftp: Sftp,
-    /// The server offers `hardlink@openssh.com` (else a plain `SSH_FXP_RENAME` publishes).
-    hardlink: bool,
-    /// The server offers `fsync@openssh.com`.
-    fsync: bool,
-}
-
 impl fmt::Debug for SftpStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SftpStore").field("describe", &self.inner.describe).finish_non_exhaustive()
     }
-}
-
-/// Why connecting failed, which decides whether a retry can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConnectFailure {
-    HostKey,
-    Auth,
-    Unreachable,
-    Other,
 }
 
 impl SftpStore {
@@ -331,137 +317,6 @@ impl SftpStore {
     }
 }
 
-/// Backoff before attempt `attempt + 1`: exponential from [`MIN_DELAY`], capped at
-/// [`MAX_DELAY`], with "full jitter" (a random point of the interval) so that many writers
-/// cut off together do not come back together.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = MIN_DELAY.saturating_mul(1 << attempt.min(16)).min(MAX_DELAY);
-    let mut rnd = [0u8; 8];
-    let fraction = match getrandom::fill(&mut rnd) {
-        Ok(()) => (u64::from_le_bytes(rnd) >> 11) as f64 / (1u64 << 53) as f64,
-        Err(_) => 0.5,
-    };
-    MIN_DELAY.max(ceiling.mul_f64(fraction))
-}
-
-/// Whether `e` means the connection (ssh, the channel, the SFTP session) broke, rather than the
-/// server refusing the request.
-fn is_connection_failure(e: &SftpError) -> bool {
-    matches!(
-        e,
-        SftpError::IOError(_)
-            | SftpError::BackgroundTaskFailure(_)
-            | SftpError::SftpServerFailure(_)
-            | SftpError::AwaitableError(_)
-            | SftpError::TaskJoinError(_)
-            | SftpError::RecursiveErrors(_)
-            | SftpError::RecursiveErrors3(_)
-            | SftpError::RemoteChildSpawnError(_)
-    )
-}
-
-/// Start an ssh master for `config` and an SFTP session over it.
-async fn connect(config: &SftpConfig) -> Result<Connection, (ConnectFailure, String)> {
-    let mut builder = SessionBuilder::default();
-    builder
-        .known_hosts_check(KnownHosts::Strict)
-        .control_directory(&config.control_dir)
-        .control_persist(ControlPersist::IdleFor(NonZeroUsize::new(MASTER_IDLE_SECS).expect("not zero")))
-        .connect_timeout(config.connect_timeout)
-        // A connection that silently died is noticed (then retried) instead of hanging.
-        .server_alive_interval(Duration::from_secs(15));
-    if let Some(user) = &config.user {
-        builder.user(user.clone());
-    }
-    if let Some(port) = config.port {
-        builder.port(port);
-    }
-    if let Some(key) = &config.key_file {
-        builder.keyfile(key);
-    }
-    if let Some(ssh_config) = &config.ssh_config {
-        builder.config_file(ssh_config);
-    }
-    let session = builder.connect(&config.host).await.map_err(|e| explain_ssh_failure(e, config))?;
-    let sftp = Sftp::from_session(
-        session,
-        SftpOptions::new().tokio_compat_file_write_limit(NonZeroUsize::new(WRITE_LIMIT).expect("not zero")),
-    )
-    .await
-    .map_err(|e| {
-        let message = format!(
-            "the server did not start an SFTP session ({e}); check that sshd_config has a `Subsystem sftp` line"
-        );
-        (ConnectFailure::Other, message)
-    })?;
-    let (hardlink, fsync) = (sftp.support_hardlink(), sftp.support_fsync());
-    if !hardlink && sftp.support_posix_rename() {
-        // The client library renames with posix-rename whenever the server offers it, and
-        // posix-rename replaces an existing object: no create-only publish is possible then.
-        return Err((
-            ConnectFailure::Other,
-            "the server offers posix-rename@openssh.com but not hardlink@openssh.com, so objects cannot be \
-             published create-only; use an OpenSSH server (or one with hardlink@openssh.com)"
-                .into(),
-        ));
-    }
-    if !fsync {
-        tracing::warn!(host = %config.host, "the SFTP server lacks fsync@openssh.com: objects are not synced to its disk");
-    }
-    Ok(Connection { sftp, hardlink, fsync })
-}
-
-/// What ssh said when the master connection failed, with what to do about it.
-fn explain_ssh_failure(e: openssh::Error, config: &SftpConfig) -> (ConnectFailure, String) {
-    let (kind, said) = match &e {
-        openssh::Error::Connect(io) if io.kind() == io::ErrorKind::NotFound => {
-            return (ConnectFailure::Other, format!("cannot run ssh ({io}); install the OpenSSH client"));
-        }
-        openssh::Error::Connect(io) => (io.kind(), io.to_string()),
-        openssh::Error::Master(io) => {
-            return (ConnectFailure::Other, format!("cannot create the ssh control socket directory ({io})"));
-        }
-        other => (io::ErrorKind::Other, other.to_string()),
-    };
-    let said = said.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
-    let lower = said.to_ascii_lowercase();
-    let refused_key = match &config.key_file {
-        Some(key) => format!(
-            "the server refused the key {}: check that its public key is in the server's authorized_keys for this \
-             user",
-            key.display()
-        ),
-        None => "the server refused every key offered: load the key into ssh-agent, put it in ~/.ssh, or pass \
-                 --ssh-key FILE; and check the user name"
-            .to_string(),
-    };
-    let (failure, hint) = if lower.contains("host key verification failed")
-        || lower.contains("host key is known")
-        || lower.contains("host identification has changed")
-    {
-        (
-            ConnectFailure::HostKey,
-            "the server's host key is not in known_hosts (or differs from it): check its fingerprint, then add it \
-             to ~/.ssh/known_hosts (ssh-keyscan prints it)"
-                .to_string(),
-        )
-    } else if kind == io::ErrorKind::PermissionDenied || lower.contains("permission denied") {
-        (ConnectFailure::Auth, refused_key)
-    } else if kind == io::ErrorKind::ConnectionRefused
-        || kind == io::ErrorKind::TimedOut
-        || ["connection refused", "timed out", "no route to host", "network is unreachable", "could not resolve"]
-            .iter()
-            .any(|s| lower.contains(s))
-    {
-        (ConnectFailure::Unreachable, "check the host name and port, and that the SSH server runs".to_string())
-    } else {
-        (ConnectFailure::Other, String::new())
-    };
-    let said = if said.is_empty() { "ssh failed without saying why".to_string() } else { said };
-    let message = if hint.is_empty() { format!("ssh: {said}") } else { format!("ssh: {said} ({hint})") };
-    (failure, message)
-}
-
 /// The entries of a remote directory other than `.` and `..`, with their attributes.
 async fn read_dir(sftp: &Sftp, dir: &str) -> Result<Vec<(String, openssh_sftp_client::metadata::MetaData)>, SftpError> {
     let mut fs = sftp.fs();
@@ -483,8 +338,7 @@ async fn create_new(sftp: &Sftp, path: &str) -> Result<openssh_sftp_client::file
 }
 
 /// `mkdir -p` of `dir` (remote), tolerating a concurrent writer making the same directories.
-/// Returns the directories it made, deepest last.
-async fn create_dirs(sftp: &Sftp, dir: &str) -> Result<Vec<String>, SftpError> {
+async fn create_dirs(sftp: &Sftp, dir: &str) -> Result<(), SftpError> {
     let mut fs = sftp.fs();
     let mut missing = Vec::new();
     let mut current = dir.to_string();
@@ -502,10 +356,9 @@ async fn create_dirs(sftp: &Sftp, dir: &str) -> Result<Vec<String>, SftpError> {
         }
     }
     // ...then down again, creating each.
-    let mut made = Vec::new();
     for d in missing.into_iter().rev() {
         match fs.create_dir(&d).await {
-            Ok(()) => made.push(d),
+            Ok(()) => {}
             // SFTPv3 has no "exists" status: the loser of a race gets a bare failure.
             Err(e) if fs.metadata(&d).await.is_ok_and(|m| m.file_type().is_some_and(|t| t.is_dir())) => {
                 tracing::debug!(dir = %d, error = %e, "directory made by another writer");
@@ -513,25 +366,7 @@ async fn create_dirs(sftp: &Sftp, dir: &str) -> Result<Vec<String>, SftpError> {
             Err(e) => return Err(e),
         }
     }
-    Ok(made)
-}
-
-/// fsync a remote directory, so that a new entry in it survives a power cut. OpenSSH's server
-/// lets a directory be opened like a file and fsyncs that descriptor; a server that refuses
-/// either is left to its file system (best effort, by design: SFTP has no directory sync).
-async fn sync_dir(conn: &Connection, dir: &str) {
-    if !conn.fsync {
-        return;
-    }
-    match conn.sftp.options().read(true).open(dir).await {
-        Ok(mut handle) => {
-            if let Err(e) = handle.sync_all().await {
-                tracing::debug!(dir, error = %e, "the server cannot sync directories");
-            }
-            let _ = handle.close().await;
-        }
-        Err(e) => tracing::debug!(dir, error = %e, "the server cannot open directories to sync them"),
-    }
+    Ok(())
 }
 
 fn parent_of(remote: &str) -> &str {
@@ -749,19 +584,11 @@ impl SftpWriter {
         };
         let mut linked = link().await;
         if let Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) = &linked {
-            // The parent directory is new: make it (and have its own entry synced), then retry.
-            let made = create_dirs(&conn.sftp, parent_of(&dest)).await?;
-            if let Some(first) = made.first() {
-                sync_dir(conn, parent_of(first)).await;
-            }
-            for dir in made.iter().take(made.len().saturating_sub(1)) {
-                sync_dir(conn, dir).await;
-            }
+            // The parent directory is new: make it, then try again.
+            create_dirs(&conn.sftp, parent_of(&dest)).await?;
             linked = link().await;
         }
-        linked?;
-        sync_dir(conn, parent_of(&dest)).await;
-        Ok(())
+        linked
     }
 }
 
@@ -863,47 +690,8 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_with_jitter_and_stays_capped() {
-        for attempt in 1..20 {
-            let d = backoff(attempt);
-            assert!(d >= MIN_DELAY && d <= MAX_DELAY, "{attempt}: {d:?}");
-        }
-        let early: Duration = (0..50).map(|_| backoff(1)).sum();
-        assert!(early <= MIN_DELAY * 2 * 50);
-    }
-
-    #[test]
     fn a_host_that_looks_like_an_option_is_refused() {
         let err = SftpStore::connect(&config(None, "-oProxyCommand=true", None, "/v")).expect_err("refused");
         assert!(err.to_string().contains("invalid host name"), "{err}");
-    }
-
-    #[test]
-    fn ssh_failures_are_explained() {
-        let refused = openssh::Error::Connect(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            "connect to host 127.0.0.1 port 9: Connection refused",
-        ));
-        let plain = config(None, "h", None, "/v");
-        let (failure, message) = explain_ssh_failure(refused, &plain);
-        assert_eq!(failure, ConnectFailure::Unreachable);
-        assert!(message.contains("Connection refused") && message.contains("port"), "{message}");
-        let host_key = openssh::Error::Connect(io::Error::other(
-            "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.\r\nHost key verification failed.",
-        ));
-        let (failure, message) = explain_ssh_failure(host_key, &plain);
-        assert_eq!(failure, ConnectFailure::HostKey);
-        assert!(message.contains("known_hosts"), "{message}");
-        let denied = openssh::Error::Connect(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "root@127.0.0.1: Permission denied (publickey).",
-        ));
-        let (failure, message) = explain_ssh_failure(denied, &plain);
-        assert_eq!(failure, ConnectFailure::Auth);
-        assert!(message.contains("--ssh-key"), "{message}");
-        let denied = openssh::Error::Connect(io::Error::new(io::ErrorKind::PermissionDenied, "Permission denied"));
-        let keyed = SftpConfig { key_file: Some("/keys/backup".into()), ..plain };
-        let (_, message) = explain_ssh_failure(denied, &keyed);
-        assert!(message.contains("refused the key /keys/backup"), "{message}");
     }
 }
