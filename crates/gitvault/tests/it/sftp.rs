@@ -22,6 +22,8 @@ fn gitvault(w: &World, url: &str, ssh_config: &Path, args: &[&str]) -> Command {
         .env("GITVAULT_CACHE_DIR", &w.cache)
         .env("GITVAULT_SSH_CONFIG", ssh_config)
         .env("HOME", w.dir.path())
+        // The ssh master's control directory goes there: a killed gitvault's stays in the test's.
+        .env("TMPDIR", w.dir.path())
         .env_remove("GITVAULT_SSH_KEY")
         .env_remove("SSH_AUTH_SOCK")
         .env("GIT_CONFIG_NOSYSTEM", "1");
