@@ -170,7 +170,7 @@ impl SftpStore {
         Ok(store)
     }
 
-    /// The vault directory on the server, as configured.
+    /// Where and how this store reaches its server.
     pub fn config(&self) -> &SftpConfig {
         &self.inner.config
     }
