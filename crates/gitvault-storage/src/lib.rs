@@ -11,16 +11,19 @@
 //!   racing for one name, exactly one wins and the other gets [`ErrorKind::AlreadyExists`].
 //! - Paths are `/`-separated, relative to the vault root, never starting with `/`.
 //!
-//! Backends: [`LocalStore`] (a directory or mounted NAS) and [`S3Store`] (S3 and S3-compatible
-//! servers, through OpenDAL). SFTP comes through OpenDAL
-//! behind this same trait. The local one uses `std::fs` directly because it needs two things
-//! OpenDAL's filesystem service does not give: an atomic create-only (`link(2)`) and an fsync
-//! of the directory after a rename, without which a committed snapshot could vanish on power loss.
+//! Backends: [`LocalStore`] (a directory or mounted NAS), [`S3Store`] (S3 and S3-compatible
+//! servers, through OpenDAL) and [`SftpStore`] (an SFTP server, through the system's OpenSSH
+//! client). The local one uses `std::fs` directly because it needs two things OpenDAL's
+//! filesystem service does not give: an atomic create-only (`link(2)`) and an fsync of the
+//! directory after a rename, without which a committed snapshot could vanish on power loss. The
+//! SFTP one is not OpenDAL's sftp service for the same kind of reason (see its module doc).
 
 mod error;
 pub mod faulty;
 mod local;
 mod opendal;
+mod sftp;
+mod temp;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -29,6 +32,7 @@ use std::io::{Read, Write};
 pub use self::opendal::{S3Config, S3Store};
 pub use error::{ErrorKind, StorageError};
 pub use local::LocalStore;
+pub use sftp::{SftpConfig, SftpStore};
 
 /// Whether `path` is a valid object path: `/`-separated, relative, no empty, `.` or `..`
 /// component. Every backend refuses anything else, so no path can escape the vault.

@@ -3,14 +3,10 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+use crate::temp::{TMP_DIR, is_abandoned, temp_name};
 use crate::{ErrorKind, ObjectMeta, ObjectWriter, StorageError, Store};
-
-/// Temporaries live here until they are committed by a rename or a link.
-const TMP_DIR: &str = "tmp";
-/// A temporary of another host is considered abandoned after this long.
-const FOREIGN_TMP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -69,9 +65,7 @@ impl LocalStore {
     fn temp_file(&self) -> Result<(PathBuf, File), StorageError> {
         let dir = self.root.join(TMP_DIR);
         fs::create_dir_all(&dir).map_err(|e| self.err("create directory", TMP_DIR, e))?;
-        let mut rnd = [0u8; 12];
-        getrandom::fill(&mut rnd).map_err(|e| self.err("create temporary in", TMP_DIR, io::Error::other(e)))?;
-        let name = format!("{}-{}-{}.tmp", host_tag(), std::process::id(), hex::encode(rnd));
+        let name = temp_name().map_err(|e| self.err("create temporary in", TMP_DIR, io::Error::other(e)))?;
         let path = dir.join(name);
         let file = OpenOptions::new()
             .write(true)
@@ -113,16 +107,6 @@ impl LocalStore {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-/// Hostname for temporary names (so that a shared NAS can tell whose temporaries are whose).
-fn host_tag() -> String {
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
-    host.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
-}
-
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 struct LocalWriter {
@@ -262,21 +246,13 @@ impl Store for LocalStore {
     }
 
     fn remove_incomplete(&self) -> Result<Vec<String>, StorageError> {
-        let me = host_tag();
         let now = SystemTime::now();
         let mut removed = Vec::new();
         for obj in self.list(TMP_DIR)? {
             let name = obj.path.rsplit('/').next().unwrap_or_default();
-            let mut parts = name.splitn(3, '-');
-            let (host, pid) = (parts.next().unwrap_or_default(), parts.next().and_then(|p| p.parse::<u32>().ok()));
             let path = self.root.join(&obj.path);
-            let stale = if host == me {
-                pid.is_none_or(|p| !pid_alive(p))
-            } else {
-                let age = fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|m| now.duration_since(m).ok());
-                age.is_some_and(|a| a > FOREIGN_TMP_MAX_AGE)
-            };
-            if stale {
+            let age = fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|m| now.duration_since(m).ok());
+            if is_abandoned(name, age) {
                 fs::remove_file(&path).map_err(|e| self.err("remove", &obj.path, e))?;
                 removed.push(obj.path);
             }

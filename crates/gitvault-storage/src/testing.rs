@@ -1,14 +1,16 @@
-//! Real servers for tests (feature `testing`): moto's standalone S3 server on a free port of
-//! 127.0.0.1, killed when dropped. Shared by this crate's conformance suite and the CLI's
-//! end-to-end tests, so that there is one way to start it.
+//! Real servers for tests (feature `testing`), each on a free port of 127.0.0.1 and killed when
+//! dropped: moto's standalone S3 server ([`Moto`]) and OpenSSH's sshd ([`Sshd`]). Shared by this
+//! crate's conformance suite and the CLI's end-to-end tests, so that there is one way to start
+//! them.
 //!
-//! moto comes from PyPI (`pip install 'moto[server]'`). Without it [`Moto::start_unless_skipped`]
-//! panics with that hint, so that a machine missing it cannot pass a suite by accident;
-//! `GITVAULT_TEST_NO_S3=1` skips S3 deliberately.
+//! moto comes from PyPI (`pip install 'moto[server]'`), sshd from Debian's `openssh-server`.
+//! Without them [`Moto::start_unless_skipped`] and [`Sshd::start_unless_skipped`] panic with an
+//! install hint, so that a machine missing one cannot pass a suite by accident;
+//! `GITVAULT_TEST_NO_S3=1` and `GITVAULT_TEST_NO_SFTP=1` skip them deliberately.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -122,4 +124,184 @@ fn http_with_body(method: &str, port: u16, path: &str) -> std::io::Result<(u16, 
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
+}
+
+pub const SSHD_INSTALL_HINT: &str = "the SFTP tests need OpenSSH's server and client: apt-get install \
+                                     openssh-server openssh-client (or set GITVAULT_TEST_NO_SFTP=1 to skip them)";
+
+/// Where Debian's openssh-server puts the daemon.
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// Whether the SFTP tests were asked to be skipped (`GITVAULT_TEST_NO_SFTP=1`).
+pub fn sftp_skipped() -> bool {
+    std::env::var_os("GITVAULT_TEST_NO_SFTP").is_some_and(|v| v == "1")
+}
+
+/// A running OpenSSH server with a fresh host key, accepting one fresh user key for the current
+/// user, with its SFTP subsystem; killed on drop. Everything lives in one temporary directory:
+/// keys, configuration, log, a `known_hosts` trusting the server, and `srv/` for vaults. Nothing
+/// touches `~/.ssh`.
+pub struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    user: String,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sshd {
+    /// A server, or `None` when SFTP tests are skipped deliberately.
+    pub fn start_unless_skipped() -> Option<Self> {
+        (!sftp_skipped()).then(Self::start)
+    }
+
+    pub fn start() -> Self {
+        assert!(Path::new(SSHD).exists(), "{SSHD} is missing; {SSHD_INSTALL_HINT}");
+        // sshd refuses to start without its privilege separation directory (made by the
+        // package's service, which tests do not run).
+        if !Path::new("/run/sshd").exists() {
+            std::fs::create_dir_all("/run/sshd")
+                .unwrap_or_else(|e| panic!("cannot create /run/sshd ({e}); {SSHD_INSTALL_HINT}"));
+        }
+        // Short: the ssh master's control socket is made under it, and socket paths are short.
+        let dir = tempfile::Builder::new().prefix("gvssh").tempdir_in("/tmp").expect("tempdir");
+        let d = dir.path();
+        for key in ["host_key", "user_key", "other_key"] {
+            keygen(&d.join(key));
+        }
+        std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        std::fs::create_dir(d.join("srv")).expect("srv dir");
+        let user = current_user();
+        let port = free_port();
+        let config = format!(
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+             PermitRootLogin prohibit-password\nAllowUsers {user}\nPidFile {d}/sshd.pid\nMaxStartups 100\n\
+             MaxSessions 100\nSubsystem sftp internal-sftp\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).expect("sshd_config");
+        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).expect("host key");
+        let host_pub = host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        std::fs::write(d.join("known_hosts"), format!("[127.0.0.1]:{port} {host_pub}\n")).expect("known_hosts");
+        std::fs::write(d.join("empty_known_hosts"), "").expect("known_hosts");
+        let log = || std::fs::OpenOptions::new().create(true).append(true).open(d.join("sshd.log")).expect("log");
+        let mut child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(log())
+            .stderr(log())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {SSHD} ({e}); {SSHD_INSTALL_HINT}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for sshd") {
+                let log = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+                panic!("sshd exited with {status} before answering; {SSHD_INSTALL_HINT}\n{log}");
+            }
+            if ssh_banner(port) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "sshd did not answer on port {port} within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sshd = Self { child, port, dir, user };
+        sshd.write_client_config("ssh_config", &sshd.known_hosts(), Some(&sshd.user_key()));
+        sshd
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The login name: the user running the tests (the only one sshd lets in).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The temporary directory holding everything; short enough for control sockets.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// An empty directory for vaults, as an absolute path on the server.
+    pub fn srv(&self) -> PathBuf {
+        self.dir.path().join("srv")
+    }
+
+    /// The private key the server accepts.
+    pub fn user_key(&self) -> PathBuf {
+        self.dir.path().join("user_key")
+    }
+
+    /// A private key the server does not accept.
+    pub fn other_key(&self) -> PathBuf {
+        self.dir.path().join("other_key")
+    }
+
+    /// A known_hosts file trusting this server's host key.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// A known_hosts file that knows no host.
+    pub fn empty_known_hosts(&self) -> PathBuf {
+        self.dir.path().join("empty_known_hosts")
+    }
+
+    /// An ssh_config (for `ssh -F`) that trusts this server and offers [`Sshd::user_key`].
+    pub fn ssh_config(&self) -> PathBuf {
+        self.dir.path().join("ssh_config")
+    }
+
+    /// Write an ssh_config named `name` that trusts only `known_hosts` and offers only `key`
+    /// (or, without one, only what `ssh -i` names); returns its path. No agent, no `~/.ssh`.
+    pub fn write_client_config(&self, name: &str, known_hosts: &Path, key: Option<&Path>) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let key = key.map(|k| format!("IdentityFile {}\n", k.display())).unwrap_or_default();
+        let config = format!(
+            "UserKnownHostsFile {}\nGlobalKnownHostsFile /dev/null\n{key}IdentitiesOnly yes\nIdentityAgent none\n",
+            known_hosts.display(),
+        );
+        std::fs::write(&path, config).expect("write ssh_config");
+        path
+    }
+
+    /// What the server logged so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "gitvault-test", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ssh-keygen ({e}); {SSHD_INSTALL_HINT}"));
+    assert!(out.status.success(), "ssh-keygen failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    assert!(out.status.success(), "id -un failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether an SSH server answers with its version banner on `port`.
+fn ssh_banner(port: u16) -> bool {
+    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut banner = [0u8; 4];
+    conn.read_exact(&mut banner).is_ok() && &banner == b"SSH-"
 }

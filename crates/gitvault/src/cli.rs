@@ -24,12 +24,21 @@ pub struct Cli {
 
 #[derive(Args, Debug)]
 pub struct GlobalArgs {
-    /// The vault: a local directory (or file://PATH), or s3://BUCKET/PREFIX (endpoint, region and
+    /// The vault: a local directory (or file://PATH), s3://BUCKET/PREFIX (endpoint, region and
     /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-    /// AWS_PROFILE). `backup` takes it several times to write to several vaults in one run
-    /// (the same passphrase opens them all); every other command takes exactly one.
+    /// AWS_PROFILE), or sftp://USER@HOST[:PORT]/PATH (PATH absolute; /~/PATH for one in the login
+    /// directory; keys from ssh-agent, ~/.ssh or --ssh-key; the host checked against known_hosts).
+    /// `backup` takes it several times to write to several vaults in one run (the same
+    /// passphrase opens them all); every other command takes exactly one.
     #[arg(long, global = true, env = "GITVAULT_VAULT", value_name = "PATH|URL", action = clap::ArgAction::Append)]
     pub vault: Vec<String>,
+    /// Private key for an sftp:// vault, offered instead of the agent's and the default ~/.ssh keys
+    /// (IdentitiesOnly; IdentityFile lines of the ssh config still count).
+    #[arg(long, global = true, env = "GITVAULT_SSH_KEY", value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// ssh_config file for an sftp:// vault, read instead of ~/.ssh/config (ssh -F).
+    #[arg(long, global = true, env = "GITVAULT_SSH_CONFIG", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
     /// Read the passphrase from this file (its first line). GITVAULT_PASSWORD takes precedence.
     #[arg(long, global = true, env = "GITVAULT_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,

@@ -1,13 +1,15 @@
-//! Where a vault lives, from what the user typed: a local path (or `file://` URL), or
-//! `s3://BUCKET/PREFIX` with credentials and endpoint taken the AWS way. Resolved once, here at
-//! the edge: the storage crate reads no environment.
+//! Where a vault lives, from what the user typed: a local path (or `file://` URL),
+//! `s3://BUCKET/PREFIX` with credentials and endpoint taken the AWS way, or
+//! `sftp://USER@HOST[:PORT]/PATH` reached with the user's ssh. Resolved once, here at the edge:
+//! the storage crate reads no environment.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use gitvault_storage::{LocalStore, S3Config, S3Store, Store};
+use gitvault_storage::{LocalStore, S3Config, S3Store, SftpConfig, SftpStore, Store};
 
 /// The AWS settings of the environment, read once (`AWS_*` variables and the shared files).
 #[derive(Default)]
@@ -42,9 +44,65 @@ impl AwsEnv {
     }
 }
 
+/// How to reach an `sftp://` vault besides its URL (`--ssh-key`, `--ssh-config`).
+#[derive(Default)]
+pub struct SshSettings {
+    pub key_file: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+    pub control_dir: PathBuf,
+}
+
+/// How long ssh may take to reach the server before the vault counts as unreachable.
+const SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub enum Destination {
     Local(PathBuf),
     S3(S3Config),
+    Sftp(SftpConfig),
+}
+
+/// `sftp://[USER@]HOST[:PORT]/PATH`: PATH is absolute on the server, except `/~/PATH` (or `/~`),
+/// which is relative to the login directory. No password: keys only. Errors never repeat the
+/// URL, which could hold one.
+fn parse_sftp(rest: &str, ssh: &SshSettings) -> Result<SftpConfig> {
+    const FORM: &str = "an SFTP vault is sftp://USER@HOST[:PORT]/PATH";
+    let (authority, path) = rest.split_once('/').with_context(|| format!("no path: {FORM}"))?;
+    let (user, host_port) = match authority.rsplit_once('@') {
+        Some((user, _)) if user.contains(':') => {
+            bail!("passwords in sftp:// URLs are not supported: use a key (ssh-agent, ~/.ssh or --ssh-key)")
+        }
+        Some((user, host_port)) => (Some(user.to_string()).filter(|u| !u.is_empty()), host_port),
+        None => (None, authority),
+    };
+    let (host, port) = match host_port.strip_prefix('[') {
+        // [IPv6]:PORT
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']').with_context(|| format!("unclosed [ in the host: {FORM}"))?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    let port = port.map(|p| p.parse::<u16>().with_context(|| format!("bad port {p:?}: {FORM}"))).transpose()?;
+    if host.is_empty() || host.starts_with('-') {
+        bail!("no valid host: {FORM}");
+    }
+    let path = match path.strip_prefix('~') {
+        Some(home) if home.is_empty() || home.starts_with('/') => home.trim_start_matches('/').to_string(),
+        _ => format!("/{path}"),
+    };
+    Ok(SftpConfig {
+        user,
+        host: host.to_string(),
+        port,
+        path: path.trim_end_matches('/').to_string(),
+        key_file: ssh.key_file.clone(),
+        ssh_config: ssh.config_file.clone(),
+        control_dir: ssh.control_dir.clone(),
+        connect_timeout: SSH_CONNECT_TIMEOUT,
+    })
 }
 
 /// The `key = value` pairs of one `[section]` of an AWS shared file.
@@ -68,7 +126,10 @@ fn ini_section(path: &Path, section: &str) -> HashMap<String, String> {
 }
 
 impl Destination {
-    pub fn parse(value: &str, aws: &AwsEnv) -> Result<Self> {
+    pub fn parse(value: &str, aws: &AwsEnv, ssh: &SshSettings) -> Result<Self> {
+        if let Some(rest) = value.strip_prefix("sftp://") {
+            return Ok(Destination::Sftp(parse_sftp(rest, ssh)?));
+        }
         if let Some(rest) = value.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -107,7 +168,10 @@ impl Destination {
             return Ok(Destination::Local(PathBuf::from(path)));
         }
         if value.contains("://") {
-            bail!("{value:?}: unsupported vault location (use a path, file://PATH or s3://BUCKET/PREFIX)");
+            bail!(
+                "{value:?}: unsupported vault location (use a path, file://PATH, s3://BUCKET/PREFIX or \
+                 sftp://USER@HOST[:PORT]/PATH)"
+            );
         }
         Ok(Destination::Local(PathBuf::from(value)))
     }
@@ -116,6 +180,7 @@ impl Destination {
         Ok(match self {
             Destination::Local(p) => Arc::new(LocalStore::new(p)),
             Destination::S3(c) => Arc::new(S3Store::new(c)?),
+            Destination::Sftp(c) => Arc::new(SftpStore::connect(c)?),
         })
     }
 
@@ -135,6 +200,18 @@ impl Destination {
                 }
                 Ok(Arc::new(store))
             }
+            Destination::Sftp(c) => {
+                let store = SftpStore::connect(c)?;
+                let existing = store.list("").context("checking that the SFTP directory is empty")?;
+                if let Some(first) = existing.first() {
+                    bail!(
+                        "{} is not empty (it holds {} and more); choose a new or empty directory",
+                        store.describe(),
+                        first.path
+                    );
+                }
+                Ok(Arc::new(store))
+            }
         }
     }
 }
@@ -149,7 +226,8 @@ mod tests {
         let creds = dir.path().join("credentials");
         std::fs::write(&creds, "[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n[ci]\naws_access_key_id = CI\naws_secret_access_key = CS\n").expect("write");
         let mut aws = AwsEnv { credentials_file: Some(creds), ..AwsEnv::default() };
-        let Destination::S3(c) = Destination::parse("s3://bucket/some/prefix/", &aws).expect("parse") else {
+        let ssh = SshSettings::default();
+        let Destination::S3(c) = Destination::parse("s3://bucket/some/prefix/", &aws, &ssh).expect("parse") else {
             panic!("not s3")
         };
         assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("bucket", "some/prefix"));
@@ -157,18 +235,42 @@ mod tests {
         assert!(c.virtual_host_style, "AWS itself: virtual-hosted style");
         aws.profile = Some("ci".into());
         aws.endpoint = Some("http://127.0.0.1:9000".into());
-        let Destination::S3(c) = Destination::parse("s3://b", &aws).expect("parse") else { panic!("not s3") };
+        let Destination::S3(c) = Destination::parse("s3://b", &aws, &ssh).expect("parse") else { panic!("not s3") };
         assert_eq!(c.secret_access_key.as_deref(), Some("CS"));
         assert!(!c.virtual_host_style, "an endpoint means path style unless told otherwise");
         aws.access_key_id = Some("ENV".into());
-        let Destination::S3(c) = Destination::parse("s3://b", &aws).expect("parse") else { panic!("not s3") };
+        let Destination::S3(c) = Destination::parse("s3://b", &aws, &ssh).expect("parse") else { panic!("not s3") };
         assert_eq!(c.access_key_id.as_deref(), Some("ENV"), "the environment wins over the profile");
         aws.profile = Some("nope".into());
         aws.access_key_id = None;
-        assert!(Destination::parse("s3://b", &aws).is_err());
-        assert!(Destination::parse("ftp://x", &aws).is_err());
+        assert!(Destination::parse("s3://b", &aws, &ssh).is_err());
+        assert!(Destination::parse("ftp://x", &aws, &ssh).is_err());
         assert!(
-            matches!(Destination::parse("file:///srv/v", &aws), Ok(Destination::Local(p)) if p == Path::new("/srv/v"))
+            matches!(Destination::parse("file:///srv/v", &aws, &ssh), Ok(Destination::Local(p)) if p == Path::new("/srv/v"))
         );
+    }
+
+    #[test]
+    fn sftp_urls_name_user_host_port_and_path() {
+        let ssh = SshSettings { key_file: Some("/k".into()), ..SshSettings::default() };
+        let parse = |url: &str| match Destination::parse(url, &AwsEnv::default(), &ssh) {
+            Ok(Destination::Sftp(c)) => Ok((c.user, c.host, c.port, c.path, c.key_file)),
+            Ok(_) => panic!("{url}: not sftp"),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let key = Some(PathBuf::from("/k"));
+        assert_eq!(
+            parse("sftp://backup@nas:2222/srv/vault/"),
+            Ok((Some("backup".into()), "nas".into(), Some(2222), "/srv/vault".into(), key.clone()))
+        );
+        assert_eq!(parse("sftp://nas/~/vault"), Ok((None, "nas".into(), None, "vault".into(), key.clone())));
+        assert_eq!(parse("sftp://u@nas/~"), Ok((Some("u".into()), "nas".into(), None, String::new(), key.clone())));
+        assert_eq!(parse("sftp://u@nas/~x/v"), Ok((Some("u".into()), "nas".into(), None, "/~x/v".into(), key.clone())));
+        assert_eq!(parse("sftp://u@[::1]:22/v"), Ok((Some("u".into()), "::1".into(), Some(22), "/v".into(), key)));
+        for bad in ["sftp://nas", "sftp://u@nas:port/v", "sftp://u@/v", "sftp://-oProxyCommand=x/v"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let err = parse("sftp://u:hunter2@nas/v").expect_err("password");
+        assert!(err.contains("passwords") && !err.contains("hunter2"), "{err}");
     }
 }

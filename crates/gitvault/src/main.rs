@@ -89,6 +89,7 @@ struct Settings {
     /// `--vault` was typed on the command line (not taken from `GITVAULT_VAULT`).
     vault_flag: bool,
     aws: destination::AwsEnv,
+    ssh: destination::SshSettings,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     ctx: Context,
@@ -100,12 +101,19 @@ struct Settings {
 impl Settings {
     fn resolve(g: &GlobalArgs, vault_flag: bool) -> Result<Self> {
         let aws = destination::AwsEnv::from_env();
+        let ssh = destination::SshSettings {
+            key_file: g.ssh_key.clone(),
+            config_file: g.ssh_config.clone(),
+            // Short and private per connection (the ssh master makes a 0700 directory in it):
+            // control socket paths are limited to about 100 bytes.
+            control_dir: std::env::temp_dir(),
+        };
         let mut vaults = Vec::new();
         for v in &g.vault {
             if vaults.iter().any(|(seen, _)| seen == v) {
                 return Err(UsageError(format!("--vault {v} is given twice")).into());
             }
-            let d = destination::Destination::parse(v, &aws).map_err(|e| UsageError(format!("{e:#}")))?;
+            let d = destination::Destination::parse(v, &aws, &ssh).map_err(|e| UsageError(format!("{e:#}")))?;
             vaults.push((v.clone(), d));
         }
         let cache_dir = match &g.cache_dir {
@@ -116,6 +124,7 @@ impl Settings {
             vaults,
             vault_flag,
             aws,
+            ssh,
             password_env: std::env::var(secrets::PASSWORD_ENV).ok(),
             password_file: g.password_file.clone(),
             ctx: Context { cache_dir, host: hostname() },
@@ -325,7 +334,7 @@ fn cmd_copy(s: &Settings, a: cli::CopyArgs) -> Result<u8> {
         return Err(UsageError(format!("--from and --to are both {}; copy into another vault", a.from)).into());
     }
     let parse = |v: &str, flag: &str| {
-        destination::Destination::parse(v, &s.aws).map_err(|e| UsageError(format!("{flag}: {e:#}")))
+        destination::Destination::parse(v, &s.aws, &s.ssh).map_err(|e| UsageError(format!("{flag}: {e:#}")))
     };
     let (from, to) = (parse(&a.from, "--from")?, parse(&a.to, "--to")?);
     // Both vaults are opened and unlocked before anything is written: a wrong passphrase or a

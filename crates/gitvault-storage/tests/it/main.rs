@@ -1,7 +1,8 @@
 //! The storage conformance suite: every backend must pass every case. Backends are listed in
-//! `backends()`; remote ones join when they exist.
+//! `backends()`: local, S3 (moto) and SFTP (OpenSSH's sshd), the remote ones on 127.0.0.1.
 
 mod s3;
+mod sftp;
 
 use std::any::Any;
 use std::io::{Read, Write};
@@ -18,6 +19,9 @@ fn backends() -> Vec<(Guard, Arc<dyn Store>)> {
     store.create_root().expect("create root");
     let mut all: Vec<(Guard, Arc<dyn Store>)> = vec![(Box::new(dir), Arc::new(store))];
     if let Some((server, store)) = s3::backend() {
+        all.push((Box::new(server), Arc::new(store)));
+    }
+    if let Some((server, store)) = sftp::backend() {
         all.push((Box::new(server), Arc::new(store)));
     }
     all

@@ -9,4 +9,5 @@ mod destinations;
 mod golden;
 mod retention;
 mod s3;
+mod sftp;
 mod tamper;
