@@ -50,8 +50,8 @@ NONCE_PREFIX_LEN = 19
 CHUNK = 1 << 20  # plaintext bytes per chunk
 TAG = 16
 SEALED_CHUNK = CHUNK + TAG
-KIND_PACK, KIND_INDEX, KIND_SNAPSHOT, KIND_LEDGER, KIND_MARK = 1, 2, 3, 4, 5
-KIND_NAMES = {1: "pack", 2: "pack index", 3: "snapshot", 4: "ledger entry", 5: "deletion mark"}
+KIND_PACK, KIND_INDEX, KIND_SNAPSHOT, KIND_LEDGER, KIND_MARK, KIND_PENDING = 1, 2, 3, 4, 5, 6
+KIND_NAMES = {1: "pack", 2: "pack index", 3: "snapshot", 4: "ledger entry", 5: "deletion mark", 6: "pending pack"}
 SLOT_AAD_PREFIX = b"gitvault key slot v1\x00"
 DATA_KEY_CONTEXT = "gitvault v1 2026-11-28 envelope encryption key"
 MAC_KEY_CONTEXT = "gitvault v1 2026-11-28 content mac key"
@@ -660,10 +660,33 @@ def verify_ledger(vault: str, config: dict, keys: Keys) -> tuple[list[str], list
     for s in sorted(slots - present_slots):
         problems.append(f"keys/{s}: recorded in the ledger but missing")
     problems.extend(check_marks(vault, keys))
+    warnings.extend(check_pending(vault, keys))
     return problems, warnings, len(names)
 
 
 MARK_NAME = re.compile(r"^[0-9a-f]{32}$")
+PENDING_FIELDS = {"version", "id", "time", "host", "name", "object_format", "base", "tips", "packs"}
+
+
+def check_pending(vault: str, keys: Keys) -> list[str]:
+    """FORMAT.md §9.5: pending-pack records are an optimisation; a bad one is only a warning."""
+    warnings: list[str] = []
+    d = os.path.join(vault, "pending")
+    if not os.path.isdir(d):
+        return warnings
+    for name in sorted(n for n in os.listdir(d) if MARK_NAME.match(n)):
+        path = f"pending/{name}"
+        try:
+            plain = read_envelope(os.path.join(d, name), KIND_PENDING, name, keys)
+            p = strict_object(json_bytes(plain, path), path, PENDING_FIELDS)
+            if want(p["version"], int, "pending version") > 1:
+                raise VaultError(f"pending version {p['version']} is newer than this reader supports")
+            if p["id"] != name:
+                raise VaultError("its id differs from its file name")
+            want(p["packs"], list, "packs")
+        except VaultError as err:
+            warnings.append(f"{path}: {err}")
+    return warnings
 
 
 def check_marks(vault: str, keys: Keys) -> list[str]:

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ledger;
 mod marks;
 pub mod ops;
+mod pending;
 pub mod progress;
 mod scratch;
 pub mod vault;

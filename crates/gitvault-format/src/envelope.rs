@@ -47,6 +47,8 @@ pub enum Kind {
     LedgerEntry = 4,
     /// A deletion mark of `prune` (format version 2).
     Mark = 5,
+    /// A pending-pack record of an interrupted backup (format version 2).
+    Pending = 6,
 }
 
 impl Kind {
@@ -57,6 +59,7 @@ impl Kind {
             Kind::Snapshot => "snapshot",
             Kind::LedgerEntry => "ledger entry",
             Kind::Mark => "deletion mark",
+            Kind::Pending => "pending pack",
         }
     }
     fn from_byte(b: u8) -> Option<Self> {
@@ -66,6 +69,7 @@ impl Kind {
             3 => Kind::Snapshot,
             4 => Kind::LedgerEntry,
             5 => Kind::Mark,
+            6 => Kind::Pending,
             _ => return None,
         })
     }

@@ -90,6 +90,10 @@ random_id!(
     MarkId, 16
 );
 random_id!(
+    /// A pending-pack record in `pending/` (format version 2).
+    PendingId, 16
+);
+random_id!(
     /// The identity of a vault, fixed at `init`.
     VaultId, 16
 );
@@ -140,7 +144,7 @@ impl fmt::Debug for Mac {
 
 /// Where each kind of file lives in the vault; the single source of truth for paths.
 pub mod paths {
-    use super::{DataId, KeySlotId, MarkId, SnapshotId};
+    use super::{DataId, KeySlotId, MarkId, PendingId, SnapshotId};
 
     pub const CONFIG: &str = "config";
     pub const KEYS_DIR: &str = "keys/";
@@ -149,6 +153,8 @@ pub mod paths {
     pub const LEDGER_DIR: &str = "ledger/";
     /// Deletion marks of `prune` (format version 2).
     pub const MARKS_DIR: &str = "marks/";
+    /// Packs of interrupted backups, for resuming (format version 2).
+    pub const PENDING_DIR: &str = "pending/";
 
     pub fn data(id: &DataId) -> String {
         let hex = id.to_hex();
@@ -159,6 +165,9 @@ pub mod paths {
     }
     pub fn mark(id: &MarkId) -> String {
         format!("marks/{id}")
+    }
+    pub fn pending(id: &PendingId) -> String {
+        format!("pending/{id}")
     }
     pub fn key_slot(id: &KeySlotId) -> String {
         format!("keys/{id}")

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod keys;
 pub mod ledger;
 pub mod mark;
+pub mod pending;
 pub mod snapshot;
 
 /// The newest vault format version this build reads, and the one `init` writes. Every older

@@ -513,6 +513,9 @@ pub fn prune(r: &PruneReport, json: bool) -> Result<()> {
             r.young_unreferenced
         );
     }
+    if r.pending_removed > 0 {
+        println!("{would}remove {} records of interrupted backups with nothing left to resume", r.pending_removed);
+    }
     println!("kept: {} data files ({}) that snapshots need", r.referenced_files, human_bytes(r.referenced_bytes));
     Ok(())
 }

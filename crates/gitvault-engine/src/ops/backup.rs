@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gitvault_format::envelope::{Compression, Kind};
-use gitvault_format::ids::SnapshotId;
+use gitvault_format::ids::{PendingId, SnapshotId, paths};
 use gitvault_format::ledger::Event;
+use gitvault_format::pending::Pending;
 use gitvault_format::snapshot::{BackupType, HeadRecord, PackRecord, RefRecord, RepoFailure, RepoSnapshot, Snapshot};
 use gitvault_format::timestamp;
 use gitvault_git::{Git, Head, ObjectId, RefState, SourceKind};
@@ -49,6 +50,9 @@ pub struct RepoReport {
     pub objects_added: u64,
     /// Stored (encrypted) bytes this backup added for the repository.
     pub bytes_added: u64,
+    /// Stored bytes of packs an interrupted earlier run had stored, used instead of storing
+    /// them again (included in `bytes_added`).
+    pub bytes_resumed: u64,
     /// Ref changes since the repository's previous snapshot.
     pub changes: Vec<RefChange>,
     pub duration_ms: u64,
@@ -113,7 +117,11 @@ pub fn backup_many(
             let result = match &prepared {
                 Ok(source) => {
                     let job = Job { name: &name, spec, source, prepare_time };
-                    backup_repo(run.vault, &git, &job, &run.history, run.id, opts, progress)
+                    backup_repo(run.vault, &git, &job, &run.history, &run.pending, run.id, opts, progress)
+                        .map(|(repo, report, done)| {
+                            run.pending_done.extend(done);
+                            (repo, report)
+                        })
                         .map_err(|e| crate::error::chain(&e))
                 }
                 Err(e) => Err(crate::error::chain(e)),
@@ -131,6 +139,10 @@ struct Run<'a> {
     /// When the marks were read, before the history: see `Vault::guard_commit`.
     started: Instant,
     history: Vec<Snapshot>,
+    /// Pending packs of interrupted runs that may be resumed (none of their data marked).
+    pending: Vec<Pending>,
+    /// Pending records this run used or wrote: removed once its snapshot is committed.
+    pending_done: Vec<PendingId>,
     id: SnapshotId,
     repos: Vec<RepoSnapshot>,
     reports: Vec<RepoReport>,
@@ -170,8 +182,23 @@ impl<'a> Run<'a> {
                 !leans
             })
             .collect();
+        let pending: Vec<Pending> = vault
+            .read_pending()?
+            .into_iter()
+            .filter(|p| p.packs.iter().all(|k| !marked.contains(&k.pack.id) && !marked.contains(&k.index.id)))
+            .collect();
         let id = SnapshotId::random()?;
-        Ok(Self { vault, started, history, id, repos: Vec::new(), reports: Vec::new(), failures: Vec::new() })
+        Ok(Self {
+            vault,
+            started,
+            history,
+            pending,
+            pending_done: Vec::new(),
+            id,
+            repos: Vec::new(),
+            reports: Vec::new(),
+            failures: Vec::new(),
+        })
     }
 
     /// A repository's outcome in this vault; a failure comes as its message (a source that
@@ -194,7 +221,7 @@ impl<'a> Run<'a> {
     }
 
     fn commit(self, time: time::OffsetDateTime) -> Result<BackupReport> {
-        let Self { vault, started, id, repos, reports, failures, .. } = self;
+        let Self { vault, started, id, repos, reports, failures, pending_done, .. } = self;
         if repos.is_empty() {
             return Ok(BackupReport { snapshot: None, time, repositories: reports, failures });
         }
@@ -217,6 +244,8 @@ impl<'a> Run<'a> {
             repositories: snap.repositories.iter().map(|r| r.name.clone()).collect(),
             recovered: false,
         })?;
+        // The snapshot now holds what the pending records offered.
+        vault.remove_pending(&pending_done);
         Ok(BackupReport { snapshot: Some(id), time, repositories: reports, failures })
     }
 }
@@ -286,15 +315,19 @@ struct Job<'a> {
     prepare_time: Duration,
 }
 
+/// Back up one repository into one vault. Also returns the pending records it used or wrote,
+/// to be removed once the snapshot is committed.
+#[allow(clippy::too_many_arguments)]
 fn backup_repo(
     vault: &Vault,
     git: &Git,
     job: &Job,
     history: &[Snapshot],
+    pending: &[Pending],
     snapshot: SnapshotId,
     opts: &BackupOptions,
     progress: &dyn Progress,
-) -> Result<(RepoSnapshot, RepoReport)> {
+) -> Result<(RepoSnapshot, RepoReport, Vec<PendingId>)> {
     let started = Instant::now();
     let Job { name, spec, source, prepare_time } = *job;
     let (refs, head) = records(&source.state);
@@ -320,20 +353,60 @@ fn backup_repo(
     };
 
     let include = tips(&refs, head.as_ref())?;
-    let exclude = match base {
+    let mut exclude = match base {
         Some((_, b)) => tips(&b.refs, b.head.as_ref())?,
         None => BTreeSet::new(),
     };
-    // Every tip already in the base means every object is too: no pack, and no git call.
-    let new_pack = if include.is_subset(&exclude) {
-        None
-    } else {
-        pack_and_store(vault, git, name, &source.path, &include, &exclude, snapshot, progress)?
-    };
-
     let mut chain = base.map(|(_, b)| b.chain.clone()).unwrap_or_default();
-    let (objects_added, bytes_added) = new_pack.as_ref().map_or((0, 0), |p| (p.objects, p.stored_size()));
-    chain.extend(new_pack);
+    let mut done = Vec::new();
+    let (mut objects_added, mut bytes_added, mut bytes_resumed) = (0, 0, 0);
+    // Every tip already in the base means every object is too: no pack, and no git call.
+    if !include.is_subset(&exclude) {
+        // Packs an interrupted run stored for this repository on the same base: with the
+        // base's chain they hold everything their tips reach, so they extend the base.
+        let mut resumed: Vec<PackRecord> = Vec::new();
+        for p in
+            pending.iter().filter(|p| p.name == name && p.object_format == format && p.base == base.map(|(id, _)| id))
+        {
+            if !pending_data_present(vault, p)? {
+                continue;
+            }
+            for oid in &p.tips {
+                exclude.insert(ObjectId::parse(oid)?);
+            }
+            for pack in &p.packs {
+                if !resumed.iter().any(|r| r.pack.id == pack.pack.id) {
+                    resumed.push(PackRecord { snapshot, ..pack.clone() });
+                }
+            }
+            done.push(p.id);
+        }
+        if !resumed.is_empty() {
+            tracing::info!(repo = %name, packs = resumed.len(), "resuming from packs an interrupted backup stored");
+        }
+        let new_pack = if include.is_subset(&exclude) {
+            None
+        } else {
+            pack_and_store(vault, git, name, &source.path, &include, &exclude, snapshot, progress)?
+        };
+        for p in resumed.iter().chain(&new_pack) {
+            objects_added += p.objects;
+            bytes_added += p.stored_size();
+        }
+        bytes_resumed = resumed.iter().map(PackRecord::stored_size).sum();
+        if let Some(pack) = new_pack.as_ref().filter(|_| vault.config.version >= 2) {
+            // Should this run stop before its snapshot, the next one starts from here.
+            let mut packs = resumed.clone();
+            packs.push(pack.clone());
+            let tips = include.iter().map(|o| o.to_string()).collect();
+            match vault.write_pending(name, &format, base.map(|(id, _)| id), tips, packs) {
+                Ok(id) => done.push(id),
+                Err(e) => tracing::warn!(repo = %name, error = %e, "could not record the stored pack for resuming"),
+            }
+        }
+        chain.extend(resumed);
+        chain.extend(new_pack);
+    }
 
     let changes = match previous {
         Some((_, p)) => ref_changes(&p.refs, &refs, &mut ancestry_in(git, &source.path))?,
@@ -351,6 +424,7 @@ fn backup_repo(
         refs: refs.len(),
         objects_added,
         bytes_added,
+        bytes_resumed,
         changes,
         duration_ms: u64::try_from((prepare_time + started.elapsed()).as_millis()).unwrap_or(u64::MAX),
     };
@@ -364,7 +438,17 @@ fn backup_repo(
         refs,
         chain,
     };
-    Ok((repo, report))
+    Ok((repo, report, done))
+}
+
+/// Whether every data file of a pending record is still in the vault, whole.
+fn pending_data_present(vault: &Vault, p: &Pending) -> Result<bool> {
+    for d in p.packs.iter().flat_map(|k| [&k.pack, &k.index]) {
+        if vault.store.stat(&paths::data(&d.id))? != Some(d.size) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -85,6 +85,9 @@ pub struct PruneReport {
     pub swept: Vec<SweepReport>,
     /// Marks still waiting.
     pub pending: Vec<PendingMark>,
+    /// Pending-pack records of interrupted backups removed because nothing is left to resume:
+    /// their packs are referenced by a snapshot now, or gone.
+    pub pending_removed: usize,
     /// The mark this run wrote for data unreferenced now (none when there is none).
     pub marked: Option<MarkReport>,
     /// Unreferenced data files written less than an hour ago (storage clock), left for a later
@@ -111,6 +114,7 @@ pub fn prune(vault: &Vault, opts: &PruneOptions, progress: &dyn Progress) -> Res
         consolidated: ConsolidationReport::default(),
         swept: Vec::new(),
         pending: Vec::new(),
+        pending_removed: 0,
         marked: None,
         young_unreferenced: 0,
         referenced_files: 0,
@@ -223,6 +227,23 @@ pub fn prune(vault: &Vault, opts: &PruneOptions, progress: &dyn Progress) -> Res
             vault.store.put_new(&paths::mark(&id), &stored)?;
         }
         report.marked = Some(MarkReport { mark: id, data_files: candidates.len(), bytes });
+    }
+    // (4) Pending records with nothing left to resume: every pack referenced now, or gone.
+    let (referenced_now, _) = referenced_data(vault)?;
+    let still_present: HashSet<DataId> =
+        vault.store.list(paths::DATA_DIR)?.into_iter().filter_map(|o| data_id_of(&o.path)).collect();
+    for p in vault.read_pending()? {
+        let resumable = p
+            .packs
+            .iter()
+            .flat_map(|k| [k.pack.id, k.index.id])
+            .all(|d| still_present.contains(&d) && !referenced_now.contains(&d));
+        if !resumable {
+            if !opts.dry_run {
+                vault.store.delete(&paths::pending(&p.id))?;
+            }
+            report.pending_removed += 1;
+        }
     }
     Ok(report)
 }

@@ -445,6 +445,13 @@ fn check_data(
             p.rsplit('/').next().and_then(|n| n.parse::<DataId>().ok()).is_none_or(|id| !referenced.contains_key(&id))
         })
         .collect();
+    let pending: BTreeSet<DataId> = match vault.read_pending() {
+        Ok(p) => p.into_iter().flat_map(|p| p.packs).flat_map(|k| [k.pack.id, k.index.id]).collect(),
+        Err(e) => {
+            c.warnings.push(format!("could not read the pending-pack records: {}", chain(&e)));
+            BTreeSet::new()
+        }
+    };
     let marked = match vault.read_marks() {
         Ok(marks) => marks.into_iter().flat_map(|m| m.mark.data).collect::<BTreeSet<_>>(),
         Err(e) => {
@@ -460,8 +467,14 @@ fn check_data(
                 p.rsplit('/').next().and_then(|n| n.parse::<DataId>().ok()).is_some_and(|id| marked.contains(&id))
             })
             .count();
+        let resumable = unreferenced
+            .iter()
+            .filter(|(p, _)| {
+                p.rsplit('/').next().and_then(|n| n.parse::<DataId>().ok()).is_some_and(|id| pending.contains(&id))
+            })
+            .count();
         c.warnings.push(format!(
-            "{} data files ({bytes} bytes) are referenced by no snapshot, {already} of them already marked for deletion: left by forgotten snapshots or interrupted backups (`gitvault prune` disposes of them), or written by a backup running now",
+            "{} data files ({bytes} bytes) are referenced by no snapshot, {already} of them already marked for deletion and {resumable} stored by an interrupted backup that the next one resumes from: left by forgotten snapshots or interrupted backups (`gitvault prune` disposes of them), or written by a backup running now",
             unreferenced.len()
         ));
     }

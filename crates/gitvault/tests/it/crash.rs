@@ -15,7 +15,7 @@ use crate::common::{World, assert_restores_exactly, git, noise, refs};
 
 /// Add `commits` commits to `main` of the bare repository `repo`, each adding one file of
 /// `size` incompressible bytes. `git fast-import` writes them straight into a pack: fast.
-fn add_noise_commits(repo: &Path, seed: u64, commits: u64, size: usize) {
+pub(crate) fn add_noise_commits(repo: &Path, seed: u64, commits: u64, size: usize) {
     let has_main = Command::new("git")
         .args(["rev-parse", "-q", "--verify", "refs/heads/main"])
         .current_dir(repo)
@@ -50,7 +50,7 @@ fn add_noise_commits(repo: &Path, seed: u64, commits: u64, size: usize) {
     assert!(child.wait().expect("wait").success(), "git fast-import failed");
 }
 
-fn bare_repo(path: &Path) -> PathBuf {
+pub(crate) fn bare_repo(path: &Path) -> PathBuf {
     std::fs::create_dir_all(path).expect("mkdir");
     git(path, &["init", "-q", "--bare"]);
     path.to_path_buf()
@@ -66,7 +66,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The processes a running process started (git, mostly), so that we can wait for them to
 /// finish after killing their parent: an orphaned `git pack-objects` keeps a core busy.
-fn children_of(pid: u32) -> Vec<u32> {
+pub(crate) fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
     for task in tasks.flatten() {
@@ -78,7 +78,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 }
 
 /// Wait (bounded) until none of `pids` is running any more; zombies count as gone.
-fn wait_gone(pids: &[u32]) {
+pub(crate) fn wait_gone(pids: &[u32]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let running = |pid: &u32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -1,0 +1,168 @@
+//! kill -9 of a backup of several repositories, after the first one's pack is stored and before
+//! the snapshot: on a local directory, in S3 and over SFTP, nothing is lost, and the rerun
+//! resumes — it does not store the first repository's pack again.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gitvault_storage::testing::{Moto, Sshd};
+
+use crate::common::{PASSWORD, World, refs};
+use crate::crash::{add_noise_commits, bare_repo, children_of, wait_gone};
+
+/// `gitvault` with the vault, passphrase and backend settings.
+type CmdFn<'a> = Box<dyn Fn(&World, &[&str]) -> Command + 'a>;
+/// The files under a directory of the vault (`data`, `pending`), as the backend holds them.
+type FilesFn<'a> = Box<dyn Fn(&str) -> Vec<String> + 'a>;
+
+/// A vault on some backend, driven through the CLI.
+struct Target<'a> {
+    label: &'static str,
+    w: World,
+    cmd: CmdFn<'a>,
+    files: FilesFn<'a>,
+}
+
+impl Target<'_> {
+    fn ok(&self, args: &[&str]) -> String {
+        let out = (self.cmd)(&self.w, args).output().expect("run gitvault");
+        assert_eq!(out.status.code(), Some(0), "{}: {args:?}: {}", self.label, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+}
+
+fn local_files(root: &Path, dir: &str) -> Vec<String> {
+    crate::common::files_under(&root.join(dir)).into_iter().collect()
+}
+
+fn run(t: &Target) {
+    let label = t.label;
+    t.ok(&["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]);
+    let alpha = bare_repo(&t.w.path("src/alpha.git"));
+    let beta = bare_repo(&t.w.path("src/beta.git"));
+    add_noise_commits(&alpha, 11, 3, 512 * 1024);
+    // Big enough that the kill lands while beta is still being packed or stored.
+    add_noise_commits(&beta, 12, 40, 1 << 20);
+    let (a, b) = (alpha.to_str().expect("utf-8"), beta.to_str().expect("utf-8"));
+
+    let mut child =
+        (t.cmd)(&t.w, &["backup", a, b]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (t.files)("pending").is_empty() {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "{label}: the backup ended before alpha's pack was recorded"
+        );
+        assert!(Instant::now() < deadline, "{label}: no pending record after 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let orphans = children_of(child.id());
+    child.kill().expect("kill -9");
+    let status = child.wait().expect("wait");
+    wait_gone(&orphans);
+    assert!(status.code().is_none(), "{label}: killed");
+    assert!(t.ok(&["snapshots", "--json"]).trim() == "[]", "{label}: no snapshot was committed");
+    let verify: serde_json::Value = serde_json::from_str(&t.ok(&["verify", "--json"])).expect("json");
+    assert_eq!(verify["ok"], true, "{label}: {verify}");
+    let alpha_files = (t.files)("data");
+    assert_eq!(alpha_files.len(), 2, "{label}: alpha's pack and index were stored: {alpha_files:?}");
+
+    let report: serde_json::Value = serde_json::from_str(&t.ok(&["backup", "--json", a, b])).expect("json");
+    let repos = report["repositories"].as_array().expect("repositories");
+    let (ra, rb) = (&repos[0], &repos[1]);
+    assert_eq!(ra["name"], "alpha");
+    assert!(ra["bytes_resumed"].as_u64().expect("n") > 1_000_000, "{label}: alpha resumed: {ra}");
+    assert_eq!(ra["bytes_resumed"], ra["bytes_added"], "{label}: alpha stored nothing new: {ra}");
+    assert_eq!(rb["bytes_resumed"], 0, "{label}: {rb}");
+    let data = (t.files)("data");
+    assert_eq!(data.len(), 4, "{label}: alpha's files once, beta's: {data:?}");
+    assert!(alpha_files.iter().all(|f| data.contains(f)), "{label}: alpha's files are the ones stored before the kill");
+    assert!((t.files)("pending").is_empty(), "{label}: pending records are removed once committed");
+
+    let id = report["snapshot"].as_str().expect("id").to_string();
+    for (name, repo) in [("alpha", &alpha), ("beta", &beta)] {
+        let target = t.w.path(&format!("restored-{label}-{name}.git"));
+        t.ok(&["restore", &id, "--repo", name, "--target", target.to_str().expect("utf-8")]);
+        assert_eq!(refs(&target).refs, refs(repo).refs, "{label}: {name}");
+        gitvault_git::Git::new().fsck(&target).expect("fsck");
+    }
+    let verify: serde_json::Value = serde_json::from_str(&t.ok(&["verify", "--read-data", "--json"])).expect("json");
+    assert_eq!(verify["ok"], true, "{label}: {verify}");
+}
+
+fn base_cmd(w: &World, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gitvault"));
+    c.args(args)
+        .env("GITVAULT_PASSWORD", PASSWORD)
+        .env("GITVAULT_CACHE_DIR", &w.cache)
+        .env("HOME", w.dir.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GITVAULT_VAULT");
+    c
+}
+
+#[test]
+fn a_killed_backup_resumes_on_a_local_vault() {
+    let w = World::new();
+    let vault = w.vault.clone();
+    let v2 = vault.clone();
+    run(&Target {
+        label: "local",
+        w,
+        cmd: Box::new(move |w, args| {
+            let mut c = base_cmd(w, args);
+            c.arg("--vault").arg(&vault);
+            c
+        }),
+        files: Box::new(move |dir| local_files(&v2, dir)),
+    });
+}
+
+#[test]
+fn a_killed_backup_resumes_in_s3() {
+    let Some(moto) = Moto::start_unless_skipped() else { return };
+    moto.create_bucket("resume");
+    let endpoint = moto.endpoint();
+    run(&Target {
+        label: "s3",
+        w: World::new(),
+        cmd: Box::new(move |w, args| {
+            let mut c = base_cmd(w, args);
+            c.args(["--vault", "s3://resume/v"])
+                .env("AWS_ENDPOINT_URL", &endpoint)
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .env_remove("AWS_PROFILE");
+            c
+        }),
+        files: Box::new(|dir| {
+            let (_, xml) = moto.request("GET", &format!("/resume?list-type=2&prefix=v/{dir}/")).expect("list");
+            xml.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_string).collect()
+        }),
+    });
+}
+
+#[test]
+fn a_killed_backup_resumes_over_sftp() {
+    let Some(sshd) = Sshd::start_unless_skipped() else { return };
+    let root: PathBuf = sshd.srv().join("resume");
+    let url = format!("sftp://{}@127.0.0.1:{}{}", sshd.user(), sshd.port(), root.display());
+    let config = sshd.ssh_config();
+    let r2 = root.clone();
+    run(&Target {
+        label: "sftp",
+        w: World::new(),
+        cmd: Box::new(move |w, args| {
+            let mut c = base_cmd(w, args);
+            c.args(["--vault", &url])
+                .env("GITVAULT_SSH_CONFIG", &config)
+                .env("TMPDIR", w.dir.path())
+                .env_remove("GITVAULT_SSH_KEY")
+                .env_remove("SSH_AUTH_SOCK");
+            c
+        }),
+        files: Box::new(move |dir| local_files(&r2, dir)),
+    });
+}
