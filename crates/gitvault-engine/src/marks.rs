@@ -87,18 +87,20 @@ impl Vault {
 
     /// Before committing a snapshot that references `needed`, for a writer that read the marks
     /// (then the snapshots it builds on) at `started` and saw `marked` then (FORMAT.md §9.4):
-    /// when it ran for half the minimum grace period or more, or builds on data that was
-    /// marked, check that no mark listing its data can ripen within the next half of the
-    /// minimum grace period, and that nothing it needs is gone. `what` names the writer.
+    /// when it ran for `recheck_after` or more (at most half the minimum grace period), or
+    /// builds on data that was marked, check that no mark listing its data can ripen within the
+    /// next half of the minimum grace period, and that nothing it needs is gone. `what` names
+    /// the writer.
     pub(crate) fn guard_commit(
         &self,
         needed: HashSet<DataId>,
         started: Instant,
+        recheck_after: Duration,
         marked: &HashSet<DataId>,
         what: &str,
     ) -> Result<()> {
         let margin = Duration::from_secs(MIN_GRACE_SECONDS / 2);
-        if started.elapsed() < margin && needed.is_disjoint(marked) {
+        if started.elapsed() < recheck_after.min(margin) && needed.is_disjoint(marked) {
             return Ok(());
         }
         let now = self.storage_now()?;

@@ -6,15 +6,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{ErrorKind, ObjectMeta, ObjectWriter, StorageError, Store};
 
+/// Something to run just before an object is committed, once: to make another writer act at
+/// an exact point of an operation (a prune between a backup's packs and its snapshot).
+pub type Hook = Box<dyn Fn() + Send + Sync>;
+
 /// Which faults to inject. Counters are shared by every writer of the store.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Faults {
     /// After this many bytes written in total, writes fail as "no space left on device".
     pub no_space_after_bytes: Option<u64>,
     /// The n-th commit (1-based, counting `create` commits and `put_new`) fails.
     pub fail_commit_number: Option<u64>,
+    /// Run the hook once, before the first commit of a path starting with this prefix.
+    pub before_committing: Option<(String, Hook)>,
+    hooked: std::sync::atomic::AtomicBool,
     written: AtomicU64,
     commits: AtomicU64,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faults")
+            .field("no_space_after_bytes", &self.no_space_after_bytes)
+            .field("fail_commit_number", &self.fail_commit_number)
+            .field("before_committing", &self.before_committing.as_ref().map(|(p, _)| p))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Faults {
@@ -24,6 +41,9 @@ impl Faults {
     pub fn fail_commit(n: u64) -> Self {
         Self { fail_commit_number: Some(n), ..Self::default() }
     }
+    pub fn before_committing(prefix: &str, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        Self { before_committing: Some((prefix.to_string(), Box::new(hook))), ..Self::default() }
+    }
     fn charge(&self, n: usize) -> io::Result<()> {
         let total = self.written.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
         match self.no_space_after_bytes {
@@ -32,6 +52,12 @@ impl Faults {
         }
     }
     fn commit(&self, store: &str, path: &str) -> Result<(), StorageError> {
+        if let Some((prefix, hook)) = &self.before_committing
+            && path.starts_with(prefix.as_str())
+            && !self.hooked.swap(true, Ordering::SeqCst)
+        {
+            hook();
+        }
         let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
         if self.fail_commit_number == Some(n) {
             return Err(StorageError {

@@ -379,6 +379,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
             TypeArg::Diff => BackupType::Diff,
             TypeArg::Incr => BackupType::Incr,
         }),
+        ..backup::BackupOptions::default()
     };
     if s.vaults.len() <= 1 {
         let vault = s.unlock()?;

@@ -33,10 +33,23 @@ impl SourceSpec {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct BackupOptions {
     /// `None`: full for a repository never backed up, incremental otherwise.
     pub backup_type: Option<BackupType>,
+    /// A run that lasted this long re-checks, before committing, that nothing it builds on was
+    /// marked or deleted by a prune meanwhile (FORMAT.md §9.4 requires it after 1800 s; checking
+    /// sooner only costs a listing). Capped at [`RECHECK_AFTER`].
+    pub recheck_after: Duration,
+}
+
+/// FORMAT.md §9.4: a backup that ran for more than this re-checks before committing.
+pub const RECHECK_AFTER: Duration = Duration::from_secs(gitvault_format::mark::MIN_GRACE_SECONDS / 2);
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        Self { backup_type: None, recheck_after: RECHECK_AFTER }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -130,7 +143,7 @@ pub fn backup_many(
         }
         progress.finish(&name);
     }
-    Ok(runs.into_iter().map(|r| r.and_then(|run| run.commit(time))).collect())
+    Ok(runs.into_iter().map(|r| r.and_then(|run| run.commit(time, opts.recheck_after.min(RECHECK_AFTER)))).collect())
 }
 
 /// One vault's part of a backup run.
@@ -220,7 +233,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn commit(self, time: time::OffsetDateTime) -> Result<BackupReport> {
+    fn commit(self, time: time::OffsetDateTime, recheck_after: Duration) -> Result<BackupReport> {
         let Self { vault, started, id, repos, reports, failures, pending_done, .. } = self;
         if repos.is_empty() {
             return Ok(BackupReport { snapshot: None, time, repositories: reports, failures });
@@ -235,7 +248,7 @@ impl<'a> Run<'a> {
             failures: failures.clone(),
         };
         let needed = snap.repositories.iter().flat_map(|r| &r.chain).flat_map(|p| [p.pack.id, p.index.id]);
-        vault.guard_commit(needed.collect(), started, &HashSet::new(), "backup")?;
+        vault.guard_commit(needed.collect(), started, recheck_after, &HashSet::new(), "backup")?;
         // The snapshot file is the commit point: every pack it names is already durable.
         let mac = vault.write_snapshot(&snap)?;
         vault.append_ledger(Event::Snapshot {

@@ -349,7 +349,7 @@ fn copy_snapshot(
         }
     }
     let needed = copied.repositories.iter().flat_map(|r| &r.chain).flat_map(|p| [p.pack.id, p.index.id]);
-    to.guard_commit(needed.collect(), dest.started, &dest.marked, "copy")?;
+    to.guard_commit(needed.collect(), dest.started, crate::ops::backup::RECHECK_AFTER, &dest.marked, "copy")?;
     // The snapshot file is the commit point: every data object it names is durable by now.
     let mac = match to.write_snapshot(&copied) {
         Ok(mac) => mac,

@@ -151,7 +151,10 @@ fn a_full_destination_at_any_point_loses_nothing() {
         match backup(
             &vault,
             &s.source(),
-            &BackupOptions { backup_type: Some(gitvault_format::snapshot::BackupType::Full) },
+            &BackupOptions {
+                backup_type: Some(gitvault_format::snapshot::BackupType::Full),
+                ..BackupOptions::default()
+            },
             &NoProgress,
         ) {
             Ok(report) => {

@@ -48,7 +48,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 #[test]
 fn forget_then_prune_disposes_of_data_only_after_the_grace_period() {
     let s = Setup::new();
-    let full = BackupOptions { backup_type: Some(BackupType::Full) };
+    let full = BackupOptions { backup_type: Some(BackupType::Full), ..BackupOptions::default() };
     let first = backup(&s.plain(), &s.source(), &full, &NoProgress).expect("backup").snapshot.expect("snap");
     commit(&s.repo, "b.bin", 100_000, 2);
     let second = backup(&s.plain(), &s.source(), &full, &NoProgress).expect("backup").snapshot.expect("snap");
@@ -261,4 +261,111 @@ fn consolidation_lets_an_incremental_forever_history_dispose_of_forgotten_data()
         .expect("git")
         .success();
     assert!(!has_leak, "the blob of the deleted branch must be gone from the vault");
+}
+
+fn age_file(path: &Path, by: Duration) {
+    let f = std::fs::File::options().write(true).open(path).expect("open");
+    let modified = f.metadata().expect("meta").modified().expect("mtime");
+    f.set_modified(modified - by).expect("set mtime");
+}
+
+/// What a prune running in the middle of a backup (between its packs and its snapshot) does to
+/// the data the backup builds on (here: right after its pack is stored, as it records the pack
+/// for resuming): the base snapshot is forgotten, its pack marked — and, in
+/// the harshest case, deleted after a grace period that "passed" meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Meanwhile {
+    /// Marked: the mark is fresh, so it cannot ripen before the snapshot is written.
+    Marked,
+    /// Marked by a mark about to ripen.
+    MarkedLongAgo,
+    /// Marked and deleted.
+    Deleted,
+}
+
+fn prune_during_a_backup(case: Meanwhile) {
+    let s = Setup::new();
+    let first =
+        backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("b1").snapshot.expect("s");
+    let first_refs = Git::new().read_refs(&s.repo).expect("refs");
+    commit(&s.repo, "second.bin", 50_000, 30);
+    let second =
+        backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("b2").snapshot.expect("s");
+    commit(&s.repo, "third.bin", 50_000, 31);
+
+    // The second snapshot's own pack: what the third backup (incremental on it) builds on.
+    let vault_dir = s.root.join("vault");
+    let snap = s.plain().read_snapshot(&second).expect("read").0;
+    let own = snap.repositories[0].new_pack(&second).expect("own pack").clone();
+    let own_files: Vec<_> =
+        [own.pack.id, own.index.id].iter().map(|id| vault_dir.join(gitvault_format::ids::paths::data(id))).collect();
+
+    let (root, ctx, pass) = (s.root.clone(), s.ctx.clone(), s.pass.clone());
+    let hook = move || {
+        let vault = gitvault_engine::LockedVault::open(std::sync::Arc::new(gitvault_storage::LocalStore::new(
+            root.join("vault"),
+        )))
+        .expect("open")
+        .unlock(&pass, ctx.clone())
+        .expect("unlock");
+        forget(&vault, &Selection::Snapshots(vec![second.to_hex()]), false).expect("forget the base");
+        for f in &own_files {
+            age_file(f, 2 * HOUR);
+        }
+        let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune marks");
+        assert_eq!(p.marked.as_ref().map(|m| m.data_files), Some(2), "{p:?}");
+        match case {
+            Meanwhile::Marked => {}
+            Meanwhile::MarkedLongAgo => age(&root.join("vault/marks"), Duration::from_secs(23 * 3600 + 45 * 60)),
+            Meanwhile::Deleted => {
+                age(&root.join("vault/marks"), 25 * HOUR);
+                let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune sweeps");
+                assert_eq!(p.swept[0].deleted_files, 2, "{p:?}");
+            }
+        }
+    };
+    let faulty = s.faulty(gitvault_storage::faulty::Faults::before_committing("pending/", hook));
+    // Re-check however short the run (the rule requires it after 30 minutes).
+    let opts = BackupOptions { recheck_after: Duration::ZERO, ..BackupOptions::default() };
+    let result = backup(&faulty, &s.source(), &opts, &NoProgress);
+    let third_refs = Git::new().read_refs(&s.repo).expect("refs");
+    match case {
+        Meanwhile::Marked => {
+            let third = result.expect("a fresh mark cannot ripen before the snapshot: the backup commits");
+            let third = third.snapshot.expect("snapshot");
+            // The mark ripens; the prune then finds the data referenced again and keeps it.
+            age(&s.root.join("vault/marks"), 25 * HOUR);
+            let p = prune(&s.plain(), &PruneOptions::default(), &NoProgress).expect("sweep");
+            assert_eq!((p.swept[0].deleted_files, p.swept[0].kept_referenced), (0, 2), "{p:?}");
+            s.assert_intact(&[(first.to_hex(), first_refs), (third.to_hex(), third_refs)], "marked");
+        }
+        Meanwhile::MarkedLongAgo | Meanwhile::Deleted => {
+            let e = result.expect_err("the backup must not commit a snapshot whose data may be gone");
+            let text = gitvault_engine::error::chain(&e);
+            let why = if case == Meanwhile::Deleted { "were deleted by a prune" } else { "marked for deletion" };
+            assert!(text.contains(why) && text.contains("run the backup again"), "{case:?}: {text}");
+            let snaps = s.plain().snapshots().expect("list");
+            assert_eq!(snaps.len(), 1, "{case:?}: nothing was committed");
+            // Nothing lost: the first snapshot restores, and a rerun makes a complete snapshot.
+            let again = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("rerun");
+            let again = again.snapshot.expect("snapshot");
+            let label = format!("{case:?}");
+            s.assert_intact(&[(first.to_hex(), first_refs), (again.to_hex(), third_refs)], &label);
+        }
+    }
+}
+
+#[test]
+fn a_prune_marking_a_backups_base_meanwhile_lets_it_commit_and_then_keeps_the_data() {
+    prune_during_a_backup(Meanwhile::Marked);
+}
+
+#[test]
+fn a_backup_refuses_to_commit_on_data_a_ripening_mark_lists() {
+    prune_during_a_backup(Meanwhile::MarkedLongAgo);
+}
+
+#[test]
+fn a_backup_refuses_to_commit_on_data_a_prune_deleted_meanwhile() {
+    prune_during_a_backup(Meanwhile::Deleted);
 }
