@@ -17,11 +17,23 @@ pub struct Faults {
     pub no_space_after_bytes: Option<u64>,
     /// The n-th commit (1-based, counting `create` commits and `put_new`) fails.
     pub fail_commit_number: Option<u64>,
+    /// The n-th read (`read` or `open_read`, 1-based) fails.
+    pub fail_read_number: Option<u64>,
+    /// The n-th listing (1-based) fails.
+    pub fail_list_number: Option<u64>,
+    /// The n-th object created (1-based) is cut off after 1 KiB, as by a dropped connection:
+    /// its later writes fail with "connection reset".
+    pub cut_write_number: Option<u64>,
+    /// Every operation first sleeps this long (a slow or distant server).
+    pub delay: Option<std::time::Duration>,
     /// Run the hook once, before the first commit of a path starting with this prefix.
     pub before_committing: Option<(String, Hook)>,
     hooked: std::sync::atomic::AtomicBool,
     written: AtomicU64,
     commits: AtomicU64,
+    reads: AtomicU64,
+    lists: AtomicU64,
+    creates: AtomicU64,
 }
 
 impl std::fmt::Debug for Faults {
@@ -40,6 +52,44 @@ impl Faults {
     }
     pub fn fail_commit(n: u64) -> Self {
         Self { fail_commit_number: Some(n), ..Self::default() }
+    }
+    pub fn fail_read(n: u64) -> Self {
+        Self { fail_read_number: Some(n), ..Self::default() }
+    }
+    pub fn fail_list(n: u64) -> Self {
+        Self { fail_list_number: Some(n), ..Self::default() }
+    }
+    pub fn cut_write(n: u64) -> Self {
+        Self { cut_write_number: Some(n), ..Self::default() }
+    }
+    pub fn slow(delay: std::time::Duration) -> Self {
+        Self { delay: Some(delay), ..Self::default() }
+    }
+    fn pause(&self) {
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
+        }
+    }
+    /// Count an operation; fail it when it is the chosen one.
+    fn nth(
+        counter: &AtomicU64,
+        chosen: Option<u64>,
+        op: &'static str,
+        store: &str,
+        path: &str,
+    ) -> Result<(), StorageError> {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        if chosen == Some(n) {
+            return Err(StorageError {
+                kind: ErrorKind::Transient,
+                op,
+                path: path.into(),
+                store: store.into(),
+                message: "injected fault".into(),
+                io: None,
+            });
+        }
+        Ok(())
     }
     pub fn before_committing(prefix: &str, hook: impl Fn() + Send + Sync + 'static) -> Self {
         Self { before_committing: Some((prefix.to_string(), Box::new(hook))), ..Self::default() }
@@ -89,11 +139,23 @@ struct FaultyWriter {
     faults: Arc<Faults>,
     store: String,
     path: String,
+    /// This writer is cut off after this many bytes.
+    cut_after: Option<u64>,
+    written: u64,
 }
 
 impl Write for FaultyWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.faults.charge(buf.len())?;
+        if let Some(limit) = self.cut_after {
+            if self.written >= limit {
+                return Err(io::Error::from(io::ErrorKind::ConnectionReset));
+            }
+            let n = buf.len().min(usize::try_from(limit - self.written).unwrap_or(usize::MAX));
+            let n = self.inner.write(&buf[..n])?;
+            self.written += n as u64;
+            return Ok(n);
+        }
         self.inner.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -113,25 +175,37 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.describe()
     }
     fn read(&self, path: &str) -> Result<Vec<u8>, StorageError> {
+        self.faults.pause();
+        Faults::nth(&self.faults.reads, self.faults.fail_read_number, "read", &self.inner.describe(), path)?;
         self.inner.read(path)
     }
     fn open_read(&self, path: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        self.faults.pause();
+        Faults::nth(&self.faults.reads, self.faults.fail_read_number, "open", &self.inner.describe(), path)?;
         self.inner.open_read(path)
     }
     fn create(&self, path: &str) -> Result<Box<dyn ObjectWriter>, StorageError> {
+        self.faults.pause();
+        let n = self.faults.creates.fetch_add(1, Ordering::SeqCst) + 1;
+        let cut_after = (self.faults.cut_write_number == Some(n)).then_some(1024);
         Ok(Box::new(FaultyWriter {
             inner: self.inner.create(path)?,
             faults: self.faults.clone(),
             store: self.inner.describe(),
             path: path.into(),
+            cut_after,
+            written: 0,
         }))
     }
     fn put_new(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.faults.pause();
         self.faults.charge(bytes.len()).map_err(|e| StorageError::from_io("write", path, &self.inner.describe(), e))?;
         self.faults.commit(&self.inner.describe(), path)?;
         self.inner.put_new(path, bytes)
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        self.faults.pause();
+        Faults::nth(&self.faults.lists, self.faults.fail_list_number, "list", &self.inner.describe(), prefix)?;
         self.inner.list(prefix)
     }
     fn stat(&self, path: &str) -> Result<Option<u64>, StorageError> {

@@ -141,6 +141,50 @@ fn a_failure_at_any_commit_leaves_a_vault_that_verifies_and_restores() {
 }
 
 #[test]
+fn a_failed_read_list_or_cut_off_write_at_any_point_loses_nothing() {
+    let s = Setup::new();
+    let first = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
+    let first = (first.snapshot.expect("snapshot").to_hex(), Git::new().read_refs(&s.repo).expect("refs"));
+    let mut latest = first.clone();
+    let mut failures = 0;
+    type Family = (&'static str, u64, fn(u64) -> Faults);
+    let families: [Family; 3] =
+        [("read", 12, Faults::fail_read), ("list", 10, Faults::fail_list), ("cut-write", 4, Faults::cut_write)];
+    for (family, count, fault) in families {
+        for k in 1..=count {
+            commit(&s.repo, &format!("{family}-{k}.bin"), 20_000, k as u8);
+            let label = format!("{family}-{k}");
+            // Opening the vault reads too: a failure there is a failed run like any other.
+            let store = Arc::new(FaultyStore::new(LocalStore::new(s.root.join("vault")), fault(k)));
+            let run = LockedVault::open(store)
+                .and_then(|l| l.unlock(&s.pass, s.ctx.clone()))
+                .and_then(|v| backup(&v, &s.source(), &BackupOptions::default(), &NoProgress));
+            match run {
+                Ok(r) if r.snapshot.is_some() => {
+                    latest = (r.snapshot.expect("snapshot").to_hex(), Git::new().read_refs(&s.repo).expect("refs"));
+                }
+                Ok(_) | Err(_) => failures += 1,
+            }
+            // Whatever failed, the vault verifies and the first and the latest snapshot restore.
+            s.assert_intact(&[first.clone(), latest.clone()], &label);
+        }
+    }
+    eprintln!("{failures} of 26 faulty runs failed");
+    assert!(failures >= 10, "the faults hit the backup ({failures} failed runs)");
+    // A slow server changes nothing but the time.
+    commit(&s.repo, "slow.bin", 20_000, 99);
+    let r = backup(
+        &s.faulty(Faults::slow(std::time::Duration::from_millis(5))),
+        &s.source(),
+        &BackupOptions::default(),
+        &NoProgress,
+    )
+    .expect("a slow backup");
+    let slow = (r.snapshot.expect("snapshot").to_hex(), Git::new().read_refs(&s.repo).expect("refs"));
+    s.assert_intact(&[first, slow], "slow");
+}
+
+#[test]
 fn a_full_destination_at_any_point_loses_nothing() {
     let s = Setup::new();
     let first = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
