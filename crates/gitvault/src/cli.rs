@@ -93,6 +93,20 @@ pub enum Command {
     Prune(PruneArgs),
     /// Upgrade the vault to the newest format version (older gitvault versions then refuse it).
     Upgrade,
+    /// Work with a gitvault.toml configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the file and print what each policy would back up, and where; writes nothing
+    /// and contacts no vault.
+    Check {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -181,8 +195,15 @@ pub struct BackupArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Local paths or git URLs (file://, https://, ssh://, user@host:path).
-    #[arg(required = true, value_name = "SOURCE")]
+    #[arg(required_unless_present = "config", value_name = "SOURCE")]
     pub sources: Vec<String>,
+    /// Run the policies of this gitvault.toml (sources, vaults, type, retention) instead of
+    /// SOURCE arguments and --vault.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["sources", "name", "backup_type"])]
+    pub config: Option<PathBuf>,
+    /// With --config: run only this policy (default: every policy, in order).
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub policy: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,7 @@
 //! The `gitvault` command: parses arguments, resolves settings once, calls the engine, prints.
 
 mod cli;
+mod config;
 mod destination;
 mod output;
 mod progress;
@@ -96,6 +97,8 @@ struct Settings {
     json: bool,
     quiet: bool,
     append_only: bool,
+    /// `--cache-dir` (or GITVAULT_CACHE_DIR) was given: it wins over the config file's.
+    cache_dir_given: bool,
 }
 
 impl Settings {
@@ -131,6 +134,7 @@ impl Settings {
             json: g.json,
             quiet: g.quiet,
             append_only: g.append_only,
+            cache_dir_given: g.cache_dir.is_some(),
         })
     }
 
@@ -253,6 +257,11 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             output::prune(&report, s.json)?;
             Ok(0)
         }
+        Command::Config(cli::ConfigCommand::Check { config }) => {
+            let cfg = config::load(&config).map_err(|e| UsageError(format!("{e:#}")))?;
+            output::config_check(&cfg, s.json)?;
+            Ok(0)
+        }
         Command::Upgrade => {
             let mut vault = s.unlock()?;
             let report = upgrade::upgrade(&mut vault)?;
@@ -368,6 +377,9 @@ fn cmd_copy(s: &Settings, a: cli::CopyArgs) -> Result<u8> {
 }
 
 fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
+    if let Some(path) = &a.config {
+        return cmd_backup_config(s, path, a.policy.as_deref());
+    }
     if a.name.is_some() && a.sources.len() != 1 {
         return Err(UsageError("--name applies to a single SOURCE; back the others up in another run".into()).into());
     }
@@ -429,6 +441,147 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
     } else {
         exit::PARTIAL
     })
+}
+
+/// `backup --config FILE`: each policy backs its sources up into its vaults, then applies its
+/// retention to its own snapshots in each vault that took the backup.
+fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>) -> Result<u8> {
+    if !s.vaults.is_empty() {
+        return Err(UsageError("--config names the vaults: do not give --vault (or GITVAULT_VAULT) too".into()).into());
+    }
+    let cfg = config::load(path).map_err(|e| UsageError(format!("{e:#}")))?;
+    let policies: Vec<&config::PolicyConf> = match only {
+        Some(name) => match cfg.policies.iter().find(|p| p.name == name) {
+            Some(p) => vec![p],
+            None => {
+                let known: Vec<&str> = cfg.policies.iter().map(|p| p.name.as_str()).collect();
+                return Err(UsageError(format!(
+                    "{}: no policy {name:?} (known: {})",
+                    path.display(),
+                    known.join(", ")
+                ))
+                .into());
+            }
+        },
+        None => cfg.policies.iter().collect(),
+    };
+    let mut ctx = s.ctx.clone();
+    if let (Some(dir), false) = (&cfg.cache_dir, s.cache_dir_given) {
+        ctx.cache_dir = dir.clone();
+    }
+    let mut runs = Vec::new();
+    let mut codes = Vec::new();
+    for policy in policies {
+        let sources: Vec<backup::SourceSpec> = policy
+            .sources
+            .iter()
+            .map(|n| {
+                let src = cfg.source(n);
+                backup::SourceSpec { source: src.url.clone(), name: Some(src.name.clone()) }
+            })
+            .collect();
+        let opened: Vec<Result<Vault>> = policy
+            .vaults
+            .iter()
+            .map(|name| open_configured(s, &ctx, cfg.vault(name)).with_context(|| format!("opening the vault {name}")))
+            .collect();
+        let vaults: Vec<&Vault> = opened.iter().filter_map(|v| v.as_ref().ok()).collect();
+        let opts = backup::BackupOptions { backup_type: policy.backup_type, ..backup::BackupOptions::default() };
+        let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
+        let mut outcomes = Vec::new();
+        let mut retention = Vec::new();
+        for (name, vault) in policy.vaults.iter().zip(&opened) {
+            let result = match vault {
+                Ok(_) => results
+                    .next()
+                    .expect("one result per opened vault")
+                    .with_context(|| format!("backing up into the vault {name}")),
+                Err(e) => Err(anyhow!("{e:#}")),
+            };
+            let committed = result.as_ref().is_ok_and(|r| r.snapshot.is_some());
+            if let (Some(keep), Ok(vault), true) = (&policy.retention, vault, committed) {
+                retention.push(apply_retention(vault, name, policy, keep, &sources, s.progress().as_ref()));
+            }
+            outcomes.push(output::DestinationOutcome { vault: name.clone(), result });
+        }
+        let code = combine(outcomes.iter().map(|o| o.result.as_ref().map_or(exit::FAILURE, backup_exit_code)));
+        let code = if code == 0 && retention.iter().any(|r| r.error.is_some()) { exit::PARTIAL } else { code };
+        codes.push(code);
+        runs.push(output::PolicyRun { policy: policy.name.clone(), outcomes, retention });
+    }
+    output::config_backup(&runs, s.json)?;
+    Ok(combine(codes.into_iter()))
+}
+
+/// 0 when all are 0, failure when all failed, else partial.
+fn combine(codes: impl Iterator<Item = u8>) -> u8 {
+    let codes: Vec<u8> = codes.collect();
+    if codes.iter().all(|&c| c == 0) {
+        0
+    } else if codes.iter().all(|&c| c == exit::FAILURE) {
+        exit::FAILURE
+    } else {
+        exit::PARTIAL
+    }
+}
+
+/// Open and unlock a vault the config declares, with its own passphrase source and ssh key.
+fn open_configured(s: &Settings, ctx: &Context, v: &config::VaultConf) -> Result<Vault> {
+    let ssh = destination::SshSettings {
+        key_file: v.ssh_key.clone().or_else(|| s.ssh.key_file.clone()),
+        config_file: s.ssh.config_file.clone(),
+        control_dir: s.ssh.control_dir.clone(),
+    };
+    let destination = destination::Destination::parse(&v.url, &s.aws, &ssh)?;
+    let pass = match &v.passphrase {
+        config::PassphraseFrom::File(f) => secrets::passphrase_file(f)?,
+        config::PassphraseFrom::Env(name) => match std::env::var(name).ok().filter(|p| !p.is_empty()) {
+            Some(p) => Passphrase::new(p),
+            None => anyhow::bail!(
+                "no passphrase for the vault {}: set {name}, or give it a passphrase_file in the config",
+                v.name
+            ),
+        },
+    };
+    let mut vault = LockedVault::open(destination.open()?)?.unlock(&pass, ctx.clone())?;
+    vault.set_append_only(s.append_only || v.append_only);
+    Ok(vault)
+}
+
+/// A policy's retention in one vault: forget among the policy's own snapshots, then prune.
+fn apply_retention(
+    vault: &Vault,
+    name: &str,
+    policy: &config::PolicyConf,
+    keep: &forget::Policy,
+    sources: &[backup::SourceSpec],
+    progress: &dyn Progress,
+) -> output::RetentionRun {
+    let group: Vec<String> = sources.iter().map(backup::SourceSpec::name).collect();
+    let result = (|| -> Result<(forget::ForgetReport, Option<prune::PruneReport>)> {
+        let forgot = forget::forget(vault, &forget::Selection::Group(keep.clone(), group), false)?;
+        let pruned = if policy.prune {
+            let mut opts = prune::PruneOptions::default();
+            if let Some(g) = policy.grace {
+                opts.grace = g;
+            }
+            Some(prune::prune(vault, &opts, progress)?)
+        } else {
+            None
+        };
+        Ok((forgot, pruned))
+    })();
+    match result {
+        Ok((forget, prune)) => {
+            output::RetentionRun { vault: name.to_string(), forget: Some(forget), prune, error: None }
+        }
+        Err(e) => output::RetentionRun {
+            vault: name.to_string(),
+            forget: None,
+            prune: None,
+            error: Some(format!("applying the retention of policy {}: {e:#}", policy.name)),
+        },
+    }
 }
 
 fn backup_exit_code(report: &backup::BackupReport) -> u8 {

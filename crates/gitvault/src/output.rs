@@ -542,3 +542,122 @@ pub fn upgrade(r: &UpgradeReport, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// A policy's retention applied in one vault after its backup.
+#[derive(Serialize)]
+pub struct RetentionRun {
+    pub vault: String,
+    pub forget: Option<ForgetReport>,
+    pub prune: Option<PruneReport>,
+    pub error: Option<String>,
+}
+
+/// One policy of `backup --config`: the backup into each of its vaults, then its retention.
+pub struct PolicyRun {
+    pub policy: String,
+    pub outcomes: Vec<DestinationOutcome>,
+    pub retention: Vec<RetentionRun>,
+}
+
+pub fn config_backup(runs: &[PolicyRun], json: bool) -> Result<()> {
+    if json {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            name: &'a str,
+            destinations: Vec<DestinationRow<'a>>,
+            retention: &'a [RetentionRun],
+        }
+        #[derive(Serialize)]
+        struct Out<'a> {
+            policies: Vec<Row<'a>>,
+        }
+        let policies = runs
+            .iter()
+            .map(|r| Row {
+                name: &r.policy,
+                destinations: r
+                    .outcomes
+                    .iter()
+                    .map(|o| DestinationRow {
+                        vault: &o.vault,
+                        status: o.status(),
+                        error: o.result.as_ref().err().map(|e| format!("{e:#}")),
+                        backup: o.result.as_ref().ok(),
+                    })
+                    .collect(),
+                retention: &r.retention,
+            })
+            .collect();
+        return print_json(&Out { policies });
+    }
+    for r in runs {
+        println!("== policy {}", r.policy);
+        backup_many(&r.outcomes, false)?;
+        for x in &r.retention {
+            match (&x.forget, &x.error) {
+                (_, Some(e)) => eprintln!("error: vault {}: {e}", x.vault),
+                (Some(f), None) => {
+                    println!("vault {}: retention ({}): forgot {} snapshots", x.vault, f.reason, f.removed);
+                    if let Some(p) = &x.prune {
+                        prune(p, false)?;
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `config check`: what each policy would back up, and where.
+pub fn config_check(cfg: &crate::config::Config, json: bool) -> Result<()> {
+    let redact = |u: &str| gitvault_engine::ops::backup::redact(u);
+    if json {
+        let vault = |n: &String| {
+            let v = cfg.vault(n);
+            serde_json::json!({"name": v.name, "url": redact(&v.url), "append_only": v.append_only})
+        };
+        let source = |n: &String| {
+            let s = cfg.source(n);
+            serde_json::json!({"name": s.name, "url": redact(&s.url)})
+        };
+        let policies: Vec<serde_json::Value> = cfg
+            .policies
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "type": p.backup_type.map(|t| t.as_str()),
+                    "vaults": p.vaults.iter().map(vault).collect::<Vec<_>>(),
+                    "sources": p.sources.iter().map(source).collect::<Vec<_>>(),
+                    "retention": p.retention.as_ref().map(|r| r.to_string()),
+                    "prune": p.prune,
+                })
+            })
+            .collect();
+        return print_json(&serde_json::json!({"config": cfg.path, "policies": policies}));
+    }
+    println!("{}: valid", cfg.path.display());
+    for p in &cfg.policies {
+        println!(
+            "policy {} ({}): {} sources into {} vaults",
+            p.name,
+            p.backup_type.map_or("full, then incremental", |t| t.as_str()),
+            p.sources.len(),
+            p.vaults.len()
+        );
+        for n in &p.sources {
+            let s = cfg.source(n);
+            println!("  source {}  {}", s.name, redact(&s.url));
+        }
+        for n in &p.vaults {
+            let v = cfg.vault(n);
+            println!("  vault  {}  {}{}", v.name, redact(&v.url), if v.append_only { "  (append-only)" } else { "" });
+        }
+        match &p.retention {
+            Some(r) => println!("  retention: {r}{}", if p.prune { ", then prune" } else { "" }),
+            None => println!("  retention: none (every snapshot is kept)"),
+        }
+    }
+    Ok(())
+}

@@ -20,6 +20,9 @@ use crate::ops::diff::{RefChange, ancestry_in, ref_changes};
 use crate::progress::Progress;
 use crate::vault::{Context, Vault};
 
+/// A source as it may be shown: any credentials in a URL removed.
+pub use gitvault_git::redact_source as redact;
+
 /// One thing to back up: a path or URL, and optionally the name to file it under.
 #[derive(Clone, Debug)]
 pub struct SourceSpec {

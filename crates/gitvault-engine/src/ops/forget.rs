@@ -98,6 +98,9 @@ pub fn format_duration(d: Duration) -> String {
 pub enum Selection {
     Snapshots(Vec<String>),
     Policy(Policy),
+    /// The policy, applied only to the group of snapshots that back up exactly these
+    /// repositories (a configured backup policy's own snapshots).
+    Group(Policy, Vec<String>),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -211,8 +214,13 @@ pub fn forget(vault: &Vault, selection: &Selection, dry_run: bool) -> Result<For
     for s in &snaps {
         groups.entry(group_key(s)).or_default().push(s);
     }
+    if let Selection::Group(_, names) = selection {
+        let key: BTreeSet<String> = names.iter().cloned().collect();
+        let key: Vec<String> = key.into_iter().collect();
+        groups.retain(|k, _| *k == key);
+    }
     let (reason, verdicts): (String, Verdicts) = match selection {
-        Selection::Policy(policy) => {
+        Selection::Policy(policy) | Selection::Group(policy, _) => {
             if policy.is_empty() {
                 return Err(Error::Refused(
                     "no retention policy given: pass --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly or --keep-within, or name snapshots".into(),

@@ -3,6 +3,7 @@
 mod bad_input;
 mod chain;
 mod common;
+mod config;
 mod copy;
 mod crash;
 mod destinations;

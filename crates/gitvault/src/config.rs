@@ -1,0 +1,365 @@
+//! `gitvault.toml`: vaults, sources and backup policies declared once (README "Configuration
+//! file"; an annotated example is `gitvault.example.toml`). Parsed strictly: an unknown key or a
+//! bad value is an error naming its line.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use gitvault_engine::ops::forget::{Policy, parse_duration};
+use gitvault_format::snapshot::BackupType;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    cache_dir: Option<PathBuf>,
+    passphrase: Option<RawPassphrase>,
+    #[serde(default, rename = "vault")]
+    vaults: Vec<RawVault>,
+    #[serde(default, rename = "source")]
+    sources: Vec<RawSource>,
+    #[serde(default, rename = "policy")]
+    policies: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassphrase {
+    /// A file whose first line is the passphrase.
+    file: Option<PathBuf>,
+    /// An environment variable holding it.
+    env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    name: Spanned<String>,
+    url: String,
+    /// This vault's own passphrase file (else the global passphrase).
+    passphrase_file: Option<PathBuf>,
+    ssh_key: Option<PathBuf>,
+    #[serde(default)]
+    append_only: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    /// A local path or any URL git can fetch.
+    url: String,
+    /// The name in the vault (default: from the URL, as on the command line).
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: Spanned<String>,
+    /// Vault names; default: every vault.
+    vaults: Option<Vec<Spanned<String>>>,
+    /// Source names; default: every source.
+    sources: Option<Vec<Spanned<String>>>,
+    #[serde(rename = "type")]
+    backup_type: Option<Spanned<String>>,
+    retention: Option<RawRetention>,
+    /// Run `prune` after applying the retention.
+    #[serde(default)]
+    prune: bool,
+    /// The grace period of `prune`.
+    grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    keep_last: Option<u32>,
+    keep_hourly: Option<u32>,
+    keep_daily: Option<u32>,
+    keep_weekly: Option<u32>,
+    keep_monthly: Option<u32>,
+    keep_yearly: Option<u32>,
+    keep_within: Option<Spanned<String>>,
+}
+
+/// Where the passphrase of a vault comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PassphraseFrom {
+    File(PathBuf),
+    Env(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct VaultConf {
+    pub name: String,
+    /// As written, with relative local paths made absolute against the config's directory.
+    pub url: String,
+    pub passphrase: PassphraseFrom,
+    pub ssh_key: Option<PathBuf>,
+    pub append_only: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SourceConf {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct PolicyConf {
+    pub name: String,
+    pub vaults: Vec<String>,
+    pub sources: Vec<String>,
+    pub backup_type: Option<BackupType>,
+    pub retention: Option<Policy>,
+    pub prune: bool,
+    pub grace: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub cache_dir: Option<PathBuf>,
+    pub vaults: Vec<VaultConf>,
+    pub sources: Vec<SourceConf>,
+    pub policies: Vec<PolicyConf>,
+}
+
+impl Config {
+    pub fn vault(&self, name: &str) -> &VaultConf {
+        self.vaults.iter().find(|v| v.name == name).expect("validated")
+    }
+    pub fn source(&self, name: &str) -> &SourceConf {
+        self.sources.iter().find(|s| s.name == name).expect("validated")
+    }
+}
+
+/// `line N` of the byte offset `at` in `text`.
+fn line_of(text: &str, span: Range<usize>) -> usize {
+    text[..span.start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// Relative local paths are relative to the config file's directory; URLs stay as they are.
+fn resolve_path(base: &Path, value: &str) -> String {
+    let is_url = value.contains("://") || (value.contains(':') && !value.starts_with('/') && !value.starts_with('.'));
+    if is_url || Path::new(value).is_absolute() {
+        value.to_string()
+    } else {
+        base.join(value).to_string_lossy().into_owned()
+    }
+}
+
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the config file {}", path.display()))?;
+    parse(&text, path)
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    let shown = path.display();
+    let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let at = |span: Range<usize>| format!("{shown}, line {}", line_of(text, span));
+
+    let global = match &raw.passphrase {
+        None => PassphraseFrom::Env(crate::secrets::PASSWORD_ENV.to_string()),
+        Some(RawPassphrase { file: Some(f), env: None }) => PassphraseFrom::File(base.join(f)),
+        Some(RawPassphrase { file: None, env: Some(e) }) => PassphraseFrom::Env(e.clone()),
+        Some(_) => bail!("{shown}: [passphrase] takes exactly one of `file` or `env`"),
+    };
+
+    let mut vaults = Vec::new();
+    for v in &raw.vaults {
+        let name = v.name.get_ref().clone();
+        if name.is_empty() || vaults.iter().any(|x: &VaultConf| x.name == name) {
+            bail!("{}: vault name {name:?} is empty or given twice", at(v.name.span()));
+        }
+        vaults.push(VaultConf {
+            name,
+            url: resolve_path(&base, &v.url),
+            passphrase: v.passphrase_file.as_ref().map_or(global.clone(), |f| PassphraseFrom::File(base.join(f))),
+            ssh_key: v.ssh_key.as_ref().map(|k| base.join(k)),
+            append_only: v.append_only,
+        });
+    }
+    let mut sources = Vec::new();
+    for s in &raw.sources {
+        let url = resolve_path(&base, &s.url);
+        let name = gitvault_engine::ops::backup::SourceSpec { source: url.clone(), name: s.name.clone() }.name();
+        if sources.iter().any(|x: &SourceConf| x.name == name) {
+            bail!("{shown}: two sources are named {name:?}; give one of them another `name`");
+        }
+        sources.push(SourceConf { name, url });
+    }
+    if vaults.is_empty() {
+        bail!("{shown}: no [[vault]]: declare at least one (name and url)");
+    }
+    if sources.is_empty() {
+        bail!("{shown}: no [[source]]: declare at least one (url)");
+    }
+
+    let mut policies = Vec::new();
+    let all_vaults: Vec<String> = vaults.iter().map(|v| v.name.clone()).collect();
+    let all_sources: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+    for p in &raw.policies {
+        let name = p.name.get_ref().clone();
+        if name.is_empty() || policies.iter().any(|x: &PolicyConf| x.name == name) {
+            bail!("{}: policy name {name:?} is empty or given twice", at(p.name.span()));
+        }
+        let pick = |list: &Option<Vec<Spanned<String>>>, known: &[String], what: &str| -> Result<Vec<String>> {
+            let Some(list) = list else { return Ok(known.to_vec()) };
+            let mut out = Vec::new();
+            for item in list {
+                if !known.contains(item.get_ref()) {
+                    bail!("{}: no {what} is named {:?} (known: {})", at(item.span()), item.get_ref(), known.join(", "));
+                }
+                if !out.contains(item.get_ref()) {
+                    out.push(item.get_ref().clone());
+                }
+            }
+            if out.is_empty() {
+                bail!("{}: policy {name:?} lists no {what}", at(p.name.span()));
+            }
+            Ok(out)
+        };
+        let backup_type = match &p.backup_type {
+            None => None,
+            Some(t) => Some(match t.get_ref().as_str() {
+                "full" => BackupType::Full,
+                "diff" => BackupType::Diff,
+                "incr" => BackupType::Incr,
+                other => bail!("{}: type {other:?} is not one of full, diff, incr", at(t.span())),
+            }),
+        };
+        let duration =
+            |d: &Spanned<String>| parse_duration(d.get_ref()).map_err(|e| anyhow::anyhow!("{}: {e}", at(d.span())));
+        let retention = match &p.retention {
+            None => None,
+            Some(r) => {
+                let policy = Policy {
+                    last: r.keep_last.unwrap_or(0),
+                    hourly: r.keep_hourly.unwrap_or(0),
+                    daily: r.keep_daily.unwrap_or(0),
+                    weekly: r.keep_weekly.unwrap_or(0),
+                    monthly: r.keep_monthly.unwrap_or(0),
+                    yearly: r.keep_yearly.unwrap_or(0),
+                    within: r.keep_within.as_ref().map(duration).transpose()?,
+                };
+                if policy.is_empty() {
+                    bail!(
+                        "{}: policy {name:?} has a [retention] that keeps nothing: give keep_* values",
+                        at(p.name.span())
+                    );
+                }
+                Some(policy)
+            }
+        };
+        let grace = p.grace.as_ref().map(duration).transpose()?;
+        if let (Some(g), Some(span)) = (grace, p.grace.as_ref().map(|g| g.span()))
+            && g.as_secs() < gitvault_format::mark::MIN_GRACE_SECONDS
+        {
+            bail!("{}: grace must be at least 1h", at(span));
+        }
+        if p.prune && retention.is_none() {
+            bail!("{}: policy {name:?} prunes but has no [retention]", at(p.name.span()));
+        }
+        let (vaults, sources) = (pick(&p.vaults, &all_vaults, "vault")?, pick(&p.sources, &all_sources, "source")?);
+        if retention.is_some()
+            && let Some(v) = vaults.iter().find(|v| raw.vaults.iter().any(|r| r.name.get_ref() == *v && r.append_only))
+        {
+            bail!("{}: policy {name:?} has a [retention], but its vault {v:?} is append-only", at(p.name.span()));
+        }
+        policies.push(PolicyConf { name, vaults, sources, backup_type, retention, prune: p.prune, grace });
+    }
+    if policies.is_empty() {
+        // No policy: back every source up into every vault.
+        policies.push(PolicyConf {
+            name: "default".into(),
+            vaults: all_vaults,
+            sources: all_sources,
+            backup_type: None,
+            retention: None,
+            prune: false,
+            grace: None,
+        });
+    }
+    let names: BTreeSet<&str> = policies.iter().map(|p| p.name.as_str()).collect();
+    debug_assert_eq!(names.len(), policies.len());
+    Ok(Config { path: path.to_path_buf(), cache_dir: raw.cache_dir.map(|d| base.join(d)), vaults, sources, policies })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        format!("{:#}", parse(text, Path::new("/etc/gitvault/gitvault.toml")).expect_err("an error"))
+    }
+
+    const GOOD: &str = r#"
+[[vault]]
+name = "local"
+url = "vaults/local"
+
+[[vault]]
+name = "offsite"
+url = "s3://backups/git"
+passphrase_file = "offsite.pass"
+
+[[source]]
+url = "https://git.example.org/acme/api.git"
+
+[[source]]
+url = "/srv/git/web.git"
+name = "acme/web"
+
+[[policy]]
+name = "nightly"
+vaults = ["local", "offsite"]
+type = "incr"
+prune = true
+retention = { keep_daily = 7, keep_within = "2w" }
+"#;
+
+    #[test]
+    fn a_good_file_resolves_names_paths_and_defaults() {
+        let c = parse(GOOD, Path::new("/etc/gitvault/gitvault.toml")).expect("parses");
+        assert_eq!(c.vaults[0].url, "/etc/gitvault/vaults/local");
+        assert_eq!(c.vaults[1].url, "s3://backups/git");
+        assert_eq!(c.vaults[0].passphrase, PassphraseFrom::Env("GITVAULT_PASSWORD".into()));
+        assert_eq!(c.vaults[1].passphrase, PassphraseFrom::File("/etc/gitvault/offsite.pass".into()));
+        assert_eq!(c.sources[0].name, "acme/api");
+        let p = &c.policies[0];
+        assert_eq!(p.sources, ["acme/api", "acme/web"]);
+        assert_eq!(p.retention.as_ref().map(|r| r.daily), Some(7));
+        assert_eq!(p.retention.as_ref().and_then(|r| r.within), Some(Duration::from_secs(14 * 86400)));
+    }
+
+    #[test]
+    fn the_annotated_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gitvault.example.toml");
+        let text = std::fs::read_to_string(&path).expect("the example exists");
+        let c = parse(&text, &path).expect("the example parses");
+        assert_eq!(c.policies.len(), 2);
+        assert!(c.vaults.iter().any(|v| v.append_only));
+    }
+
+    #[test]
+    fn mistakes_name_their_line() {
+        let unknown = GOOD.replace("prune = true", "prune = true\ncolour = \"blue\"");
+        let e = err(&unknown);
+        assert!(e.contains("line 23") && e.contains("colour"), "{e}");
+        let e = err(&GOOD.replace(r#"vaults = ["local", "offsite"]"#, r#"vaults = ["local", "ofsite"]"#));
+        assert!(e.contains("line 20") && e.contains("\"ofsite\"") && e.contains("known: local, offsite"), "{e}");
+        let e = err(&GOOD.replace(r#"type = "incr""#, r#"type = "weekly""#));
+        assert!(e.contains("line 21") && e.contains("weekly"), "{e}");
+        let e = err(&GOOD.replace("2w", "2 fortnights"));
+        assert!(e.contains("line 23") && e.contains("unit"), "{e}");
+        let e = err(&GOOD.replace("keep_daily = 7, ", "keep_daily = -7, "));
+        assert!(e.contains("line 23"), "{e}");
+        assert!(err("[[source]]\nurl = \"/x\"\n").contains("no [[vault]]"));
+    }
+}
