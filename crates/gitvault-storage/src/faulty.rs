@@ -4,7 +4,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{ErrorKind, ObjectMeta, ObjectWriter, StorageError, Store};
+use crate::{ErrorKind, ObjectMeta, ObjectWriter, Retention, StorageError, Store};
 
 /// Which faults to inject. Counters are shared by every writer of the store.
 #[derive(Debug, Default)]
@@ -116,5 +116,17 @@ impl<S: Store> Store for FaultyStore<S> {
     }
     fn remove_incomplete(&self) -> Result<Vec<String>, StorageError> {
         self.inner.remove_incomplete()
+    }
+    fn lock_support(&self) -> Result<(), StorageError> {
+        self.inner.lock_support()
+    }
+    fn set_retention(&self, path: &str, retention: Retention) -> Result<(), StorageError> {
+        self.inner.set_retention(path, retention)
+    }
+    fn retention(&self, path: &str) -> Result<Option<Retention>, StorageError> {
+        self.inner.retention(path)
+    }
+    fn purge(&self, path: &str) -> Result<(), StorageError> {
+        self.inner.purge(path)
     }
 }
