@@ -172,6 +172,28 @@ pub enum TypeArg {
     Incr,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LockModeArg {
+    /// Nobody can delete a locked file or shorten its lock, except users granted
+    /// s3:BypassGovernanceRetention who ask for it explicitly.
+    Governance,
+    /// Nobody can, not even the account's root user, until the lock ends.
+    Compliance,
+}
+
+/// Object Lock for the files a command writes into a vault.
+#[derive(Args, Debug)]
+pub struct LockArgs {
+    /// Lock every file written (data, snapshot, ledger entry) for N days with S3 Object Lock,
+    /// and lengthen the locks of the older data the new snapshots depend on to the same date.
+    /// The bucket must have Object Lock enabled; other vaults refuse the flag.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub lock_days: Option<u32>,
+    /// Object Lock mode for --lock-days [default: governance].
+    #[arg(long, value_enum, value_name = "MODE", requires = "lock_days")]
+    pub lock_mode: Option<LockModeArg>,
+}
+
 #[derive(Args, Debug)]
 pub struct BackupArgs {
     /// Backup type; without it: full for a repository never backed up, else incremental.
@@ -180,6 +202,8 @@ pub struct BackupArgs {
     /// Name to file the repository under (only with a single SOURCE).
     #[arg(long)]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Local paths or git URLs (file://, https://, ssh://, user@host:path).
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<String>,
@@ -224,6 +248,9 @@ pub struct CopyArgs {
     /// Snapshots to copy: ids, unique id prefixes, or `latest` [default: every snapshot].
     #[arg(value_name = "SNAPSHOT")]
     pub snapshots: Vec<String>,
+    /// Lock what is written into the destination (see `backup --lock-days`).
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]

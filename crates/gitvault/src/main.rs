@@ -13,11 +13,11 @@ use anyhow::{Context as _, Result, anyhow};
 use clap::{CommandFactory, FromArgMatches};
 use gitvault_engine::ops::{backup, copy, diff, forget, keys, prune, restore, upgrade, verify};
 use gitvault_engine::progress::{NoProgress, Progress};
-use gitvault_engine::{Context, LockedVault, Vault, resolve_snapshot};
+use gitvault_engine::{Context, LockPolicy, LockedVault, Vault, resolve_snapshot};
 use gitvault_format::keys::{KdfParams, Passphrase};
 use gitvault_format::snapshot::BackupType;
 
-use cli::{Cli, Command, GlobalArgs, KdfArgs, KeyCommand, TypeArg};
+use cli::{Cli, Command, GlobalArgs, KdfArgs, KeyCommand, LockArgs, LockModeArg, TypeArg};
 
 /// Documented exit codes.
 mod exit {
@@ -184,6 +184,24 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The lock policy `--lock-days`/`--lock-mode` ask for: one date for the whole run.
+fn lock_policy(a: &LockArgs) -> Option<LockPolicy> {
+    let mode = match a.lock_mode.unwrap_or(LockModeArg::Governance) {
+        LockModeArg::Governance => gitvault_storage::LockMode::Governance,
+        LockModeArg::Compliance => gitvault_storage::LockMode::Compliance,
+    };
+    a.lock_days.map(|days| LockPolicy::for_days(days, mode))
+}
+
+/// Set the lock policy on a vault about to be written; a vault that cannot lock is the user's
+/// choice of flags meeting the wrong storage: a usage error.
+fn set_lock(vault: &mut Vault, policy: Option<LockPolicy>) -> Result<()> {
+    vault.set_lock(policy).map_err(|e| match e {
+        e @ gitvault_engine::Error::LockUnavailable { .. } => UsageError(gitvault_engine::error::chain(&e)).into(),
+        other => anyhow::Error::from(other).context("checking that the vault can lock files (--lock-days)"),
+    })
 }
 
 fn kdf_params(a: &KdfArgs) -> KdfParams {
@@ -361,6 +379,8 @@ fn cmd_copy(s: &Settings, a: cli::CopyArgs) -> Result<u8> {
         )
     })?;
     to_vault.set_append_only(s.append_only);
+    set_lock(&mut to_vault, lock_policy(&a.lock))
+        .with_context(|| format!("preparing the destination vault {}", a.to))?;
     let report = copy::copy(&from_vault, &to_vault, &a.snapshots, s.progress().as_ref())
         .with_context(|| format!("copying from {} to {}", a.from, a.to))?;
     output::copy(&report, s.json)?;
@@ -380,8 +400,10 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
             TypeArg::Incr => BackupType::Incr,
         }),
     };
+    let lock = lock_policy(&a.lock);
     if s.vaults.len() <= 1 {
-        let vault = s.unlock()?;
+        let mut vault = s.unlock()?;
+        set_lock(&mut vault, lock)?;
         let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
         output::backup(&report, s.json)?;
         return Ok(backup_exit_code(&report));
@@ -397,6 +419,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
                 let locked = LockedVault::open(d.open()?)?;
                 let mut vault = locked.unlock(&pass, s.ctx.clone())?;
                 vault.set_append_only(s.append_only);
+                set_lock(&mut vault, lock)?;
                 Ok(vault)
             })();
             vault.with_context(|| format!("opening the vault {name}"))

@@ -446,6 +446,13 @@ pub fn forget(r: &ForgetReport, pruned: Option<&PruneReport>, json: bool) -> Res
         ),
         (false, None) => println!("nothing to forget ({})", r.reason),
     }
+    for l in &r.locked {
+        println!(
+            "snapshot {} is locked until {} (Object Lock): kept; forget it after that",
+            l.path.rsplit('/').next().map_or(l.path.as_str(), |id| &id[..id.len().min(8)]),
+            when(l.until)
+        );
+    }
     if let Some(p) = pruned {
         prune(p, false)?;
     }
@@ -506,6 +513,16 @@ pub fn prune(r: &PruneReport, json: bool) -> Result<()> {
             if r.dry_run { String::new() } else { format!(" (mark {})", m.mark.short()) }
         ),
         None => println!("nothing new to mark"),
+    }
+    if let Some(last) = r.locked.iter().map(|l| l.until).max() {
+        println!(
+            "{} files are locked (Object Lock, the last until {}): left in place for a prune after their locks end",
+            r.locked.len(),
+            when(last)
+        );
+        for l in &r.locked {
+            tracing::info!(path = %l.path, until = %when(l.until), "locked: left in place");
+        }
     }
     if r.young_unreferenced > 0 {
         println!(

@@ -7,6 +7,7 @@ mod copy;
 mod crash;
 mod destinations;
 mod golden;
+mod lock;
 mod retention;
 mod s3;
 mod sftp;
