@@ -21,6 +21,7 @@
 //! directory after a rename, without which a committed snapshot could vanish on power loss. The
 //! SFTP one is not OpenDAL's sftp service for the same kind of reason (see its module doc).
 
+pub mod check;
 mod error;
 pub mod faulty;
 mod local;

@@ -93,6 +93,27 @@ pub enum Command {
     Prune(PruneArgs),
     /// Upgrade the vault to the newest format version (older gitvault versions then refuse it).
     Upgrade,
+    /// Test a destination for what a vault needs.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCommand {
+    /// Test a destination for what gitvault needs: create-only writes (and an atomic race),
+    /// read-after-write, a streamed multi-part write read back in ranges, listing with sizes and
+    /// modification times, stat, delete, replace, and Object Lock (optional).
+    ///
+    /// Works on an empty destination or a vault in use: it writes only under
+    /// tmp/storage-check-<random>/ and removes what it wrote (a locked test object stays until its
+    /// 5-minute lock ends). Prints one line per check (ok, MISSING, FAILED). Exit code 0 when
+    /// everything a vault needs works, 1 otherwise.
+    Check {
+        /// The destination (as --vault: a path, s3://BUCKET/PREFIX or sftp://USER@HOST/PATH);
+        /// default: --vault or GITVAULT_VAULT.
+        #[arg(value_name = "VAULT")]
+        destination: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

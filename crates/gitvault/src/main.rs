@@ -271,6 +271,7 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             output::prune(&report, s.json)?;
             Ok(0)
         }
+        Command::Storage(cli::StorageCommand::Check { destination }) => cmd_storage_check(&s, destination.as_deref()),
         Command::Upgrade => {
             let mut vault = s.unlock()?;
             let report = upgrade::upgrade(&mut vault)?;
@@ -278,6 +279,35 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn cmd_storage_check(s: &Settings, positional: Option<&str>) -> Result<u8> {
+    let parsed;
+    let (name, destination) = match positional {
+        Some(_) if s.vault_flag => {
+            return Err(UsageError("give the destination once: as VAULT or with --vault, not both".into()).into());
+        }
+        Some(v) => {
+            parsed = destination::Destination::parse(v, &s.aws, &s.ssh).map_err(|e| UsageError(format!("{e:#}")))?;
+            (v, &parsed)
+        }
+        None => {
+            let (name, d) = s.vault()?;
+            (name.as_str(), d)
+        }
+    };
+    if let destination::Destination::Local(path) = destination
+        && !path.is_dir()
+    {
+        anyhow::bail!(
+            "{} is not a directory; create it first (gitvault init creates a vault's directory)",
+            path.display()
+        );
+    }
+    let store = destination.open().with_context(|| format!("opening {name}"))?;
+    let report = gitvault_storage::check::check(store, &gitvault_storage::check::CheckOptions::default());
+    output::storage_check(&report, s.json)?;
+    Ok(if report.fit() { 0 } else { exit::FAILURE })
 }
 
 fn prune_options(grace: Option<&str>, dry_run: bool) -> Result<prune::PruneOptions> {

@@ -556,3 +556,38 @@ pub fn upgrade(r: &UpgradeReport, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+pub fn storage_check(r: &gitvault_storage::check::CheckReport, json: bool) -> Result<()> {
+    if json {
+        let checks: Vec<serde_json::Value> = r
+            .checks
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name,
+                    "required": c.required,
+                    "status": c.status.as_str().to_ascii_lowercase(),
+                    "detail": c.detail,
+                })
+            })
+            .collect();
+        return print_json(&checks);
+    }
+    println!("checking {} (writing under {}/)", r.store, r.scratch);
+    for c in &r.checks {
+        let name = if c.required { c.name.to_string() } else { format!("{} (optional)", c.name) };
+        println!("{:<8} {:<22} {}", c.status.as_str(), name, c.detail);
+    }
+    for (path, until) in &r.left_locked {
+        println!("left {path} in place: locked until {}", when(time::OffsetDateTime::from(*until)));
+    }
+    for what in &r.left_over {
+        println!("could not remove {what}");
+    }
+    if r.fit() {
+        println!("everything a gitvault vault needs works here");
+    } else {
+        println!("NOT fit for a gitvault vault: see the MISSING and FAILED lines above");
+    }
+    Ok(())
+}

@@ -121,7 +121,7 @@ fn unreachable_server_is_transient() {
 }
 
 /// An S3 store in a fresh moto server whose bucket has Object Lock enabled.
-fn lock_backend() -> Option<(Moto, S3Store)> {
+pub fn lock_backend() -> Option<(Moto, S3Store)> {
     let moto = Moto::start_unless_skipped()?;
     moto.create_lock_bucket(BUCKET);
     let store = S3Store::new(&config(&moto, "vaults/locked")).expect("S3 store");

@@ -11,4 +11,5 @@ mod lock;
 mod retention;
 mod s3;
 mod sftp;
+mod storage_check;
 mod tamper;
