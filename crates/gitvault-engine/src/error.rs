@@ -60,6 +60,14 @@ pub enum Error {
         "`{operation}` would delete or overwrite vault files, and this gitvault runs in append-only mode (--append-only / GITVAULT_APPEND_ONLY); run it from a host allowed to delete"
     )]
     AppendOnly { operation: &'static str },
+    #[error(
+        "the vault at {vault} cannot lock files, so --lock-days cannot be honoured; lock a vault in an S3 bucket with Object Lock enabled, or back up without --lock-days"
+    )]
+    LockUnavailable {
+        vault: String,
+        #[source]
+        source: Box<StorageError>,
+    },
     #[error("{0}")]
     Refused(String),
     #[error(

@@ -99,6 +99,7 @@ impl Vault {
                         Some(h) if h.seq == s => Some(h.hash),
                         _ => self.ledger_hash_at(s),
                     });
+                    self.lock_written(&paths::ledger(seq))?;
                     return Ok(entry);
                 }
                 Err(e) if e.kind == ErrorKind::AlreadyExists => continue,

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod ledger;
+pub mod lock;
 mod marks;
 pub mod ops;
 mod pending;
@@ -15,4 +16,5 @@ mod scratch;
 pub mod vault;
 
 pub use error::{Error, Result};
+pub use lock::LockPolicy;
 pub use vault::{Context, LockedVault, Vault, resolve_snapshot};

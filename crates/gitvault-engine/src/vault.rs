@@ -40,6 +40,8 @@ pub struct Vault {
     pub(crate) ctx: Context,
     /// No operation may delete or overwrite anything (see [`Vault::set_append_only`]).
     pub(crate) append_only: bool,
+    /// How written files are locked (see [`Vault::set_lock`]).
+    pub(crate) lock: crate::lock::LockState,
 }
 
 impl LockedVault {
@@ -129,6 +131,7 @@ impl Vault {
             slot,
             ctx,
             append_only: false,
+            lock: crate::lock::LockState::default(),
         }
     }
 
@@ -261,10 +264,16 @@ impl Vault {
     }
 
     /// Write a snapshot: the commit point of a backup. Returns the keyed hash of its plaintext.
+    /// With a lock policy, every data object the snapshot's chains reference is locked at
+    /// least as long as the snapshot first, so a locked snapshot is never restorable in part.
     pub(crate) fn write_snapshot(&self, snap: &Snapshot) -> Result<Mac> {
         let plain = snap.to_json();
         let stored = self.seal_small(Kind::Snapshot, &snap.id.to_hex(), &plain)?;
-        self.store.put_new(&paths::snapshot(&snap.id), &stored)?;
+        let chains = snap.repositories.iter().flat_map(|r| &r.chain);
+        self.extend_locks(chains.flat_map(|p| [paths::data(&p.pack.id), paths::data(&p.index.id)]))?;
+        let path = paths::snapshot(&snap.id);
+        self.store.put_new(&path, &stored)?;
+        self.lock_written(&path)?;
         Ok(self.mac_key.mac(&plain))
     }
 
@@ -333,6 +342,7 @@ impl DataWriter {
         let (out, sealed) = self.sealer.finish().map_err(|e| vault.write_error(&self.path, e))?;
         let size = out.commit()?;
         debug_assert_eq!(size, sealed.stored_size);
+        vault.lock_written(&self.path)?;
         Ok(DataRef { id: self.id, mac: sealed.mac, size, plain_size: sealed.plain_size })
     }
 }

@@ -10,6 +10,8 @@ pub enum ErrorKind {
     PermissionDenied,
     /// Worth retrying: timeouts, resets, throttling.
     Transient,
+    /// The store cannot do this at all (e.g. lock objects): asking again will not help.
+    Unsupported,
     Other,
 }
 
@@ -57,6 +59,18 @@ impl StorageError {
             _ => err.to_string(),
         };
         Self { kind, op, path: path.to_string(), store: store.to_string(), message, io: Some(err) }
+    }
+
+    /// The store cannot do `op` at all; `message` says why and what would.
+    pub fn unsupported(op: &'static str, path: &str, store: &str, message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Unsupported,
+            op,
+            path: path.to_string(),
+            store: store.to_string(),
+            message: message.into(),
+            io: None,
+        }
     }
 
     pub fn is_transient(&self) -> bool {

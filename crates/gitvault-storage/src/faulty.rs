@@ -4,7 +4,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{ErrorKind, ObjectMeta, ObjectWriter, StorageError, Store};
+use crate::{ErrorKind, ObjectMeta, ObjectWriter, Retention, StorageError, Store};
 
 /// Something to run just before an object is committed, once: to make another writer act at
 /// an exact point of an operation (a prune between a backup's packs and its snapshot).
@@ -216,5 +216,17 @@ impl<S: Store> Store for FaultyStore<S> {
     }
     fn remove_incomplete(&self) -> Result<Vec<String>, StorageError> {
         self.inner.remove_incomplete()
+    }
+    fn lock_support(&self) -> Result<(), StorageError> {
+        self.inner.lock_support()
+    }
+    fn set_retention(&self, path: &str, retention: Retention) -> Result<(), StorageError> {
+        self.inner.set_retention(path, retention)
+    }
+    fn retention(&self, path: &str) -> Result<Option<Retention>, StorageError> {
+        self.inner.retention(path)
+    }
+    fn purge(&self, path: &str) -> Result<(), StorageError> {
+        self.inner.purge(path)
     }
 }

@@ -7,6 +7,8 @@
 //! Create-only writes rely on conditional writes (`If-None-Match: *`), on `PutObject` for small
 //! objects and on `CompleteMultipartUpload` for streamed ones. A server that ignores the header
 //! would let a second writer overwrite the first: `gitvault storage check` is meant to catch that.
+//!
+//! Object Lock (retention) goes around OpenDAL, which does not expose it: see `s3lock.rs`.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -17,7 +19,8 @@ use ::opendal::layers::RetryLayer;
 use ::opendal::services::S3;
 use ::opendal::{Buffer, ErrorKind as OdErrorKind, Operator};
 
-use crate::{ErrorKind, ObjectMeta, ObjectWriter, StorageError, Store};
+use crate::s3lock::LockClient;
+use crate::{ErrorKind, ObjectMeta, ObjectWriter, Retention, StorageError, Store};
 
 /// Size of a multipart upload part and of a ranged read: what a writer or reader holds in memory
 /// (times the upload concurrency for a writer).
@@ -72,6 +75,8 @@ struct Inner {
     op: Operator,
     runtime: tokio::runtime::Runtime,
     describe: String,
+    /// Object Lock calls, which OpenDAL does not have.
+    lock: LockClient,
     /// Kept only to scrub it from error messages, should a server ever echo it.
     secret: Option<String>,
 }
@@ -106,10 +111,12 @@ impl S3Store {
         // build without OpenDAL's load-time constructor, so someone has to).
         ::opendal::install_default();
 
+        let region = config.region.as_deref().unwrap_or(DEFAULT_REGION);
+        let lock = LockClient::new(config, region, &describe);
         let mut builder = S3::default()
             .bucket(&config.bucket)
             .root(&format!("/{prefix}"))
-            .region(config.region.as_deref().unwrap_or(DEFAULT_REGION))
+            .region(region)
             // Only what the caller passes counts: no AWS_* variables, no ~/.aws, no EC2 metadata.
             .disable_config_load()
             .disable_ec2_metadata()
@@ -147,7 +154,7 @@ impl S3Store {
                     .with_max_delay(Duration::from_secs(20))
                     .with_max_times(6),
             );
-        Ok(Self { inner: Arc::new(Inner { op, runtime, describe, secret: config.secret_access_key.clone() }) })
+        Ok(Self { inner: Arc::new(Inner { op, runtime, describe, lock, secret: config.secret_access_key.clone() }) })
     }
 
     fn block_on<F: IntoFuture>(&self, f: F) -> F::Output {
@@ -327,6 +334,31 @@ impl Store for S3Store {
     /// `AbortIncompleteMultipartUpload`, which vaults on S3 should have.
     fn remove_incomplete(&self) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())
+    }
+
+    /// Asks the bucket for its Object Lock configuration.
+    fn lock_support(&self) -> Result<(), StorageError> {
+        self.block_on(self.inner.lock.bucket_lock_enabled())
+    }
+
+    fn set_retention(&self, path: &str, retention: Retention) -> Result<(), StorageError> {
+        self.check_path(path)?;
+        self.block_on(self.inner.lock.put_retention(path, retention))
+    }
+
+    fn retention(&self, path: &str) -> Result<Option<Retention>, StorageError> {
+        self.check_path(path)?;
+        Ok(self.block_on(self.inner.lock.head(path))?.and_then(|(retention, _)| retention))
+    }
+
+    /// Deletes the current version by id when the bucket keeps versions.
+    fn purge(&self, path: &str) -> Result<(), StorageError> {
+        self.check_path(path)?;
+        match self.block_on(self.inner.lock.head(path))? {
+            None => Ok(()),
+            Some((_, Some(version))) => self.block_on(self.inner.lock.delete_version(path, &version)),
+            Some((_, None)) => self.delete(path),
+        }
     }
 }
 

@@ -75,6 +75,15 @@ impl Moto {
         assert_eq!(status, 200, "create bucket {bucket}");
     }
 
+    /// A bucket with S3 Object Lock enabled (which makes it versioned), as
+    /// `CreateBucket` with `x-amz-bucket-object-lock-enabled: true` makes it.
+    pub fn create_lock_bucket(&self, bucket: &str) {
+        let (status, body) =
+            http_request("PUT", self.port, &format!("/{bucket}"), &[("x-amz-bucket-object-lock-enabled", "true")])
+                .expect("create bucket");
+        assert_eq!(status, 200, "create bucket {bucket} with Object Lock: {body}");
+    }
+
     /// A bodiless request to the server; returns the status and the body. moto accepts
     /// unsigned requests.
     pub fn request(&self, method: &str, path: &str) -> std::io::Result<(u16, String)> {
@@ -112,9 +121,14 @@ fn http(method: &str, port: u16, path: &str) -> std::io::Result<u16> {
 }
 
 fn http_with_body(method: &str, port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(method, port, path, &[])
+}
+
+fn http_request(method: &str, port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, String)> {
     let mut conn = TcpStream::connect(("127.0.0.1", port))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(conn, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n")?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    write!(conn, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Length: 0\r\n\r\n")?;
     let mut response = String::new();
     conn.read_to_string(&mut response)?;
     let status = response

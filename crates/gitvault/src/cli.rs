@@ -96,6 +96,9 @@ pub enum Command {
     /// Work with a gitvault.toml configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Test a destination for what a vault needs.
+    #[command(subcommand)]
+    Storage(StorageCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +109,24 @@ pub enum ConfigCommand {
         /// The configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCommand {
+    /// Test a destination for what gitvault needs: create-only writes (and an atomic race),
+    /// read-after-write, a streamed multi-part write read back in ranges, listing with sizes and
+    /// modification times, stat, delete, replace, and Object Lock (optional).
+    ///
+    /// Works on an empty destination or a vault in use: it writes only under
+    /// tmp/storage-check-<random>/ and removes what it wrote (a locked test object stays until its
+    /// 5-minute lock ends). Prints one line per check (ok, MISSING, FAILED). Exit code 0 when
+    /// everything a vault needs works, 1 otherwise.
+    Check {
+        /// The destination (as --vault: a path, s3://BUCKET/PREFIX or sftp://USER@HOST/PATH);
+        /// default: --vault or GITVAULT_VAULT.
+        #[arg(value_name = "VAULT")]
+        destination: Option<String>,
     },
 }
 
@@ -186,6 +207,28 @@ pub enum TypeArg {
     Incr,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LockModeArg {
+    /// Nobody can delete a locked file or shorten its lock, except users granted
+    /// s3:BypassGovernanceRetention who ask for it explicitly.
+    Governance,
+    /// Nobody can, not even the account's root user, until the lock ends.
+    Compliance,
+}
+
+/// Object Lock for the files a command writes into a vault.
+#[derive(Args, Debug)]
+pub struct LockArgs {
+    /// Lock every file written (data, snapshot, ledger entry) for N days with S3 Object Lock,
+    /// and lengthen the locks of the older data the new snapshots depend on to the same date.
+    /// The bucket must have Object Lock enabled; other vaults refuse the flag.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub lock_days: Option<u32>,
+    /// Object Lock mode for --lock-days [default: governance].
+    #[arg(long, value_enum, value_name = "MODE", requires = "lock_days")]
+    pub lock_mode: Option<LockModeArg>,
+}
+
 #[derive(Args, Debug)]
 pub struct BackupArgs {
     /// Backup type; without it: full for a repository never backed up, else incremental.
@@ -194,6 +237,8 @@ pub struct BackupArgs {
     /// Name to file the repository under (only with a single SOURCE).
     #[arg(long)]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Local paths or git URLs (file://, https://, ssh://, user@host:path).
     #[arg(required_unless_present = "config", value_name = "SOURCE")]
     pub sources: Vec<String>,
@@ -245,6 +290,9 @@ pub struct CopyArgs {
     /// Snapshots to copy: ids, unique id prefixes, or `latest` [default: every snapshot].
     #[arg(value_name = "SNAPSHOT")]
     pub snapshots: Vec<String>,
+    /// Lock what is written into the destination (see `backup --lock-days`).
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]

@@ -45,6 +45,10 @@ struct RawVault {
     ssh_key: Option<PathBuf>,
     #[serde(default)]
     append_only: bool,
+    /// S3 Object Lock for every file written, in days (as `backup --lock-days`).
+    lock_days: Option<Spanned<u32>>,
+    /// `governance` (default) or `compliance`.
+    lock_mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +105,8 @@ pub struct VaultConf {
     pub passphrase: PassphraseFrom,
     pub ssh_key: Option<PathBuf>,
     pub append_only: bool,
+    /// Days of S3 Object Lock, and whether in compliance mode (else governance).
+    pub lock: Option<(u32, bool)>,
 }
 
 #[derive(Clone, Debug)]
@@ -177,7 +183,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         if name.is_empty() || vaults.iter().any(|x: &VaultConf| x.name == name) {
             bail!("{}: vault name {name:?} is empty or given twice", at(v.name.span()));
         }
+        let compliance = match v.lock_mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("governance", _)) => false,
+            Some(("compliance", _)) => true,
+            Some((other, span)) => bail!("{}: lock_mode {other:?} is not governance or compliance", at(span)),
+        };
+        let lock = match &v.lock_days {
+            Some(d) if !(1..=36500).contains(d.get_ref()) => bail!("{}: lock_days must be 1 to 36500", at(d.span())),
+            Some(d) => Some((*d.get_ref(), compliance)),
+            None if v.lock_mode.is_some() => bail!("{}: lock_mode needs lock_days", at(v.name.span())),
+            None => None,
+        };
         vaults.push(VaultConf {
+            lock,
             name,
             url: resolve_path(&base, &v.url),
             passphrase: v.passphrase_file.as_ref().map_or(global.clone(), |f| PassphraseFrom::File(base.join(f))),

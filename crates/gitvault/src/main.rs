@@ -14,11 +14,11 @@ use anyhow::{Context as _, Result, anyhow};
 use clap::{CommandFactory, FromArgMatches};
 use gitvault_engine::ops::{backup, copy, diff, forget, keys, prune, restore, upgrade, verify};
 use gitvault_engine::progress::{NoProgress, Progress};
-use gitvault_engine::{Context, LockedVault, Vault, resolve_snapshot};
+use gitvault_engine::{Context, LockPolicy, LockedVault, Vault, resolve_snapshot};
 use gitvault_format::keys::{KdfParams, Passphrase};
 use gitvault_format::snapshot::BackupType;
 
-use cli::{Cli, Command, GlobalArgs, KdfArgs, KeyCommand, TypeArg};
+use cli::{Cli, Command, GlobalArgs, KdfArgs, KeyCommand, LockArgs, LockModeArg, TypeArg};
 
 /// Documented exit codes.
 mod exit {
@@ -190,6 +190,24 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The lock policy `--lock-days`/`--lock-mode` ask for: one date for the whole run.
+fn lock_policy(a: &LockArgs) -> Option<LockPolicy> {
+    let mode = match a.lock_mode.unwrap_or(LockModeArg::Governance) {
+        LockModeArg::Governance => gitvault_storage::LockMode::Governance,
+        LockModeArg::Compliance => gitvault_storage::LockMode::Compliance,
+    };
+    a.lock_days.map(|days| LockPolicy::for_days(days, mode))
+}
+
+/// Set the lock policy on a vault about to be written; a vault that cannot lock is the user's
+/// choice of flags meeting the wrong storage: a usage error.
+fn set_lock(vault: &mut Vault, policy: Option<LockPolicy>) -> Result<()> {
+    vault.set_lock(policy).map_err(|e| match e {
+        e @ gitvault_engine::Error::LockUnavailable { .. } => UsageError(gitvault_engine::error::chain(&e)).into(),
+        other => anyhow::Error::from(other).context("checking that the vault can lock files (--lock-days)"),
+    })
+}
+
 fn kdf_params(a: &KdfArgs) -> KdfParams {
     let d = KdfParams::default();
     KdfParams {
@@ -262,6 +280,7 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             output::config_check(&cfg, s.json)?;
             Ok(0)
         }
+        Command::Storage(cli::StorageCommand::Check { destination }) => cmd_storage_check(&s, destination.as_deref()),
         Command::Upgrade => {
             let mut vault = s.unlock()?;
             let report = upgrade::upgrade(&mut vault)?;
@@ -269,6 +288,35 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn cmd_storage_check(s: &Settings, positional: Option<&str>) -> Result<u8> {
+    let parsed;
+    let (name, destination) = match positional {
+        Some(_) if s.vault_flag => {
+            return Err(UsageError("give the destination once: as VAULT or with --vault, not both".into()).into());
+        }
+        Some(v) => {
+            parsed = destination::Destination::parse(v, &s.aws, &s.ssh).map_err(|e| UsageError(format!("{e:#}")))?;
+            (v, &parsed)
+        }
+        None => {
+            let (name, d) = s.vault()?;
+            (name.as_str(), d)
+        }
+    };
+    if let destination::Destination::Local(path) = destination
+        && !path.is_dir()
+    {
+        anyhow::bail!(
+            "{} is not a directory; create it first (gitvault init creates a vault's directory)",
+            path.display()
+        );
+    }
+    let store = destination.open().with_context(|| format!("opening {name}"))?;
+    let report = gitvault_storage::check::check(store, &gitvault_storage::check::CheckOptions::default());
+    output::storage_check(&report, s.json)?;
+    Ok(if report.fit() { 0 } else { exit::FAILURE })
 }
 
 fn prune_options(grace: Option<&str>, dry_run: bool) -> Result<prune::PruneOptions> {
@@ -370,6 +418,8 @@ fn cmd_copy(s: &Settings, a: cli::CopyArgs) -> Result<u8> {
         )
     })?;
     to_vault.set_append_only(s.append_only);
+    set_lock(&mut to_vault, lock_policy(&a.lock))
+        .with_context(|| format!("preparing the destination vault {}", a.to))?;
     let report = copy::copy(&from_vault, &to_vault, &a.snapshots, s.progress().as_ref())
         .with_context(|| format!("copying from {} to {}", a.from, a.to))?;
     output::copy(&report, s.json)?;
@@ -393,8 +443,10 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
         }),
         ..backup::BackupOptions::default()
     };
+    let lock = lock_policy(&a.lock);
     if s.vaults.len() <= 1 {
-        let vault = s.unlock()?;
+        let mut vault = s.unlock()?;
+        set_lock(&mut vault, lock)?;
         let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
         output::backup(&report, s.json)?;
         return Ok(backup_exit_code(&report));
@@ -410,6 +462,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
                 let locked = LockedVault::open(d.open()?)?;
                 let mut vault = locked.unlock(&pass, s.ctx.clone())?;
                 vault.set_append_only(s.append_only);
+                set_lock(&mut vault, lock)?;
                 Ok(vault)
             })();
             vault.with_context(|| format!("opening the vault {name}"))
@@ -545,6 +598,11 @@ fn open_configured(s: &Settings, ctx: &Context, v: &config::VaultConf) -> Result
     };
     let mut vault = LockedVault::open(destination.open()?)?.unlock(&pass, ctx.clone())?;
     vault.set_append_only(s.append_only || v.append_only);
+    if let Some((days, compliance)) = v.lock {
+        let mode =
+            if compliance { gitvault_storage::LockMode::Compliance } else { gitvault_storage::LockMode::Governance };
+        vault.set_lock(Some(LockPolicy::for_days(days, mode)))?;
+    }
     Ok(vault)
 }
 

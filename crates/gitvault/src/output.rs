@@ -446,6 +446,13 @@ pub fn forget(r: &ForgetReport, pruned: Option<&PruneReport>, json: bool) -> Res
         ),
         (false, None) => println!("nothing to forget ({})", r.reason),
     }
+    for l in &r.locked {
+        println!(
+            "snapshot {} is locked until {} (Object Lock): kept; forget it after that",
+            l.path.rsplit('/').next().map_or(l.path.as_str(), |id| &id[..id.len().min(8)]),
+            when(l.until)
+        );
+    }
     if let Some(p) = pruned {
         prune(p, false)?;
     }
@@ -506,6 +513,16 @@ pub fn prune(r: &PruneReport, json: bool) -> Result<()> {
             if r.dry_run { String::new() } else { format!(" (mark {})", m.mark.short()) }
         ),
         None => println!("nothing new to mark"),
+    }
+    if let Some(last) = r.locked.iter().map(|l| l.until).max() {
+        println!(
+            "{} files are locked (Object Lock, the last until {}): left in place for a prune after their locks end",
+            r.locked.len(),
+            when(last)
+        );
+        for l in &r.locked {
+            tracing::info!(path = %l.path, until = %when(l.until), "locked: left in place");
+        }
     }
     if r.young_unreferenced > 0 {
         println!(
@@ -658,6 +675,41 @@ pub fn config_check(cfg: &crate::config::Config, json: bool) -> Result<()> {
             Some(r) => println!("  retention: {r}{}", if p.prune { ", then prune" } else { "" }),
             None => println!("  retention: none (every snapshot is kept)"),
         }
+    }
+    Ok(())
+}
+
+pub fn storage_check(r: &gitvault_storage::check::CheckReport, json: bool) -> Result<()> {
+    if json {
+        let checks: Vec<serde_json::Value> = r
+            .checks
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name,
+                    "required": c.required,
+                    "status": c.status.as_str().to_ascii_lowercase(),
+                    "detail": c.detail,
+                })
+            })
+            .collect();
+        return print_json(&checks);
+    }
+    println!("checking {} (writing under {}/)", r.store, r.scratch);
+    for c in &r.checks {
+        let name = if c.required { c.name.to_string() } else { format!("{} (optional)", c.name) };
+        println!("{:<8} {:<22} {}", c.status.as_str(), name, c.detail);
+    }
+    for (path, until) in &r.left_locked {
+        println!("left {path} in place: locked until {}", when(time::OffsetDateTime::from(*until)));
+    }
+    for what in &r.left_over {
+        println!("could not remove {what}");
+    }
+    if r.fit() {
+        println!("everything a gitvault vault needs works here");
+    } else {
+        println!("NOT fit for a gitvault vault: see the MISSING and FAILED lines above");
     }
     Ok(())
 }

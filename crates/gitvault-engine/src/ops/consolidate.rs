@@ -81,6 +81,10 @@ pub(crate) fn consolidate(
         }
     }
     let mut chosen: Vec<(&str, usize)> = Vec::new();
+    // Consolidation replaces every snapshot holding the repository; a locked one cannot go, so
+    // its repository waits until the lock ends (its old packs are locked too, and could not go
+    // anyway).
+    let locks = vault.lock_check(std::time::SystemTime::now())?;
     for (name, holders) in &by_name {
         let formats: BTreeSet<&str> =
             holders.iter().filter_map(|s| s.repo(name)).map(|r| r.object_format.as_str()).collect();
@@ -99,7 +103,19 @@ pub(crate) fn consolidate(
             When::StalePacks(n) => n > 0 && stale_packs.len() >= n,
         };
         if due {
-            chosen.push((name, stale_packs.len()));
+            let mut locked = None;
+            for s in holders {
+                if let Some(l) = locks.locked(vault, &paths::snapshot(&s.id))? {
+                    locked = Some(l);
+                    break;
+                }
+            }
+            match locked {
+                Some(l) => {
+                    tracing::info!(repo = name, snapshot = %l.path, until = %l.until, "not consolidating: a snapshot holding the repository is locked")
+                }
+                None => chosen.push((name, stale_packs.len())),
+            }
         }
     }
     let mut report = ConsolidationReport::default();

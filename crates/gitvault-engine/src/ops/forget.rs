@@ -15,6 +15,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
+use crate::lock::LockedFile;
 use crate::vault::{Vault, resolve_snapshot};
 
 /// A retention policy. Counts of zero mean "not used".
@@ -138,6 +139,9 @@ pub struct ForgetReport {
     pub removed: usize,
     /// The ledger entry that records the removal (none with `dry_run` or when nothing went).
     pub ledger_entry: Option<u64>,
+    /// Snapshots that would have gone but are locked (Object Lock): kept, with the date their
+    /// lock ends; forget them again after it.
+    pub locked: Vec<LockedFile>,
 }
 
 /// The names a snapshot's run was asked to back up: its repositories and its failures.
@@ -262,9 +266,19 @@ pub fn forget(vault: &Vault, selection: &Selection, dry_run: bool) -> Result<For
 
     let mut report_groups = Vec::new();
     let mut doomed = Vec::new();
+    // A locked snapshot is refused, not deleted: a delete would only hide it (see lock.rs).
+    let locks = vault.lock_check(std::time::SystemTime::now())?;
+    let mut locked = Vec::new();
     for (key, members) in verdicts {
         let mut group = Group { repositories: key, keep: Vec::new(), remove: Vec::new() };
-        for (s, reasons) in members {
+        for (s, mut reasons) in members {
+            if reasons.is_empty()
+                && let Some(lock) = locks.locked(vault, &paths::snapshot(&s.id))?
+            {
+                tracing::warn!(snapshot = %s.id.short(), until = %lock.until, "not forgetting a locked snapshot");
+                reasons.push(format!("locked until {}", gitvault_format::timestamp::format(lock.until)));
+                locked.push(lock);
+            }
             if reasons.is_empty() {
                 group.remove.push(RemovedSnapshot { id: s.id, time: s.time });
                 doomed.push(s.id);
@@ -280,6 +294,7 @@ pub fn forget(vault: &Vault, selection: &Selection, dry_run: bool) -> Result<For
         groups: report_groups,
         removed: doomed.len(),
         ledger_entry: None,
+        locked,
     };
     if dry_run || doomed.is_empty() {
         return Ok(report);

@@ -18,6 +18,7 @@ use gitvault_format::timestamp;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::lock::LockedFile;
 use crate::ops::consolidate::consolidate;
 pub use crate::ops::consolidate::{ConsolidationReport, When};
 use crate::progress::Progress;
@@ -61,6 +62,8 @@ pub struct SweepReport {
     pub deleted_bytes: u64,
     /// Files the mark listed that a snapshot references again (kept).
     pub kept_referenced: usize,
+    /// Unreferenced files left in place because they are locked; the mark stays for them.
+    pub locked_files: usize,
     pub ledger_entry: Option<u64>,
 }
 
@@ -95,6 +98,9 @@ pub struct PruneReport {
     pub young_unreferenced: usize,
     pub referenced_files: usize,
     pub referenced_bytes: u64,
+    /// Files that would have been deleted but are locked (Object Lock): left in place, and
+    /// deleted by a prune after their lock has expired.
+    pub locked: Vec<LockedFile>,
 }
 
 pub fn prune(vault: &Vault, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
@@ -119,12 +125,19 @@ pub fn prune(vault: &Vault, opts: &PruneOptions, progress: &dyn Progress) -> Res
         young_unreferenced: 0,
         referenced_files: 0,
         referenced_bytes: 0,
+        locked: Vec::new(),
     };
+    // Locked files are never deleted (a delete would only hide them; see lock.rs).
+    let locks = vault.lock_check(SystemTime::now())?;
 
     // (1) Interrupted forgets: the ledger says these snapshots are gone, but a file remains.
     let forgotten = forgotten_snapshots(vault)?;
     for id in vault.snapshot_ids()? {
         if forgotten.contains(&id) {
+            if let Some(locked) = locks.locked(vault, &paths::snapshot(&id))? {
+                report.locked.push(locked);
+                continue;
+            }
             if !opts.dry_run {
                 vault.store.delete(&paths::snapshot(&id))?;
             }
@@ -169,8 +182,17 @@ pub fn prune(vault: &Vault, opts: &PruneOptions, progress: &dyn Progress) -> Res
             continue;
         }
         swept.extend(found.mark.data.iter().copied());
-        let doomed: Vec<DataId> =
-            found.mark.data.iter().filter(|d| present.contains_key(d) && !referenced.contains(d)).copied().collect();
+        let mut doomed: Vec<DataId> = Vec::new();
+        let mut locked_files = 0;
+        for d in found.mark.data.iter().filter(|d| present.contains_key(d) && !referenced.contains(d)) {
+            match locks.locked(vault, &paths::data(d))? {
+                Some(locked) => {
+                    locked_files += 1;
+                    report.locked.push(locked);
+                }
+                None => doomed.push(*d),
+            }
+        }
         let bytes: u64 = doomed.iter().map(|d| present[d].0).sum();
         let kept_referenced = found.mark.data.iter().filter(|d| referenced.contains(d)).count();
         let mut sweep = SweepReport {
@@ -178,6 +200,7 @@ pub fn prune(vault: &Vault, opts: &PruneOptions, progress: &dyn Progress) -> Res
             deleted_files: doomed.len(),
             deleted_bytes: bytes,
             kept_referenced,
+            locked_files,
             ledger_entry: None,
         };
         if !opts.dry_run {
@@ -188,7 +211,10 @@ pub fn prune(vault: &Vault, opts: &PruneOptions, progress: &dyn Progress) -> Res
                     vault.store.delete(&paths::data(d))?;
                 }
             }
-            vault.store.delete(&found.path)?;
+            // A mark whose files are not all gone stays, for the prune after their locks expire.
+            if locked_files == 0 {
+                vault.store.delete(&found.path)?;
+            }
         }
         report.swept.push(sweep);
     }

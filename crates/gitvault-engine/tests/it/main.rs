@@ -2,6 +2,7 @@
 //! destination fills up, the backup fails cleanly and the vault still verifies and restores.
 
 mod copy;
+mod lock;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -16,7 +16,7 @@ use gitvault_git::Git;
 use super::{Setup, commit};
 
 /// Move the modification time of every file under `dir` back by `by`.
-fn age(dir: &Path, by: Duration) {
+pub(crate) fn age(dir: &Path, by: Duration) {
     for entry in std::fs::read_dir(dir).expect("read_dir") {
         let path = entry.expect("entry").path();
         if path.is_dir() {

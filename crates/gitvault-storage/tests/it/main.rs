@@ -1,6 +1,7 @@
 //! The storage conformance suite: every backend must pass every case. Backends are listed in
 //! `backends()`: local, S3 (moto) and SFTP (OpenSSH's sshd), the remote ones on 127.0.0.1.
 
+mod check;
 mod s3;
 mod sftp;
 

@@ -6,10 +6,10 @@
 //! `GITVAULT_TEST_NO_S3=1` to skip S3 deliberately.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use gitvault_storage::testing::{Moto, free_port};
-use gitvault_storage::{ErrorKind, S3Config, S3Store, Store};
+use gitvault_storage::{ErrorKind, LockMode, Retention, S3Config, S3Store, Store};
 
 const BUCKET: &str = "gitvault-test";
 const SECRET: &str = "test-secret-key-never-printed";
@@ -118,4 +118,68 @@ fn unreachable_server_is_transient() {
     let err = S3Store::new(&config).expect("store").stat("config").expect_err("nobody listens");
     assert_eq!(err.kind, ErrorKind::Transient, "{err}");
     assert!(!format!("{err} {err:?}").contains(SECRET));
+}
+
+/// An S3 store in a fresh moto server whose bucket has Object Lock enabled.
+pub fn lock_backend() -> Option<(Moto, S3Store)> {
+    let moto = Moto::start_unless_skipped()?;
+    moto.create_lock_bucket(BUCKET);
+    let store = S3Store::new(&config(&moto, "vaults/locked")).expect("S3 store");
+    Some((moto, store))
+}
+
+#[test]
+fn object_lock_is_supported_only_where_the_bucket_has_it() {
+    let Some((moto, plain)) = backend() else { return };
+    let err = plain.lock_support().expect_err("a bucket without Object Lock");
+    assert_eq!(err.kind, ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("Object Lock"), "{err}");
+    plain.put_new("config", b"x").expect("put");
+    let until = SystemTime::now() + Duration::from_secs(3600);
+    let err = plain.set_retention("config", Retention { mode: LockMode::Governance, until }).expect_err("no lock");
+    assert_ne!(err.kind, ErrorKind::Transient, "{err}");
+    assert_eq!(plain.retention("config").expect("read"), None);
+    drop(moto);
+    let Some((_moto, locked)) = lock_backend() else { return };
+    locked.lock_support().expect("Object Lock enabled");
+}
+
+#[test]
+fn retention_is_set_read_back_and_extended() {
+    let Some((_moto, s)) = lock_backend() else { return };
+    s.put_new("data/ab/abcd", b"pack").expect("put");
+    assert_eq!(s.retention("data/ab/abcd").expect("read"), None, "no lock until one is set");
+    let day = SystemTime::now() + Duration::from_secs(86400);
+    s.set_retention("data/ab/abcd", Retention { mode: LockMode::Governance, until: day }).expect("lock");
+    let got = s.retention("data/ab/abcd").expect("read").expect("locked");
+    assert_eq!(got.mode, LockMode::Governance);
+    // Whole seconds, rounded up.
+    assert!(got.until >= day && got.until < day + Duration::from_secs(1), "{got:?}");
+    let week = day + Duration::from_secs(6 * 86400);
+    s.set_retention("data/ab/abcd", Retention { mode: LockMode::Governance, until: week }).expect("extend");
+    assert!(s.retention("data/ab/abcd").expect("read").expect("locked").until >= week);
+    assert_eq!(s.retention("data/ab/missing").expect("read"), None);
+}
+
+#[test]
+fn a_locked_object_cannot_be_destroyed_and_a_plain_delete_only_hides_it() {
+    let Some((moto, s)) = lock_backend() else { return };
+    s.put_new("snapshots/aa", b"snapshot").expect("put");
+    let until = SystemTime::now() + Duration::from_secs(3600);
+    s.set_retention("snapshots/aa", Retention { mode: LockMode::Governance, until }).expect("lock");
+    // Deleting the object's version is what the lock refuses.
+    let err = s.purge("snapshots/aa").expect_err("locked");
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert_eq!(s.read("snapshots/aa").expect("still there"), b"snapshot");
+    // A plain DELETE in a versioned bucket adds a delete marker and succeeds: the object
+    // vanishes from listings while its locked version stays. This is why prune and forget ask
+    // for the retention before deleting, and leave locked files alone.
+    s.delete("snapshots/aa").expect("delete marker");
+    assert_eq!(s.stat("snapshots/aa").expect("stat"), None);
+    let (_, versions) = moto.request("GET", &format!("/{BUCKET}?versions")).expect("versions");
+    assert!(versions.contains("<Version>") && versions.contains("snapshots/aa"), "{versions}");
+    // An unlocked object is destroyed for good.
+    s.put_new("tmp/free", b"x").expect("put");
+    s.purge("tmp/free").expect("purge");
+    assert_eq!(s.stat("tmp/free").expect("stat"), None);
 }
