@@ -1,6 +1,6 @@
 //! Object Lock in a vault: what a locked backup writes, and what deletions leave alone.
 //!
-//! Retention is storage metadata, not part of the format (FORMAT.md §9.5): a vault reads the
+//! Retention is storage metadata, not part of the format (FORMAT.md §9.6): a vault reads the
 //! same whether its files are locked or not. With a [`LockPolicy`] set on a [`Vault`], every
 //! file it writes — data objects, snapshots, ledger entries — is locked right after it is
 //! written, until the policy's date. Before a snapshot is committed, every data object its

@@ -62,11 +62,11 @@ use crate::temp::{TMP_DIR, is_abandoned, temp_name};
 use crate::{ErrorKind, ObjectMeta, ObjectWriter, StorageError, Store};
 
 /// Bytes a writer lets the server owe acknowledgements for; also its read-ahead when reading.
-const WRITE_LIMIT: usize = 1 << 20;
+const WRITE_LIMIT: usize = 8 << 20;
 /// Size of one read request and of the reader's buffer (OpenSSH's server caps it at 255 KiB).
 const READ_CHUNK: usize = 256 << 10;
 /// What a writer gathers before crossing into the runtime.
-const PENDING: usize = 256 << 10;
+const PENDING: usize = 1 << 20;
 /// Attempts of one operation when the connection is lost, and the backoff between them.
 const MAX_ATTEMPTS: u32 = 6;
 const MIN_DELAY: Duration = Duration::from_millis(200);
