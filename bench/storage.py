@@ -415,7 +415,8 @@ def med(reps: list[dict], *path: str):
 def table(result: dict) -> str:
     b, c = result["reps"], result.get("copy_reps") or []
     lines = [f"Storage benchmark, {result['size']} ({med(b, 's3', 'bytes') / 2**20:.1f} MiB vault, "
-             f"{med(b, 's3', 'objects'):.0f} objects), medians of {len(b)}. Times include process start "
+             f"{med(b, 's3', 'objects'):.0f} objects), link: {result.get('link', 'loopback (unshaped)')}, "
+             f"medians of {len(b)}. Times include process start "
              "(and, for gitvault, key derivation) unless marked otherwise.", "",
              "| step | gitvault | reference | ratio | target |", "|---|---|---|---|---|"]
 
@@ -464,7 +465,16 @@ def main() -> None:
     ap.add_argument("--no-build", action="store_true", help="never run cargo build")
     ap.add_argument("--workdir", default=os.path.join(bench.BENCH, "work"))
     ap.add_argument("--results", default=bench.RESULTS, help="where the JSON goes (default: bench/results)")
+    ap.add_argument("--link", metavar="RATE",
+                    help="run everything in a private network namespace whose loopback is shaped to RATE "
+                         "(tc tbf, e.g. 1gbit): a real link instead of memory-speed loopback (needs root)")
     args = ap.parse_args()
+    if args.link and os.environ.get("GITVAULT_BENCH_LINK") != args.link:
+        # Re-run inside a new network namespace: servers and clients share its shaped loopback.
+        shaped = (f"ip link set lo up && tc qdisc add dev lo root tbf rate {args.link} burst 1mb latency 50ms && "
+                  f"exec {sys.executable} {os.path.abspath(__file__)} " + " ".join(f"'{a}'" for a in sys.argv[1:]))
+        env = dict(os.environ, GITVAULT_BENCH_LINK=args.link)
+        sys.exit(subprocess.run(["unshare", "--net", "sh", "-c", shaped], env=env).returncode)
     binary = os.path.abspath(args.gitvault)
     why = bench.ensure_gitvault(binary, build=not args.no_build)
     if why:
@@ -488,7 +498,8 @@ def main() -> None:
     result = {"size": args.size, "seed": args.seed, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "gitvault": binary, "version": bench.out([binary, "--version"]).strip(),
               "project_commit": bench.project_commit(), "machine": bench.machine_info(work),
-              "source": sources["source"], "targets": {"s3": S3_TARGET, "sftp": SFTP_TARGET, "copy": COPY_TARGET}}
+              "source": sources["source"], "targets": {"s3": S3_TARGET, "sftp": SFTP_TARGET, "copy": COPY_TARGET},
+              "link": args.link or "loopback (unshaped)"}
     if result["machine"]["cpu_busy_at_start"] > bench.BUSY:
         print(f"warning: the CPUs were {result['machine']['cpu_busy_at_start']:.0%} busy before the run; "
               "times will be noisy", flush=True)
@@ -505,7 +516,8 @@ def main() -> None:
     result["harness_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     bench.rmtree(scratch)
     os.makedirs(args.results, exist_ok=True)
-    path = os.path.join(args.results, f"{dt.datetime.now(dt.timezone.utc).date().isoformat()}-storage-{args.size}.json")
+    suffix = f"-{args.link}" if args.link else ""
+    path = os.path.join(args.results, f"{dt.datetime.now(dt.timezone.utc).date().isoformat()}-storage-{args.size}{suffix}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {path}\n")
