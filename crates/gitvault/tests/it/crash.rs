@@ -337,3 +337,35 @@ fn two_backups_into_one_vault_at_the_same_time_both_land() {
         assert_restores_exactly(&w, id, None, state, &format!("concurrent-{i}-{name}"));
     }
 }
+
+#[test]
+fn two_backups_of_the_same_source_at_the_same_time_both_land() {
+    let w = World::new();
+    w.init();
+    let a = bare_repo(&w.path("src/alpha.git"));
+    add_noise_commits(&a, 300, 4, 300 * 1024);
+    let path = a.to_str().expect("utf-8");
+    w.backup(&[path]);
+    add_noise_commits(&a, 301, 4, 300 * 1024);
+    let spawn = || {
+        w.cmd(&["backup", "--json", path])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gitvault backup")
+    };
+    let (c1, c2) = (spawn(), spawn());
+    let state = refs(&a);
+    for (i, child) in [c1, c2].into_iter().enumerate() {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "backup {i}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let id = report["snapshot"].as_str().expect("snapshot id").to_string();
+        assert_restores_exactly(&w, &id, None, &state, &format!("same-source-{i}"));
+    }
+    assert_eq!(w.snapshots().len(), 3);
+    let json: serde_json::Value = serde_json::from_str(&w.ok(&["verify", "--read-data", "--json"])).expect("verify");
+    assert_eq!(json["ok"], true, "{json:#}");
+    // Each snapshot holds its own pack of the same objects: twice the bytes, both valid.
+    assert!(json["problems"].as_array().expect("problems").is_empty(), "{json:#}");
+}

@@ -1,6 +1,8 @@
 //! kill -9 of a backup of several repositories, after the first one's pack is stored and before
 //! the snapshot: on a local directory, in S3 and over SFTP, nothing is lost, and the rerun
-//! resumes — it does not store the first repository's pack again.
+//! resumes — it does not store the first repository's pack again. And kill -9 at timed moments
+//! of a backup into S3 and over SFTP: the vault verifies, earlier snapshots restore, the next
+//! backup completes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -91,6 +93,43 @@ fn run(t: &Target) {
     assert_eq!(verify["ok"], true, "{label}: {verify}");
 }
 
+/// kill -9 at timed moments of a backup (connecting, packing, uploading, committing): every
+/// time the vault verifies, the first snapshot restores, and the next backup completes.
+fn killed_at_moments(t: &Target) {
+    let label = t.label;
+    t.ok(&["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]);
+    let repo = bare_repo(&t.w.path("src/moments.git"));
+    add_noise_commits(&repo, 21, 2, 256 * 1024);
+    let path = repo.to_str().expect("utf-8");
+    let first: serde_json::Value = serde_json::from_str(&t.ok(&["backup", "--json", path])).expect("json");
+    let first = first["snapshot"].as_str().expect("id").to_string();
+    let first_refs = refs(&repo);
+    let mut state = first_refs.clone();
+    for (i, ms) in [50u64, 250, 600, 1200].into_iter().enumerate() {
+        add_noise_commits(&repo, 30 + i as u64, 8, 1 << 20);
+        let mut child =
+            (t.cmd)(&t.w, &["backup", path]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+        std::thread::sleep(Duration::from_millis(ms));
+        let orphans = children_of(child.id());
+        let _ = child.kill();
+        child.wait().expect("wait");
+        wait_gone(&orphans);
+        let verify: serde_json::Value = serde_json::from_str(&t.ok(&["verify", "--json"])).expect("json");
+        assert_eq!(verify["ok"], true, "{label} after {ms} ms: {verify}");
+        let target = t.w.path(&format!("moment-{label}-{i}.git"));
+        t.ok(&["restore", &first, "--target", target.to_str().expect("utf-8")]);
+        assert_eq!(refs(&target).refs, first_refs.refs, "{label} after {ms} ms");
+        state = refs(&repo);
+    }
+    let last: serde_json::Value = serde_json::from_str(&t.ok(&["backup", "--json", path])).expect("json");
+    let last = last["snapshot"].as_str().expect("id").to_string();
+    let target = t.w.path(&format!("moment-{label}-last.git"));
+    t.ok(&["restore", &last, "--target", target.to_str().expect("utf-8")]);
+    assert_eq!(refs(&target).refs, state.refs, "{label}: the backup after the kills");
+    let verify: serde_json::Value = serde_json::from_str(&t.ok(&["verify", "--read-data", "--json"])).expect("json");
+    assert_eq!(verify["ok"], true, "{label}: {verify}");
+}
+
 fn base_cmd(w: &World, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gitvault"));
     c.args(args)
@@ -119,17 +158,17 @@ fn a_killed_backup_resumes_on_a_local_vault() {
     });
 }
 
-#[test]
-fn a_killed_backup_resumes_in_s3() {
-    let Some(moto) = Moto::start_unless_skipped() else { return };
-    moto.create_bucket("resume");
+fn s3_target<'a>(moto: &'a Moto, bucket: &str, label: &'static str) -> Target<'a> {
+    moto.create_bucket(bucket);
     let endpoint = moto.endpoint();
-    run(&Target {
-        label: "s3",
+    let url = format!("s3://{bucket}/v");
+    let bucket = bucket.to_string();
+    Target {
+        label,
         w: World::new(),
         cmd: Box::new(move |w, args| {
             let mut c = base_cmd(w, args);
-            c.args(["--vault", "s3://resume/v"])
+            c.args(["--vault", &url])
                 .env("AWS_ENDPOINT_URL", &endpoint)
                 .env("AWS_REGION", "us-east-1")
                 .env("AWS_ACCESS_KEY_ID", "test")
@@ -137,22 +176,32 @@ fn a_killed_backup_resumes_in_s3() {
                 .env_remove("AWS_PROFILE");
             c
         }),
-        files: Box::new(|dir| {
-            let (_, xml) = moto.request("GET", &format!("/resume?list-type=2&prefix=v/{dir}/")).expect("list");
+        files: Box::new(move |dir| {
+            let (_, xml) = moto.request("GET", &format!("/{bucket}?list-type=2&prefix=v/{dir}/")).expect("list");
             xml.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_string).collect()
         }),
-    });
+    }
 }
 
 #[test]
-fn a_killed_backup_resumes_over_sftp() {
-    let Some(sshd) = Sshd::start_unless_skipped() else { return };
-    let root: PathBuf = sshd.srv().join("resume");
+fn a_killed_backup_resumes_in_s3() {
+    let Some(moto) = Moto::start_unless_skipped() else { return };
+    run(&s3_target(&moto, "resume", "s3"));
+}
+
+#[test]
+fn kill_9_at_timed_moments_of_a_backup_into_s3_loses_nothing() {
+    let Some(moto) = Moto::start_unless_skipped() else { return };
+    killed_at_moments(&s3_target(&moto, "moments", "s3-moments"));
+}
+
+fn sftp_target(sshd: &Sshd, dir: &str, label: &'static str) -> Target<'static> {
+    let root: PathBuf = sshd.srv().join(dir);
     let url = format!("sftp://{}@127.0.0.1:{}{}", sshd.user(), sshd.port(), root.display());
     let config = sshd.ssh_config();
     let r2 = root.clone();
-    run(&Target {
-        label: "sftp",
+    Target {
+        label,
         w: World::new(),
         cmd: Box::new(move |w, args| {
             let mut c = base_cmd(w, args);
@@ -164,5 +213,17 @@ fn a_killed_backup_resumes_over_sftp() {
             c
         }),
         files: Box::new(move |dir| local_files(&r2, dir)),
-    });
+    }
+}
+
+#[test]
+fn a_killed_backup_resumes_over_sftp() {
+    let Some(sshd) = Sshd::start_unless_skipped() else { return };
+    run(&sftp_target(&sshd, "resume", "sftp"));
+}
+
+#[test]
+fn kill_9_at_timed_moments_of_a_backup_over_sftp_loses_nothing() {
+    let Some(sshd) = Sshd::start_unless_skipped() else { return };
+    killed_at_moments(&sftp_target(&sshd, "moments", "sftp-moments"));
 }
