@@ -75,7 +75,10 @@ impl Vault {
         let path = format!("tmp/{host}-{}-{}.clock.tmp", std::process::id(), hex::encode(rnd));
         self.store.put_new(&path, b"")?;
         let listed = self.store.list("tmp/");
-        let _ = self.store.delete(&path);
+        // In append-only mode even this probe stays (a later cleaner of temporaries takes it).
+        if !self.append_only {
+            let _ = self.store.delete(&path);
+        }
         let modified = listed?.into_iter().find(|o| o.path == path).and_then(|o| o.modified);
         modified.ok_or_else(|| {
             Error::Refused(format!(
