@@ -122,24 +122,27 @@ struct DestinationRow<'a> {
     backup: Option<&'a BackupReport>,
 }
 
+fn destination_rows(outcomes: &[DestinationOutcome]) -> Vec<DestinationRow<'_>> {
+    outcomes
+        .iter()
+        .map(|o| DestinationRow {
+            vault: &o.vault,
+            status: o.status(),
+            error: o.result.as_ref().err().map(|e| format!("{e:#}")),
+            backup: o.result.as_ref().ok(),
+        })
+        .collect()
+}
+
 /// A backup into several destinations: each one's report in turn, then a summary that names
 /// every destination that failed.
 pub fn backup_many(outcomes: &[DestinationOutcome], json: bool) -> Result<()> {
     if json {
-        let rows: Vec<DestinationRow> = outcomes
-            .iter()
-            .map(|o| DestinationRow {
-                vault: &o.vault,
-                status: o.status(),
-                error: o.result.as_ref().err().map(|e| format!("{e:#}")),
-                backup: o.result.as_ref().ok(),
-            })
-            .collect();
         #[derive(Serialize)]
         struct Destinations<'a> {
             destinations: Vec<DestinationRow<'a>>,
         }
-        return print_json(&Destinations { destinations: rows });
+        return print_json(&Destinations { destinations: destination_rows(outcomes) });
     }
     for o in outcomes {
         println!("destination {}:", o.vault);
@@ -590,20 +593,7 @@ pub fn config_backup(runs: &[PolicyRun], json: bool) -> Result<()> {
         }
         let policies = runs
             .iter()
-            .map(|r| Row {
-                name: &r.policy,
-                destinations: r
-                    .outcomes
-                    .iter()
-                    .map(|o| DestinationRow {
-                        vault: &o.vault,
-                        status: o.status(),
-                        error: o.result.as_ref().err().map(|e| format!("{e:#}")),
-                        backup: o.result.as_ref().ok(),
-                    })
-                    .collect(),
-                retention: &r.retention,
-            })
+            .map(|r| Row { name: &r.policy, destinations: destination_rows(&r.outcomes), retention: &r.retention })
             .collect();
         return print_json(&Out { policies });
     }
