@@ -197,10 +197,12 @@ impl Git {
         Ok(Some(StreamedPack { files: PackFiles { pack, index, checksum, objects }, streamed, consumed }))
     }
 
-    /// The absolute objects directory of a repository (bare or not).
+    /// The absolute objects directory of a repository (bare or not; for a linked worktree, the
+    /// main repository's, which its objects live in).
     fn objects_dir(&self, repo: &Path) -> Result<PathBuf, Error> {
-        let dir = self.cmd(Some(repo)).args(["rev-parse", "--absolute-git-dir"]).run_text()?;
-        Ok(PathBuf::from(dir).join("objects"))
+        let dir =
+            self.cmd(Some(repo)).args(["rev-parse", "--path-format=absolute", "--git-path", "objects"]).run_text()?;
+        Ok(PathBuf::from(dir))
     }
 }
 

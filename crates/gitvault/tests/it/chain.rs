@@ -266,3 +266,24 @@ fn repository_owned_by_another_user_is_backed_up() {
     w.backup(&[r.to_str().expect("utf-8")]);
     assert_restores_exactly(&w, "latest", None, &expected, "theirs");
 }
+
+/// A linked worktree (`git worktree add`) keeps its objects in the main repository: backing the
+/// worktree up records the shared refs and the worktree's own HEAD.
+#[test]
+fn a_linked_worktree_is_backed_up_with_its_own_head() {
+    let w = World::new();
+    w.init();
+    let main = new_repo(&w.path("src/app"));
+    commit(&main, "a.txt", b"a", "first");
+    let wt = w.path("src/app-feature");
+    git(&main, &["worktree", "add", "-q", "-b", "feature", wt.to_str().expect("utf-8")]);
+    commit(&wt, "b.txt", &noise(7, 5000), "on the feature branch");
+    let report = w.backup(&[wt.to_str().expect("utf-8")]);
+    let id = report["snapshot"].as_str().expect("snapshot").to_string();
+    let target = w.path("restored.git");
+    w.ok(&["restore", &id, "--target", target.to_str().expect("utf-8")]);
+    assert_eq!(refs(&target).refs, refs(&main).refs, "the refs a worktree shares with its repository");
+    let head = std::fs::read_to_string(target.join("HEAD")).expect("HEAD");
+    assert_eq!(head.trim(), "ref: refs/heads/feature", "the worktree's own HEAD");
+    gitvault_git::Git::new().fsck(&target).expect("fsck");
+}
