@@ -84,6 +84,15 @@ impl LockedVault {
         read_key_slots(self.store.as_ref())
     }
 
+    /// Unlock with a master key already opened from `slot` — a copy of one of this vault's key
+    /// slots kept by the caller, opened while the storage was still being reached — provided
+    /// the vault still holds exactly that slot. Otherwise hands the vault back for a normal
+    /// [`LockedVault::unlock`].
+    pub fn unlock_with(self, slot: &KeySlot, master: MasterKey, ctx: Context) -> std::result::Result<Vault, Self> {
+        let held = matches!(self.key_slots(), Ok(slots) if slots.iter().any(|s| s.to_json() == slot.to_json()));
+        if held { Ok(Vault::from_master(self.store, self.config, master, slot.id, ctx)) } else { Err(self) }
+    }
+
     /// Try the passphrase on every key slot.
     pub fn unlock(self, passphrase: &Passphrase, ctx: Context) -> Result<Vault> {
         let location = self.store.describe();
@@ -184,6 +193,11 @@ impl Vault {
 
     pub fn current_slot(&self) -> KeySlotId {
         self.slot
+    }
+
+    /// The key slot that opened the vault for this command, as stored.
+    pub fn current_key_slot(&self) -> Result<Option<KeySlot>> {
+        Ok(read_key_slots(self.store.as_ref())?.into_iter().find(|s| s.id == self.slot))
     }
 
     pub(crate) fn master(&self) -> &MasterKey {

@@ -6,6 +6,7 @@ mod destination;
 mod output;
 mod progress;
 mod secrets;
+mod unlock;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -156,9 +157,9 @@ impl Settings {
     }
 
     fn unlock(&self) -> Result<Vault> {
-        let (_, destination) = self.vault()?;
-        let locked = LockedVault::open(destination.open()?)?;
-        let mut vault = locked.unlock(&self.passphrase(false)?, self.ctx.clone())?;
+        let (name, destination) = self.vault()?;
+        let pass = self.passphrase(false)?;
+        let mut vault = unlock::unlock(destination.open()?, name, &pass, &self.ctx)?;
         vault.set_append_only(self.append_only);
         Ok(vault)
     }
@@ -459,8 +460,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
         .iter()
         .map(|(name, d)| {
             let vault = (|| -> Result<Vault> {
-                let locked = LockedVault::open(d.open()?)?;
-                let mut vault = locked.unlock(&pass, s.ctx.clone())?;
+                let mut vault = unlock::unlock(d.open()?, name, &pass, &s.ctx)?;
                 vault.set_append_only(s.append_only);
                 set_lock(&mut vault, lock)?;
                 Ok(vault)
@@ -596,7 +596,7 @@ fn open_configured(s: &Settings, ctx: &Context, v: &config::VaultConf) -> Result
             ),
         },
     };
-    let mut vault = LockedVault::open(destination.open()?)?.unlock(&pass, ctx.clone())?;
+    let mut vault = unlock::unlock(destination.open()?, &v.url, &pass, ctx)?;
     vault.set_append_only(s.append_only || v.append_only);
     if let Some((days, compliance)) = v.lock {
         let mode =

@@ -237,8 +237,18 @@ fn key_slots_can_be_added_used_and_removed_but_not_the_last() {
         .as_str()
         .expect("id")
         .to_string();
+    // The removal happens on another machine (its own cache): this machine's cache still holds
+    // the original slot it last unlocked with, which must not keep the old passphrase working.
+    let other_cache = w.path("other-machine-cache");
     let with_new = |args: &[&str]| w.cmd(args).env("GITVAULT_PASSWORD", "second passphrase").output().expect("run");
-    assert!(with_new(&["key", "remove", &original[..8]]).status.success());
+    let removed = w
+        .cmd(&["key", "remove", &original[..8]])
+        .env("GITVAULT_PASSWORD", "second passphrase")
+        .env("GITVAULT_CACHE_DIR", &other_cache)
+        .output()
+        .expect("run");
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    assert!(!crate::common::files_under(&w.cache.join("destinations")).is_empty(), "this machine cached its slot");
     // The old passphrase no longer works; the data is still there.
     let old = w.run(&["snapshots"]);
     assert_eq!(old.status.code(), Some(1));
