@@ -380,6 +380,7 @@ fn cmd_init(s: &Settings, kdf: &KdfArgs) -> Result<u8> {
     let store = destination.open_new().with_context(|| format!("creating a vault at {name}"))?;
     let vault = LockedVault::init(store, &pass, kdf_params(kdf), s.ctx.clone())
         .with_context(|| format!("creating a vault at {name}"))?;
+    unlock::remember(&vault, name, &s.ctx);
     output::init(&vault, name, s.json)?;
     Ok(0)
 }

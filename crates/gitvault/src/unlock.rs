@@ -54,12 +54,17 @@ pub fn unlock(store: Arc<dyn Store>, destination: &str, pass: &Passphrase, ctx: 
         },
         _ => locked.unlock(pass, ctx.clone())?,
     };
-    remember(&vault, &path);
+    remember_at(&vault, &path);
     Ok(vault)
 }
 
-/// Keep the slot that opened `vault` for the next unlock; failing to only costs time.
-fn remember(vault: &Vault, path: &PathBuf) {
+/// Keep the slot that opened `vault` (or that `init` made) for the next unlock of
+/// `destination`; failing to only costs time.
+pub fn remember(vault: &Vault, destination: &str, ctx: &Context) {
+    remember_at(vault, &cache_path(ctx, destination));
+}
+
+fn remember_at(vault: &Vault, path: &PathBuf) {
     let Ok(Some(slot)) = vault.current_key_slot() else { return };
     let Ok(id) = vault.id().parse::<VaultId>() else { return };
     let bytes = serde_json::to_vec(&Cached { vault: id, slot }).expect("a key slot serializes");
