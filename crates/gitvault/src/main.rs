@@ -159,7 +159,7 @@ impl Settings {
     fn unlock(&self) -> Result<Vault> {
         let (name, destination) = self.vault()?;
         let pass = self.passphrase(false)?;
-        let mut vault = unlock::unlock(destination.open()?, name, &pass, &self.ctx)?;
+        let mut vault = unlock::unlock(|| destination.open(), name, &pass, &self.ctx)?;
         vault.set_append_only(self.append_only);
         Ok(vault)
     }
@@ -461,7 +461,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
         .iter()
         .map(|(name, d)| {
             let vault = (|| -> Result<Vault> {
-                let mut vault = unlock::unlock(d.open()?, name, &pass, &s.ctx)?;
+                let mut vault = unlock::unlock(|| d.open(), name, &pass, &s.ctx)?;
                 vault.set_append_only(s.append_only);
                 set_lock(&mut vault, lock)?;
                 Ok(vault)
@@ -597,7 +597,7 @@ fn open_configured(s: &Settings, ctx: &Context, v: &config::VaultConf) -> Result
             ),
         },
     };
-    let mut vault = unlock::unlock(destination.open()?, &v.url, &pass, ctx)?;
+    let mut vault = unlock::unlock(|| destination.open(), &v.url, &pass, ctx)?;
     vault.set_append_only(s.append_only || v.append_only);
     if let Some((days, compliance)) = v.lock {
         let mode =

@@ -32,8 +32,14 @@ fn cache_path(ctx: &Context, destination: &str) -> PathBuf {
     ctx.cache_dir.join("destinations").join(format!("{:016x}.json", h.finish()))
 }
 
-/// Open and unlock the vault in `store` (the destination `destination` as given).
-pub fn unlock(store: Arc<dyn Store>, destination: &str, pass: &Passphrase, ctx: &Context) -> Result<Vault> {
+/// Reach the storage with `open` (which may connect: ssh, HTTPS) and unlock the vault there;
+/// `destination` is the vault as the user gave it.
+pub fn unlock(
+    open: impl FnOnce() -> Result<Arc<dyn Store>>,
+    destination: &str,
+    pass: &Passphrase,
+    ctx: &Context,
+) -> Result<Vault> {
     let path = cache_path(ctx, destination);
     let cached: Option<Cached> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let (locked, early) = std::thread::scope(|s| {
@@ -43,16 +49,23 @@ pub fn unlock(store: Arc<dyn Store>, destination: &str, pass: &Passphrase, ctx: 
                 master.map(|m| (c.vault, c.slot, m))
             })
         });
-        let locked = LockedVault::open(store);
+        let locked = open().and_then(|store| Ok(LockedVault::open(store)?));
         (locked, early.and_then(|h| h.join().ok().flatten()))
     });
     let locked = locked?;
     let vault = match early {
         Some((id, slot, master)) if id == locked.config().id => match locked.unlock_with(&slot, master, ctx.clone()) {
             Ok(vault) => return Ok(vault),
-            Err(locked) => locked.unlock(pass, ctx.clone())?,
+            Err(locked) => {
+                tracing::debug!("the cached key slot is no longer in the vault: unlocking anew");
+                locked.unlock(pass, ctx.clone())?
+            }
         },
-        _ => locked.unlock(pass, ctx.clone())?,
+        Some(_) => {
+            tracing::debug!("the cached key slot belongs to another vault: unlocking anew");
+            locked.unlock(pass, ctx.clone())?
+        }
+        None => locked.unlock(pass, ctx.clone())?,
     };
     remember_at(&vault, &path);
     Ok(vault)
