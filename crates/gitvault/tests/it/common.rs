@@ -48,6 +48,18 @@ impl World {
         c
     }
 
+    /// [`World::cmd_without_vault`] reaching an S3 server at `endpoint` the AWS way, with
+    /// `secret` as the secret key (tests check it is never printed).
+    pub fn s3_cmd(&self, endpoint: &str, secret: &str, args: &[&str]) -> Command {
+        let mut c = self.cmd_without_vault(args);
+        c.env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env_remove("AWS_PROFILE");
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run gitvault")
     }

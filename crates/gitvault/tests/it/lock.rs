@@ -13,15 +13,7 @@ const SECRET: &str = "lock-secret-that-must-never-be-printed";
 const DAY: Duration = Duration::from_secs(86400);
 
 fn run(w: &World, moto: &Moto, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = w
-        .cmd_without_vault(args)
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("run");
+    let out = w.s3_cmd(&moto.endpoint(), SECRET, args).output().expect("run");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the secret was printed");
     (out.status.code(), stdout.into_owned(), stderr.into_owned())

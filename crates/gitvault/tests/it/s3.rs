@@ -96,15 +96,7 @@ fn copy_replicates_a_local_vault_into_s3_and_back() {
     let s3_vault = "s3://replica/copies";
     let back = w.path("back").display().to_string();
     let run = |args: &[&str]| {
-        let out = w
-            .cmd_without_vault(args)
-            .env("AWS_ENDPOINT_URL", moto.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env_remove("AWS_PROFILE")
-            .output()
-            .expect("run");
+        let out = w.s3_cmd(&moto.endpoint(), SECRET, args).output().expect("run");
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "{args:?}: {stderr}");
         assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the secret was printed");
@@ -139,15 +131,7 @@ fn one_backup_writes_to_a_local_and_an_s3_vault() {
     let s3_vault = "s3://second/site-b";
     let local = w.vault.display().to_string();
     let run = |args: &[&str]| {
-        let out = w
-            .cmd_without_vault(args)
-            .env("AWS_ENDPOINT_URL", moto.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env_remove("AWS_PROFILE")
-            .output()
-            .expect("run");
+        let out = w.s3_cmd(&moto.endpoint(), SECRET, args).output().expect("run");
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
