@@ -47,6 +47,18 @@ pub(crate) fn is_valid_path(path: &str) -> bool {
     !path.is_empty() && !path.starts_with('/') && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
+/// Append what fits of `buf` to `pending`, which holds at most `cap` bytes; returns how much was
+/// taken and whether `pending` is now full. Remote writers gather small writes this way so that
+/// each batch crosses into their async runtime once.
+pub(crate) fn gather(pending: &mut Vec<u8>, cap: usize, buf: &[u8]) -> (usize, bool) {
+    if pending.capacity() == 0 {
+        pending.reserve_exact(cap);
+    }
+    let n = buf.len().min(cap - pending.len());
+    pending.extend_from_slice(&buf[..n]);
+    (n, pending.len() == cap)
+}
+
 /// An object as listed: its path, size in bytes, and when the storage last modified it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {

@@ -619,13 +619,9 @@ impl SftpWriter {
 
 impl Write for SftpWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.pending.capacity() == 0 {
-            self.pending.reserve_exact(PENDING);
-        }
-        let n = buf.len().min(PENDING - self.pending.len());
-        self.pending.extend_from_slice(&buf[..n]);
+        let (n, full) = crate::gather(&mut self.pending, PENDING, buf);
         self.written += n as u64;
-        if self.pending.len() == PENDING {
+        if full {
             self.send_pending().map_err(io::Error::other)?;
         }
         Ok(n)
