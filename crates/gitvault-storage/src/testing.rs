@@ -65,6 +65,20 @@ impl Moto {
         self.port
     }
 
+    /// Settings for `bucket` of this server under `prefix`, with throw-away credentials whose
+    /// secret key is `secret` (tests check it never reaches a message).
+    pub fn s3_config(&self, bucket: &str, prefix: &str, secret: &str) -> crate::S3Config {
+        crate::S3Config {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            endpoint: Some(self.endpoint()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some(secret.into()),
+            virtual_host_style: false,
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

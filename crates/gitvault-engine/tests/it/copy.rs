@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use gitvault_engine::ops::backup::{BackupOptions, backup};
 use gitvault_engine::ops::copy::{CopyReport, copy};
-use gitvault_engine::ops::restore::{RestoreOptions, restore};
 use gitvault_engine::ops::verify::{VerifyOptions, verify};
 use gitvault_engine::progress::NoProgress;
-use gitvault_engine::{LockedVault, Vault, resolve_snapshot};
+use gitvault_engine::{LockedVault, Vault};
 use gitvault_format::keys::Passphrase;
 use gitvault_git::{Git, RefState};
 use gitvault_storage::faulty::{Faults, FaultyStore};
@@ -50,18 +49,7 @@ fn data_files(path: &Path) -> BTreeSet<String> {
 
 /// The destination verifies (every byte) and each snapshot restores to the refs it recorded.
 fn assert_dest_intact(s: &Setup, path: &Path, expected: &[(String, RefState)], label: &str) {
-    let vault = dest(s, path);
-    let report = verify(&vault, &VerifyOptions { read_data: true, ..VerifyOptions::default() }, &NoProgress)
-        .expect("verify runs");
-    assert!(report.ok, "{label}: verify found {:?}", report.problems);
-    let snaps = vault.snapshots().expect("snapshots");
-    for (i, (id, state)) in expected.iter().enumerate() {
-        let snap = resolve_snapshot(&snaps, id).expect("the copied snapshot");
-        let target = s.root.join(format!("restore-{label}-{i}"));
-        restore(&vault, snap, None, &target, &RestoreOptions::default(), &NoProgress).expect("restore");
-        assert_eq!(&Git::new().read_refs(&target).expect("refs"), state, "{label}: snapshot {i}");
-        Git::new().fsck(&target).expect("fsck");
-    }
+    s.assert_vault_intact(&dest(s, path), expected, label);
 }
 
 fn backup_now(s: &Setup) -> (String, RefState) {

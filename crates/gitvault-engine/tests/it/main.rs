@@ -93,15 +93,19 @@ impl Setup {
 
     /// The vault verifies and every snapshot restores to the refs recorded when it was made.
     fn assert_intact(&self, expected: &[(String, gitvault_git::RefState)], label: &str) {
-        let vault = self.plain();
-        let report = verify(&vault, &VerifyOptions { read_data: true, ..VerifyOptions::default() }, &NoProgress)
+        self.assert_vault_intact(&self.plain(), expected, label);
+    }
+
+    /// [`Setup::assert_intact`] for any vault (another one a test writes into, such as a copy).
+    fn assert_vault_intact(&self, vault: &Vault, expected: &[(String, gitvault_git::RefState)], label: &str) {
+        let report = verify(vault, &VerifyOptions { read_data: true, ..VerifyOptions::default() }, &NoProgress)
             .expect("verify runs");
         assert!(report.ok, "{label}: verify found {:?}", report.problems);
         let snaps = vault.snapshots().expect("snapshots");
         for (i, (id, state)) in expected.iter().enumerate() {
             let snap = resolve_snapshot(&snaps, id).expect("snapshot");
             let target = self.root.join(format!("restore-{label}-{i}"));
-            restore(&vault, snap, None, &target, &RestoreOptions::default(), &NoProgress).expect("restore");
+            restore(vault, snap, None, &target, &RestoreOptions::default(), &NoProgress).expect("restore");
             assert_eq!(&Git::new().read_refs(&target).expect("refs"), state, "{label}: snapshot {i}");
             Git::new().fsck(&target).expect("fsck");
         }

@@ -16,15 +16,7 @@ const SECRET: &str = "test-secret-key-never-printed";
 
 /// Settings for a bucket of `moto` under `prefix`, with throw-away credentials.
 fn config(moto: &Moto, prefix: &str) -> S3Config {
-    S3Config {
-        bucket: BUCKET.into(),
-        prefix: prefix.into(),
-        endpoint: Some(moto.endpoint()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some(SECRET.into()),
-        virtual_host_style: false,
-    }
+    moto.s3_config(BUCKET, prefix, SECRET)
 }
 
 /// An S3 store in a fresh moto server, for the conformance suite; `None` when S3 is skipped.

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use gitvault_storage::testing::Moto;
-use gitvault_storage::{LockMode, S3Config, S3Store, Store};
+use gitvault_storage::{LockMode, S3Store, Store};
 
 use crate::common::{World, commit, new_repo, noise};
 
@@ -20,16 +20,7 @@ fn run(w: &World, moto: &Moto, args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 fn store(moto: &Moto, bucket: &str, prefix: &str) -> S3Store {
-    S3Store::new(&S3Config {
-        bucket: bucket.into(),
-        prefix: prefix.into(),
-        endpoint: Some(moto.endpoint()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some(SECRET.into()),
-        virtual_host_style: false,
-    })
-    .expect("store")
+    S3Store::new(&moto.s3_config(bucket, prefix, SECRET)).expect("store")
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gitvault_storage::testing::{Moto, Sshd};
 
-use crate::common::{PASSWORD, World, refs};
+use crate::common::{World, refs};
 use crate::crash::{add_noise_commits, bare_repo, children_of, wait_gone};
 
 /// `gitvault` with the vault, passphrase and backend settings.
@@ -130,31 +130,15 @@ fn killed_at_moments(t: &Target) {
     assert_eq!(verify["ok"], true, "{label}: {verify}");
 }
 
-fn base_cmd(w: &World, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gitvault"));
-    c.args(args)
-        .env("GITVAULT_PASSWORD", PASSWORD)
-        .env("GITVAULT_CACHE_DIR", &w.cache)
-        .env("HOME", w.dir.path())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("GITVAULT_VAULT");
-    c
-}
-
 #[test]
 fn a_killed_backup_resumes_on_a_local_vault() {
     let w = World::new();
     let vault = w.vault.clone();
-    let v2 = vault.clone();
     run(&Target {
         label: "local",
         w,
-        cmd: Box::new(move |w, args| {
-            let mut c = base_cmd(w, args);
-            c.arg("--vault").arg(&vault);
-            c
-        }),
-        files: Box::new(move |dir| local_files(&v2, dir)),
+        cmd: Box::new(|w, args| w.cmd(args)),
+        files: Box::new(move |dir| local_files(&vault, dir)),
     });
 }
 
@@ -167,13 +151,8 @@ fn s3_target<'a>(moto: &'a Moto, bucket: &str, label: &'static str) -> Target<'a
         label,
         w: World::new(),
         cmd: Box::new(move |w, args| {
-            let mut c = base_cmd(w, args);
-            c.args(["--vault", &url])
-                .env("AWS_ENDPOINT_URL", &endpoint)
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", "test")
-                .env("AWS_SECRET_ACCESS_KEY", "test")
-                .env_remove("AWS_PROFILE");
+            let mut c = w.s3_cmd(&endpoint, "test", args);
+            c.args(["--vault", &url]);
             c
         }),
         files: Box::new(move |dir| {
@@ -203,15 +182,7 @@ fn sftp_target(sshd: &Sshd, dir: &str, label: &'static str) -> Target<'static> {
     Target {
         label,
         w: World::new(),
-        cmd: Box::new(move |w, args| {
-            let mut c = base_cmd(w, args);
-            c.args(["--vault", &url])
-                .env("GITVAULT_SSH_CONFIG", &config)
-                .env("TMPDIR", w.dir.path())
-                .env_remove("GITVAULT_SSH_KEY")
-                .env_remove("SSH_AUTH_SOCK");
-            c
-        }),
+        cmd: Box::new(move |w, args| crate::sftp::gitvault(w, &url, &config, args)),
         files: Box::new(move |dir| local_files(&r2, dir)),
     }
 }

@@ -13,7 +13,7 @@ use crate::common::{PASSWORD, World, commit, files_under, new_repo, noise, refs}
 
 /// `gitvault` against the vault `url`, trusting and authenticating through the ssh_config
 /// `ssh_config` only (no agent, no `~/.ssh`).
-fn gitvault(w: &World, url: &str, ssh_config: &Path, args: &[&str]) -> Command {
+pub(crate) fn gitvault(w: &World, url: &str, ssh_config: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gitvault"));
     c.args(args)
         .arg("--vault")
