@@ -1,0 +1,1 @@
+//! The fake forge launcher (see `fakeforge/`).
