@@ -1,5 +1,35 @@
 //! Forge accounts: which repositories a `github:`, `gitlab:`, `bitbucket:` or `gitea:` source
 //! names, found through the forge's HTTP API, with the clone URLs and the credentials git needs.
+//!
+//! The library reads no environment variables: the binary decides where tokens come from and
+//! hands them over as [`Credentials`].
 
+mod auth;
+mod error;
+mod github;
+mod http;
+mod repo;
+mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use auth::{Credentials, Secret};
+pub use error::{Error, Result};
+pub use http::{Api, LogWaiting, Patience, Waiting};
+pub use repo::{Filter, RemoteRepo, Visibility};
+pub use source::{ForgeKind, ForgeSource};
+
+/// Every repository `source` names on its forge, sorted by path (filters are applied by the
+/// caller, which reports what they left out).
+pub fn discover(api: &Api, source: &ForgeSource) -> Result<Vec<RemoteRepo>> {
+    if api.forge != source.forge {
+        return Err(Error::Usage(format!("{source} cannot be listed through a {} API client", api.forge)));
+    }
+    let mut repos = match source.forge {
+        ForgeKind::Github => github::discover(api, source)?,
+        other => return Err(Error::Usage(format!("{other} accounts are not supported yet (only github: sources)"))),
+    };
+    repos.sort_by(|a, b| a.path.cmp(&b.path));
+    repos.dedup_by(|a, b| a.path == b.path);
+    Ok(repos)
+}

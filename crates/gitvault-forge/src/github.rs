@@ -1,0 +1,99 @@
+//! GitHub (and GitHub Enterprise Server): organisations, users and single repositories.
+//!
+//! An organisation lists with `GET /orgs/{org}/repos?type=all`; a user with
+//! `GET /users/{user}/repos?type=owner`, or, when the token is that user's own,
+//! `GET /user/repos?affiliation=owner` (the only listing that includes their private
+//! repositories). `GET /users/{name}` tells which of the two an account is.
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::http::Api;
+use crate::{ForgeKind, ForgeSource, RemoteRepo};
+
+pub(crate) fn discover(api: &Api, source: &ForgeSource) -> Result<Vec<RemoteRepo>> {
+    let owner = source.owner();
+    if let Some(repo) = source.repo() {
+        let what = format!("the repository {owner}/{repo}");
+        let page = api.get(&api.url(&format!("/repos/{owner}/{repo}")), &what)?;
+        return Ok(vec![parse_repo(&page.body, &what)?]);
+    }
+    let what = format!("the account {owner}");
+    let account = api.get(&api.url(&format!("/users/{owner}")), &what)?.body;
+    let listing = if account.get("type").and_then(Value::as_str) == Some("Organization") {
+        api.url(&format!("/orgs/{owner}/repos?type=all&per_page=100"))
+    } else if authenticated_login(api).is_some_and(|me| me.eq_ignore_ascii_case(owner)) {
+        api.url("/user/repos?affiliation=owner&per_page=100")
+    } else {
+        api.url(&format!("/users/{owner}/repos?type=owner&per_page=100"))
+    };
+    let items = api.get_all(&listing, &format!("the repositories of {owner}"))?;
+    items.iter().map(|v| parse_repo(v, &format!("a repository of {owner}"))).collect()
+}
+
+/// The login the token belongs to; `None` without a token or when the token is not a user's
+/// (an app installation token cannot read `/user`).
+fn authenticated_login(api: &Api) -> Option<String> {
+    if api.credentials().is_none() {
+        return None;
+    }
+    let me = api.get(&api.url("/user"), "the authenticated user").ok()?;
+    me.body.get("login").and_then(Value::as_str).map(str::to_string)
+}
+
+fn parse_repo(v: &Value, what: &str) -> Result<RemoteRepo> {
+    let missing = |field: &str| Error::Parse {
+        forge: ForgeKind::Github,
+        what: what.to_string(),
+        detail: format!("no {field} in the repository object"),
+    };
+    let str_field = |field: &str| v.get(field).and_then(Value::as_str);
+    let bool_field = |field: &str| v.get(field).and_then(Value::as_bool).unwrap_or(false);
+    let path = str_field("full_name").ok_or_else(|| missing("full_name"))?.to_string();
+    let clone_url = str_field("clone_url").ok_or_else(|| missing("clone_url"))?.to_string();
+    // GitHub serves a repository's wiki next to it, as `<repo>.wiki.git`.
+    let wiki_url = bool_field("has_wiki").then(|| wiki_url(&clone_url));
+    Ok(RemoteRepo {
+        forge: ForgeKind::Github,
+        path,
+        wiki_url,
+        fork: bool_field("fork"),
+        archived: bool_field("archived"),
+        private: bool_field("private") || str_field("visibility").is_some_and(|v| v != "public"),
+        topics: v
+            .get("topics")
+            .and_then(Value::as_array)
+            .map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default(),
+        default_branch: str_field("default_branch").map(str::to_string),
+        description: str_field("description").map(str::to_string),
+        clone_url,
+    })
+}
+
+pub(crate) fn wiki_url(clone_url: &str) -> String {
+    let base = clone_url.strip_suffix(".git").unwrap_or(clone_url);
+    format!("{base}.wiki.git")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_object_becomes_a_remote_repo() {
+        let v = serde_json::json!({
+            "id": 1, "name": "api", "full_name": "acme/api", "private": true, "fork": false,
+            "archived": true, "has_wiki": true, "topics": ["go", "backend"], "default_branch": "main",
+            "clone_url": "http://127.0.0.1:9/github/acme/api.git", "visibility": "private",
+            "description": null
+        });
+        let r = parse_repo(&v, "test").expect("parses");
+        assert_eq!(r.vault_name(), "github:acme/api");
+        assert_eq!(r.wiki_url.as_deref(), Some("http://127.0.0.1:9/github/acme/api.wiki.git"));
+        assert!(r.private && r.archived && !r.fork);
+        assert_eq!(r.topics, ["go", "backend"]);
+        assert_eq!(r.description, None);
+        assert!(parse_repo(&serde_json::json!({"name": "x"}), "test").is_err());
+    }
+}
