@@ -187,7 +187,11 @@ impl Api {
         while let Some(url) = next.take() {
             pages += 1;
             if pages > 100_000 {
-                return Err(Error::Parse { forge: self.forge, what: what.into(), detail: "pagination never ends".into() });
+                return Err(Error::Parse {
+                    forge: self.forge,
+                    what: what.into(),
+                    detail: "pagination never ends".into(),
+                });
             }
             let page = self.get(&url, what)?;
             match page.body {
@@ -206,7 +210,11 @@ impl Api {
                     next = obj.get("next").and_then(|v| v.as_str()).map(str::to_string);
                 }
                 _ => {
-                    return Err(Error::Parse { forge: self.forge, what: what.into(), detail: "a page is not a list".into() });
+                    return Err(Error::Parse {
+                        forge: self.forge,
+                        what: what.into(),
+                        detail: "a page is not a list".into(),
+                    });
                 }
             }
             if next.is_none() {
@@ -309,7 +317,10 @@ mod tests {
         );
         assert_eq!(link_next(&h).as_deref(), Some("https://x/api/v3/orgs/a/repos?page=2&per_page=100"));
         let mut h = HeaderMap::new();
-        h.insert("link", HeaderValue::from_static("<https://x/?page=1>; rel=\"first\", <https://x/?page=1>; rel=\"prev\""));
+        h.insert(
+            "link",
+            HeaderValue::from_static("<https://x/?page=1>; rel=\"first\", <https://x/?page=1>; rel=\"prev\""),
+        );
         assert_eq!(link_next(&h), None);
     }
 

@@ -86,6 +86,11 @@ impl Git {
         self.envs.iter().any(|(k, _)| k == key)
     }
 
+    #[cfg(test)]
+    pub(crate) fn env_value(&self, key: &str) -> Option<&std::ffi::OsStr> {
+        self.envs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_os_str())
+    }
+
     /// Whether ssh may need `BatchMode` forced: only when the user chose no ssh command of
     /// their own, because theirs may already handle prompts (or need them, through an agent).
     fn needs_batch_ssh(&self, repo: Option<&Path>) -> Result<bool, Error> {

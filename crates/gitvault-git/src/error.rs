@@ -92,6 +92,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a remote answered that the repository does not exist (HTTP 404, or a server's
+    /// "repository not found"), as opposed to refusing credentials or being out of reach.
+    pub fn is_remote_not_found(&self) -> bool {
+        match self {
+            Error::Unreachable { stderr, .. } => {
+                let s = stderr.to_ascii_lowercase();
+                s.contains("not found") || s.contains("does not appear to be a git repository") || s.contains(" 404")
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io { path: path.into(), source }
     }

@@ -7,6 +7,7 @@
 //! Object data is streamed between git and files; nothing here holds a pack in memory. Every
 //! URL that reaches an error or a log line has its credentials removed first.
 
+mod auth;
 mod command;
 mod error;
 mod mirror;
@@ -17,6 +18,7 @@ mod refs;
 mod repo;
 mod source;
 
+pub use auth::HttpAuth;
 pub use command::Git;
 pub use error::Error;
 pub use oid::{ObjectFormat, ObjectId};

@@ -12,13 +12,15 @@ impl Git {
     /// force-pushed refs follow the remote. The URL is passed on the command line only, never
     /// stored in the mirror's config: it may carry credentials. Then `HEAD` is set to `head`
     /// (normally the one [`Git::ls_remote`] reported) so that [`Git::read_refs`] on the mirror
-    /// reproduces the remote; with `None` the mirror keeps the `HEAD` it has.
+    /// reproduces the remote; with `None` the mirror keeps the `HEAD` it has. Refs under the
+    /// `exclude` prefixes (`refs/pull/`) are not fetched.
     pub fn sync_mirror(
         &self,
         mirror: &Path,
         url: &str,
         object_format: ObjectFormat,
         head: Option<&Head>,
+        exclude: &[String],
     ) -> Result<RefState, Error> {
         if is_missing_or_empty(mirror)? {
             self.init_bare(mirror, object_format)?;
@@ -28,7 +30,11 @@ impl Git {
                 return Err(Error::WrongObjectFormat { path: mirror.to_path_buf(), expected: object_format, found });
             }
         }
-        self.fetch(mirror, url, &["+refs/*:refs/*"])?;
+        // Negative refspecs (git 2.29) leave out whole namespaces, such as pull-request refs.
+        let mut refspecs = vec!["+refs/*:refs/*".to_string()];
+        refspecs.extend(exclude.iter().map(|prefix| format!("^{prefix}*")));
+        let refspecs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
+        self.fetch(mirror, url, &refspecs)?;
         if let Some(head) = head {
             // A detached HEAD may point at a commit no ref reaches; fetch it by id then. Once
             // HEAD names it, it is reachable and safe from gc.

@@ -239,9 +239,19 @@ pub struct BackupArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub lock: LockArgs,
-    /// Local paths or git URLs (file://, https://, ssh://, user@host:path).
+    /// Local paths, git URLs (file://, https://, ssh://, user@host:path), or forge accounts
+    /// and repositories: github:ORG, github:USER, github:OWNER/REPO.
     #[arg(required_unless_present = "config", value_name = "SOURCE")]
     pub sources: Vec<String>,
+    /// API base of the forge for every forge source on this command line, for self-hosted or
+    /// test instances: GitHub's /api/v3 base (as on GitHub Enterprise Server).
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    pub api_url: Option<String>,
+    /// Repositories read and packed at the same time [default: 4, or `jobs` in the config].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+    #[command(flatten)]
+    pub forge: ForgeArgs,
     /// Run the policies of this gitvault.toml (sources, vaults, type, retention) instead of
     /// SOURCE arguments and --vault.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["sources", "name", "backup_type"])]
@@ -249,6 +259,49 @@ pub struct BackupArgs {
     /// With --config: run only this policy (default: every policy, in order).
     #[arg(long, value_name = "NAME", requires = "config")]
     pub policy: Option<String>,
+}
+
+/// Which repositories of a forge account to back up, and what of them. Without these, every
+/// repository the token can see is backed up, forks and archived ones included, with its wiki.
+#[derive(Args, Debug, Default)]
+pub struct ForgeArgs {
+    /// Only repositories whose name (or OWNER/NAME) matches this glob; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out repositories whose name (or OWNER/NAME) matches this glob; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Leave out forks.
+    #[arg(long)]
+    pub no_forks: bool,
+    /// Leave out archived repositories.
+    #[arg(long)]
+    pub no_archived: bool,
+    /// Only public or only private repositories [default: all].
+    #[arg(long, value_name = "WHICH", value_parser = ["all", "public", "private"])]
+    pub visibility: Option<String>,
+    /// Only repositories with this topic; repeatable (any of them).
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Vec<String>,
+    /// Do not back up wikis.
+    #[arg(long)]
+    pub no_wikis: bool,
+    /// Also back up pull-request refs (refs/pull/*).
+    #[arg(long)]
+    pub pull_refs: bool,
+}
+
+impl ForgeArgs {
+    pub fn is_given(&self) -> bool {
+        !self.include.is_empty()
+            || !self.exclude.is_empty()
+            || self.no_forks
+            || self.no_archived
+            || self.visibility.is_some()
+            || !self.topic.is_empty()
+            || self.no_wikis
+            || self.pull_refs
+    }
 }
 
 #[derive(Args, Debug)]

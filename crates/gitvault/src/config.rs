@@ -17,6 +17,8 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     cache_dir: Option<PathBuf>,
+    /// Repositories read and packed at the same time.
+    jobs: Option<Spanned<u16>>,
     passphrase: Option<RawPassphrase>,
     #[serde(default, rename = "vault")]
     vaults: Vec<RawVault>,
@@ -54,10 +56,44 @@ struct RawVault {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
-    /// A local path or any URL git can fetch.
-    url: String,
+    /// A local path, any URL git can fetch, or a forge source (`github:ORG`).
+    url: Spanned<String>,
     /// The name in the vault (default: from the URL, as on the command line).
     name: Option<String>,
+    // Forge sources only:
+    /// The forge's API base (self-hosted instances).
+    api_url: Option<String>,
+    /// A file whose first line is the token.
+    token_file: Option<PathBuf>,
+    /// The environment variable holding the token (default: the forge's usual one).
+    token_env: Option<String>,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    forks: Option<bool>,
+    archived: Option<bool>,
+    visibility: Option<Spanned<String>>,
+    #[serde(default)]
+    topics: Vec<String>,
+    wikis: Option<bool>,
+    pull_refs: Option<bool>,
+}
+
+impl RawSource {
+    fn has_forge_keys(&self) -> bool {
+        self.api_url.is_some()
+            || self.token_file.is_some()
+            || self.token_env.is_some()
+            || !self.include.is_empty()
+            || !self.exclude.is_empty()
+            || self.forks.is_some()
+            || self.archived.is_some()
+            || self.visibility.is_some()
+            || !self.topics.is_empty()
+            || self.wikis.is_some()
+            || self.pull_refs.is_some()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +149,8 @@ pub struct VaultConf {
 pub struct SourceConf {
     pub name: String,
     pub url: String,
+    /// For a forge source: how to list it and which of its repositories to take.
+    pub forge: Option<crate::forges::AccountOptions>,
 }
 
 #[derive(Clone, Debug)]
@@ -130,6 +168,7 @@ pub struct PolicyConf {
 pub struct Config {
     pub path: PathBuf,
     pub cache_dir: Option<PathBuf>,
+    pub jobs: Option<usize>,
     pub vaults: Vec<VaultConf>,
     pub sources: Vec<SourceConf>,
     pub policies: Vec<PolicyConf>,
@@ -205,13 +244,57 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     }
     let mut sources = Vec::new();
     for s in &raw.sources {
-        let url = resolve_path(&base, &s.url);
-        let name = gitvault_engine::ops::backup::SourceSpec { source: url.clone(), name: s.name.clone() }.name();
+        let (name, url, forge) = match gitvault_forge::ForgeSource::parse(s.url.get_ref()) {
+            Some(parsed) => {
+                let parsed = parsed.map_err(|e| anyhow::anyhow!("{}: {e}", at(s.url.span())))?;
+                if s.name.is_some() {
+                    bail!(
+                        "{}: `name` does not apply to a forge source: its repositories are named FORGE:OWNER/REPO",
+                        at(s.url.span())
+                    );
+                }
+                let mut filter = gitvault_forge::Filter::default()
+                    .with_globs(&s.include, &s.exclude)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at(s.url.span())))?;
+                filter.forks = s.forks.unwrap_or(true);
+                filter.archived = s.archived.unwrap_or(true);
+                if let Some(v) = &s.visibility {
+                    filter.visibility =
+                        v.get_ref().parse().map_err(|e| anyhow::anyhow!("{}: visibility {e}", at(v.span())))?;
+                }
+                filter.topics = s.topics.clone();
+                let options = crate::forges::AccountOptions {
+                    api_url: s.api_url.clone(),
+                    token_file: s.token_file.as_ref().map(|f| base.join(f)),
+                    token_env: s.token_env.clone(),
+                    filter,
+                    wikis: s.wikis.unwrap_or(true),
+                    pull_refs: s.pull_refs.unwrap_or(false),
+                };
+                (parsed.to_string(), parsed.to_string(), Some(options))
+            }
+            None => {
+                if s.has_forge_keys() {
+                    bail!(
+                        "{}: api_url, token_*, include/exclude, forks, archived, visibility, topics, wikis and pull_refs apply to forge sources (github:ORG ...) only",
+                        at(s.url.span())
+                    );
+                }
+                let url = resolve_path(&base, s.url.get_ref());
+                let name = gitvault_engine::ops::backup::SourceSpec::new(url.clone(), s.name.clone()).name();
+                (name, url, None)
+            }
+        };
         if sources.iter().any(|x: &SourceConf| x.name == name) {
-            bail!("{shown}: two sources are named {name:?}; give one of them another `name`");
+            bail!("{}: two sources are named {name:?}; give one of them another `name`", at(s.url.span()));
         }
-        sources.push(SourceConf { name, url });
+        sources.push(SourceConf { name, url, forge });
     }
+    let jobs = match &raw.jobs {
+        Some(j) if !(1..=64).contains(j.get_ref()) => bail!("{}: jobs must be 1 to 64", at(j.span())),
+        Some(j) => Some(usize::from(*j.get_ref())),
+        None => None,
+    };
     if vaults.is_empty() {
         bail!("{shown}: no [[vault]]: declare at least one (name and url)");
     }
@@ -306,7 +389,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     }
     let names: BTreeSet<&str> = policies.iter().map(|p| p.name.as_str()).collect();
     debug_assert_eq!(names.len(), policies.len());
-    Ok(Config { path: path.to_path_buf(), cache_dir: raw.cache_dir.map(|d| base.join(d)), vaults, sources, policies })
+    Ok(Config {
+        path: path.to_path_buf(),
+        cache_dir: raw.cache_dir.map(|d| base.join(d)),
+        jobs,
+        vaults,
+        sources,
+        policies,
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod destination;
+mod forges;
 mod output;
 mod progress;
 mod secrets;
@@ -278,8 +279,16 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
         }
         Command::Config(cli::ConfigCommand::Check { config }) => {
             let cfg = config::load(&config).map_err(|e| UsageError(format!("{e:#}")))?;
-            output::config_check(&cfg, s.json)?;
-            Ok(0)
+            // Forge sources are listed, so the check shows the repositories a backup would take.
+            let mut listings = std::collections::BTreeMap::new();
+            for src in &cfg.sources {
+                if let Some(options) = &src.forge {
+                    let (_, found) = resolve_sources(&[(src.url.clone(), None, options.clone())])?;
+                    listings.extend(found.accounts.into_iter().map(|l| (src.name.clone(), l)));
+                }
+            }
+            output::config_check(&cfg, &listings, s.json)?;
+            Ok(if listings.values().any(|l| l.error.is_some()) { exit::FAILURE } else { 0 })
         }
         Command::Storage(cli::StorageCommand::Check { destination }) => cmd_storage_check(&s, destination.as_deref()),
         Command::Upgrade => {
@@ -430,27 +439,46 @@ fn cmd_copy(s: &Settings, a: cli::CopyArgs) -> Result<u8> {
 
 fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
     if let Some(path) = &a.config {
-        return cmd_backup_config(s, path, a.policy.as_deref());
+        if a.api_url.is_some() || a.forge.is_given() {
+            return Err(UsageError(
+                "with --config, forge options (api_url, filters, wikis, pull_refs) go in each [[source]] of the file"
+                    .into(),
+            )
+            .into());
+        }
+        return cmd_backup_config(s, path, a.policy.as_deref(), a.jobs.map(usize::from));
     }
     if a.name.is_some() && a.sources.len() != 1 {
         return Err(UsageError("--name applies to a single SOURCE; back the others up in another run".into()).into());
     }
-    let sources: Vec<backup::SourceSpec> =
-        a.sources.iter().map(|src| backup::SourceSpec { source: absolutize(src), name: a.name.clone() }).collect();
+    let account_options = account_options(&a.forge, a.api_url.clone())?;
+    let given: Vec<(String, Option<String>, forges::AccountOptions)> =
+        a.sources.iter().map(|src| (absolutize(src), a.name.clone(), account_options.clone())).collect();
+    if a.name.is_some() && given.iter().any(|(src, _, _)| gitvault_forge::ForgeSource::parse(src).is_some()) {
+        return Err(
+            UsageError("--name does not apply to a forge source: its repositories keep their names".into()).into()
+        );
+    }
+    if a.api_url.is_some() && !given.iter().any(|(src, _, _)| gitvault_forge::ForgeSource::parse(src).is_some()) {
+        return Err(UsageError("--api-url applies to forge sources (github:ORG ...), and none was given".into()).into());
+    }
+    let (sources, mut found) = resolve_sources(&given)?;
     let opts = backup::BackupOptions {
         backup_type: a.backup_type.map(|t| match t {
             TypeArg::Full => BackupType::Full,
             TypeArg::Diff => BackupType::Diff,
             TypeArg::Incr => BackupType::Incr,
         }),
+        jobs: a.jobs.map_or(DEFAULT_JOBS, usize::from),
         ..backup::BackupOptions::default()
     };
     let lock = lock_policy(&a.lock);
     if s.vaults.len() <= 1 {
         let mut vault = s.unlock()?;
         set_lock(&mut vault, lock)?;
+        found.gone_upstream = gone_upstream(&vault, &found.accounts);
         let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
-        output::backup(&report, s.json)?;
+        output::backup(&report, &found, s.json)?;
         return Ok(backup_exit_code(&report));
     }
     // Several destinations: one passphrase opens them all; a destination that cannot be opened
@@ -470,6 +498,9 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
         })
         .collect();
     let vaults: Vec<&Vault> = opened.iter().filter_map(|v| v.as_ref().ok()).collect();
+    if let Some(first) = vaults.first() {
+        found.gone_upstream = gone_upstream(first, &found.accounts);
+    }
     let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
     let outcomes: Vec<output::DestinationOutcome> = s
         .vaults
@@ -486,7 +517,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
             output::DestinationOutcome { vault: name.clone(), result }
         })
         .collect();
-    output::backup_many(&outcomes, s.json)?;
+    output::backup_many(&outcomes, &found, s.json)?;
     let codes: Vec<u8> = outcomes.iter().map(|o| o.result.as_ref().map_or(exit::FAILURE, backup_exit_code)).collect();
     Ok(if codes.iter().all(|&c| c == 0) {
         0
@@ -499,7 +530,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
 
 /// `backup --config FILE`: each policy backs its sources up into its vaults, then applies its
 /// retention to its own snapshots in each vault that took the backup.
-fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>) -> Result<u8> {
+fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>, jobs: Option<usize>) -> Result<u8> {
     if !s.vaults.is_empty() {
         return Err(UsageError("--config names the vaults: do not give --vault (or GITVAULT_VAULT) too".into()).into());
     }
@@ -526,21 +557,32 @@ fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>) -> Result<u8
     let mut runs = Vec::new();
     let mut codes = Vec::new();
     for policy in policies {
-        let sources: Vec<backup::SourceSpec> = policy
+        let given: Vec<(String, Option<String>, forges::AccountOptions)> = policy
             .sources
             .iter()
             .map(|n| {
                 let src = cfg.source(n);
-                backup::SourceSpec { source: src.url.clone(), name: Some(src.name.clone()) }
+                match &src.forge {
+                    Some(options) => (src.url.clone(), None, options.clone()),
+                    None => (src.url.clone(), Some(src.name.clone()), forges::AccountOptions::default()),
+                }
             })
             .collect();
+        let (sources, mut found) = resolve_sources(&given)?;
         let opened: Vec<Result<Vault>> = policy
             .vaults
             .iter()
             .map(|name| open_configured(s, &ctx, cfg.vault(name)).with_context(|| format!("opening the vault {name}")))
             .collect();
         let vaults: Vec<&Vault> = opened.iter().filter_map(|v| v.as_ref().ok()).collect();
-        let opts = backup::BackupOptions { backup_type: policy.backup_type, ..backup::BackupOptions::default() };
+        if let Some(first) = vaults.first() {
+            found.gone_upstream = gone_upstream(first, &found.accounts);
+        }
+        let opts = backup::BackupOptions {
+            backup_type: policy.backup_type,
+            jobs: jobs.or(cfg.jobs).unwrap_or(DEFAULT_JOBS),
+            ..backup::BackupOptions::default()
+        };
         let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
         let mut outcomes = Vec::new();
         let mut retention = Vec::new();
@@ -561,7 +603,7 @@ fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>) -> Result<u8
         let code = combine(outcomes.iter().map(|o| o.result.as_ref().map_or(exit::FAILURE, backup_exit_code)));
         let code = if code == 0 && retention.iter().any(|r| r.error.is_some()) { exit::PARTIAL } else { code };
         codes.push(code);
-        runs.push(output::PolicyRun { policy: policy.name.clone(), outcomes, retention });
+        runs.push(output::PolicyRun { policy: policy.name.clone(), forges: found, outcomes, retention });
     }
     output::config_backup(&runs, s.json)?;
     Ok(combine(codes.into_iter()))
@@ -649,6 +691,98 @@ fn backup_exit_code(report: &backup::BackupReport) -> u8 {
         (Some(_), false) => exit::PARTIAL,
         (None, _) => exit::FAILURE,
     }
+}
+
+/// Repositories worked on at once unless `--jobs` or the config says otherwise.
+const DEFAULT_JOBS: usize = 4;
+
+/// The forge options of `backup` flags.
+fn account_options(f: &cli::ForgeArgs, api_url: Option<String>) -> Result<forges::AccountOptions> {
+    let mut filter =
+        gitvault_forge::Filter::default().with_globs(&f.include, &f.exclude).map_err(|e| UsageError(e.to_string()))?;
+    filter.forks = !f.no_forks;
+    filter.archived = !f.no_archived;
+    if let Some(v) = &f.visibility {
+        filter.visibility = v.parse().map_err(UsageError)?;
+    }
+    filter.topics = f.topic.clone();
+    Ok(forges::AccountOptions {
+        api_url,
+        token_file: None,
+        token_env: None,
+        filter,
+        wikis: !f.no_wikis,
+        pull_refs: f.pull_refs,
+    })
+}
+
+/// Sources as given, in order: a forge source is listed on its forge and becomes its
+/// repositories (and wikis); anything else is a path or git URL.
+fn resolve_sources(
+    given: &[(String, Option<String>, forges::AccountOptions)],
+) -> Result<(Vec<backup::SourceSpec>, output::Forges)> {
+    let mut sources = Vec::new();
+    let mut found = output::Forges::default();
+    for (src, name, options) in given {
+        match gitvault_forge::ForgeSource::parse(src) {
+            None => sources.push(backup::SourceSpec::new(src.clone(), name.clone())),
+            Some(parsed) => {
+                let parsed = parsed.map_err(|e| UsageError(e.to_string()))?;
+                let account = forges::Account::new(parsed, options).map_err(|e| UsageError(format!("{e:#}")))?;
+                let listing = forges::list(&account);
+                match &listing.error {
+                    Some(e) => tracing::warn!(source = %listing.source, error = %e, "listing failed"),
+                    None => tracing::info!(
+                        source = %listing.source,
+                        repositories = listing.repositories.len(),
+                        left_out = listing.left_out.len(),
+                        requests = listing.requests,
+                        "listed"
+                    ),
+                }
+                sources.extend(forges::specs(&account, &listing));
+                found.accounts.push(listing);
+            }
+        }
+    }
+    Ok((sources, found))
+}
+
+/// Repositories an account held at its newest backup in `vault` that its listing no longer
+/// shows: deleted, renamed or hidden from the token upstream. Their backups stay.
+fn gone_upstream(vault: &Vault, accounts: &[forges::Listing]) -> Vec<output::Gone> {
+    let listed: Vec<&forges::Listing> = accounts.iter().filter(|l| l.error.is_none()).collect();
+    if listed.is_empty() {
+        return Vec::new();
+    }
+    let snapshots = match vault.snapshots() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the snapshots to find repositories gone upstream");
+            return Vec::new();
+        }
+    };
+    let mut gone = Vec::new();
+    for l in listed {
+        let prefix = format!("{}/", l.source);
+        let belongs = |name: &str| name == l.source || name.starts_with(&prefix);
+        let names: std::collections::BTreeSet<String> = l.all_names().collect();
+        // The newest snapshot that holds any repository of this account.
+        let Some(last) = snapshots.iter().rev().find(|s| s.repositories.iter().any(|r| belongs(&r.name))) else {
+            continue;
+        };
+        for r in last.repositories.iter().filter(|r| belongs(&r.name)) {
+            let repo = r.name.strip_suffix(".wiki").unwrap_or(&r.name);
+            if !names.contains(repo) && !gone.iter().any(|g: &output::Gone| g.name == repo) {
+                gone.push(output::Gone {
+                    name: repo.to_string(),
+                    account: l.source.clone(),
+                    last_snapshot: last.id.to_string(),
+                });
+            }
+        }
+    }
+    gone
 }
 
 /// Local relative paths become absolute, so the recorded source means the same thing later.

@@ -55,27 +55,130 @@ pub fn init(vault: &Vault, path: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn backup(r: &BackupReport, json: bool) -> Result<()> {
+/// What listing forge sources found, for the backup report.
+#[derive(Default, Serialize)]
+pub struct Forges {
+    /// One entry per forge source: the repositories it holds, those the filters left out, API
+    /// requests made, or why it could not be listed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<crate::forges::Listing>,
+    /// Repositories a forge source held at its newest backup that it no longer lists.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gone_upstream: Vec<Gone>,
+}
+
+#[derive(Serialize)]
+pub struct Gone {
+    pub name: String,
+    pub account: String,
+    /// The newest snapshot that holds it.
+    pub last_snapshot: String,
+}
+
+impl Forges {
+    fn print_accounts(&self) {
+        for a in &self.accounts {
+            match &a.error {
+                Some(e) => eprintln!("error: {e}"),
+                None => println!(
+                    "{}: {} repositories to back up{} ({} API requests to {})",
+                    a.source,
+                    a.repositories.len(),
+                    if a.left_out.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} left out by the filters", a.left_out.len())
+                    },
+                    a.requests,
+                    a.api_url
+                ),
+            }
+        }
+    }
+
+    fn print_gone(&self) {
+        for g in &self.gone_upstream {
+            println!(
+                "warning: {} is no longer in {} (deleted, renamed, or hidden from the token upstream); its backups stay restorable (newest: snapshot {})",
+                g.name,
+                g.account,
+                &g.last_snapshot[..g.last_snapshot.len().min(8)]
+            );
+        }
+    }
+}
+
+pub fn backup(r: &BackupReport, forges: &Forges, json: bool) -> Result<()> {
     if json {
-        return print_json(r);
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            report: &'a BackupReport,
+            #[serde(flatten)]
+            forges: &'a Forges,
+        }
+        return print_json(&Out { report: r, forges });
+    }
+    forges.print_accounts();
+    backup_table(r);
+    forges.print_gone();
+    Ok(())
+}
+
+/// The summary table of a backup (repository, type, new objects, bytes stored, duration,
+/// result), its warnings, and the snapshot line.
+fn backup_table(r: &BackupReport) {
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    for repo in &r.repositories {
+        rows.push([
+            repo.name.clone(),
+            repo.backup_type.as_str().to_string(),
+            repo.refs.to_string(),
+            format!("+{}", repo.objects_added),
+            format!("+{}", human_bytes(repo.bytes_added)),
+            format!("{:.1} s", repo.duration_ms as f64 / 1000.0),
+            "ok".to_string(),
+        ]);
+    }
+    for f in &r.failures {
+        rows.push([f.name.clone(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "FAILED".into()]);
+    }
+    for k in &r.skipped {
+        rows.push([k.name.clone(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), k.reason.clone()]);
+    }
+    let header = ["REPOSITORY", "TYPE", "REFS", "OBJECTS", "STORED", "DURATION", "RESULT"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 7]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            // Text columns align left, numbers right; the last column is not padded.
+            match i {
+                0 | 1 => out.push_str(&format!("{cell:<w$}  ")),
+                6 => out.push_str(cell),
+                _ => out.push_str(&format!("{cell:>w$}  ")),
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    if !rows.is_empty() {
+        line(header);
+        for row in &rows {
+            line(row.each_ref().map(String::as_str));
+        }
     }
     for repo in &r.repositories {
-        println!(
-            "{}  {}  {} refs  +{} objects  +{}  ({:.1} s)",
-            repo.name,
-            repo.backup_type.as_str(),
-            repo.refs,
-            repo.objects_added,
-            human_bytes(repo.bytes_added),
-            repo.duration_ms as f64 / 1000.0
-        );
         for c in repo.changes.iter().filter(|c| c.change.is_warning()) {
             let detail = match (&c.old, &c.new) {
                 (Some(o), Some(n)) => format!(" {} -> {}", short(o), short(n)),
                 (Some(o), None) => format!(" (was {})", short(o)),
                 _ => String::new(),
             };
-            println!("  warning: {}: {}{}", c.name, c.change.describe(), detail);
+            println!("warning: {}: {}: {}{}", repo.name, c.name, c.change.describe(), detail);
         }
     }
     for f in &r.failures {
@@ -90,7 +193,6 @@ pub fn backup(r: &BackupReport, json: bool) -> Result<()> {
         ),
         None => println!("no snapshot saved: every source failed"),
     }
-    Ok(())
 }
 
 /// What a backup run did in one of several destinations.
@@ -136,21 +238,25 @@ fn destination_rows(outcomes: &[DestinationOutcome]) -> Vec<DestinationRow<'_>> 
 
 /// A backup into several destinations: each one's report in turn, then a summary that names
 /// every destination that failed.
-pub fn backup_many(outcomes: &[DestinationOutcome], json: bool) -> Result<()> {
+pub fn backup_many(outcomes: &[DestinationOutcome], forges: &Forges, json: bool) -> Result<()> {
     if json {
         #[derive(Serialize)]
         struct Destinations<'a> {
             destinations: Vec<DestinationRow<'a>>,
+            #[serde(flatten)]
+            forges: &'a Forges,
         }
-        return print_json(&Destinations { destinations: destination_rows(outcomes) });
+        return print_json(&Destinations { destinations: destination_rows(outcomes), forges });
     }
+    forges.print_accounts();
     for o in outcomes {
         println!("destination {}:", o.vault);
         match &o.result {
-            Ok(r) => backup(r, false)?,
+            Ok(r) => backup_table(r),
             Err(e) => eprintln!("error: destination {} failed: {e:#}", o.vault),
         }
     }
+    forges.print_gone();
     let failed: Vec<&str> = outcomes.iter().filter(|o| o.status() == "failed").map(|o| o.vault.as_str()).collect();
     if failed.is_empty() {
         println!("backed up into all {} destinations", outcomes.len());
@@ -575,6 +681,7 @@ pub struct RetentionRun {
 /// One policy of `backup --config`: the backup into each of its vaults, then its retention.
 pub struct PolicyRun {
     pub policy: String,
+    pub forges: Forges,
     pub outcomes: Vec<DestinationOutcome>,
     pub retention: Vec<RetentionRun>,
 }
@@ -586,6 +693,8 @@ pub fn config_backup(runs: &[PolicyRun], json: bool) -> Result<()> {
             name: &'a str,
             destinations: Vec<DestinationRow<'a>>,
             retention: &'a [RetentionRun],
+            #[serde(flatten)]
+            forges: &'a Forges,
         }
         #[derive(Serialize)]
         struct Out<'a> {
@@ -593,13 +702,18 @@ pub fn config_backup(runs: &[PolicyRun], json: bool) -> Result<()> {
         }
         let policies = runs
             .iter()
-            .map(|r| Row { name: &r.policy, destinations: destination_rows(&r.outcomes), retention: &r.retention })
+            .map(|r| Row {
+                name: &r.policy,
+                destinations: destination_rows(&r.outcomes),
+                retention: &r.retention,
+                forges: &r.forges,
+            })
             .collect();
         return print_json(&Out { policies });
     }
     for r in runs {
         println!("== policy {}", r.policy);
-        backup_many(&r.outcomes, false)?;
+        backup_many(&r.outcomes, &r.forges, false)?;
         for x in &r.retention {
             match (&x.forget, &x.error) {
                 (_, Some(e)) => eprintln!("error: vault {}: {e}", x.vault),
@@ -617,7 +731,11 @@ pub fn config_backup(runs: &[PolicyRun], json: bool) -> Result<()> {
 }
 
 /// `config check`: what each policy would back up, and where.
-pub fn config_check(cfg: &crate::config::Config, json: bool) -> Result<()> {
+pub fn config_check(
+    cfg: &crate::config::Config,
+    listings: &std::collections::BTreeMap<String, crate::forges::Listing>,
+    json: bool,
+) -> Result<()> {
     let redact = |u: &str| gitvault_engine::ops::backup::redact(u);
     if json {
         let vault = |n: &String| {
@@ -626,7 +744,18 @@ pub fn config_check(cfg: &crate::config::Config, json: bool) -> Result<()> {
         };
         let source = |n: &String| {
             let s = cfg.source(n);
-            serde_json::json!({"name": s.name, "url": redact(&s.url)})
+            match listings.get(n) {
+                Some(l) => serde_json::json!({
+                    "name": s.name,
+                    "url": s.url,
+                    "api_url": l.api_url,
+                    "repositories": l.repositories,
+                    "left_out": l.left_out,
+                    "requests": l.requests,
+                    "error": l.error,
+                }),
+                None => serde_json::json!({"name": s.name, "url": redact(&s.url)}),
+            }
         };
         let policies: Vec<serde_json::Value> = cfg
             .policies
@@ -655,7 +784,31 @@ pub fn config_check(cfg: &crate::config::Config, json: bool) -> Result<()> {
         );
         for n in &p.sources {
             let s = cfg.source(n);
-            println!("  source {}  {}", s.name, redact(&s.url));
+            match listings.get(n) {
+                None => println!("  source {}  {}", s.name, redact(&s.url)),
+                Some(l) => match &l.error {
+                    Some(e) => println!("  source {}  (via {}): cannot be listed: {e}", s.name, l.api_url),
+                    None => {
+                        println!(
+                            "  source {}  (via {}): {} repositories{}",
+                            s.name,
+                            l.api_url,
+                            l.repositories.len(),
+                            if l.left_out.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", {} left out", l.left_out.len())
+                            }
+                        );
+                        for r in &l.repositories {
+                            println!("    {r}");
+                        }
+                        for x in &l.left_out {
+                            println!("    ({} left out: {})", x.name, x.reason);
+                        }
+                    }
+                },
+            }
         }
         for n in &p.vaults {
             let v = cfg.vault(n);

@@ -1,27 +1,35 @@
 //! Progress bars on a terminal; nothing (logs only) elsewhere.
+//!
+//! With `--jobs N` several repositories are worked on at once, each on its own thread: every
+//! thread gets its own bar, and byte counts go to the bar of the thread that reports them.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
+use std::thread::ThreadId;
 
 use gitvault_engine::progress::Progress;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 pub struct Bars {
-    bar: Mutex<Option<ProgressBar>>,
+    multi: MultiProgress,
+    bars: Mutex<HashMap<ThreadId, ProgressBar>>,
 }
 
 impl Bars {
     /// Bars when stderr is a terminal and the user did not ask for quiet; `None` otherwise.
     pub fn new(quiet: bool) -> Option<Self> {
-        (!quiet && std::io::stderr().is_terminal()).then(|| Self { bar: Mutex::new(None) })
+        (!quiet && std::io::stderr().is_terminal())
+            .then(|| Self { multi: MultiProgress::new(), bars: Mutex::new(HashMap::new()) })
     }
 }
 
 impl Progress for Bars {
     fn start(&self, repo: &str, phase: &str, total: Option<u64>) {
-        let mut slot = self.bar.lock().expect("progress lock");
-        if let Some(old) = slot.take() {
+        let mut bars = self.bars.lock().expect("progress lock");
+        if let Some(old) = bars.remove(&std::thread::current().id()) {
             old.finish_and_clear();
+            self.multi.remove(&old);
         }
         let bar = match total {
             Some(t) => ProgressBar::new(t).with_style(
@@ -34,19 +42,21 @@ impl Progress for Bars {
                     .expect("valid template"),
             ),
         };
+        let bar = self.multi.add(bar);
         bar.set_prefix(repo.to_string());
         bar.set_message(phase.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        *slot = Some(bar);
+        bars.insert(std::thread::current().id(), bar);
     }
     fn bytes(&self, n: u64) {
-        if let Some(b) = self.bar.lock().expect("progress lock").as_ref() {
+        if let Some(b) = self.bars.lock().expect("progress lock").get(&std::thread::current().id()) {
             b.inc(n);
         }
     }
     fn finish(&self, _repo: &str) {
-        if let Some(b) = self.bar.lock().expect("progress lock").take() {
+        if let Some(b) = self.bars.lock().expect("progress lock").remove(&std::thread::current().id()) {
             b.finish_and_clear();
+            self.multi.remove(&b);
         }
     }
 }

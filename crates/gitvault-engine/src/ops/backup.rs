@@ -4,6 +4,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gitvault_format::envelope::{Compression, Kind};
@@ -12,7 +14,7 @@ use gitvault_format::ledger::Event;
 use gitvault_format::pending::Pending;
 use gitvault_format::snapshot::{BackupType, HeadRecord, PackRecord, RefRecord, RepoFailure, RepoSnapshot, Snapshot};
 use gitvault_format::timestamp;
-use gitvault_git::{Git, Head, ObjectId, RefState, SourceKind};
+use gitvault_git::{Git, Head, HttpAuth, ObjectId, RefState, SourceKind};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -24,15 +26,33 @@ use crate::vault::{Context, Vault};
 pub use gitvault_git::redact_source as redact;
 
 /// One thing to back up: a path or URL, and optionally the name to file it under.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SourceSpec {
     pub source: String,
     pub name: Option<String>,
+    /// An HTTP header git sends to the source's host (a forge token); never stored.
+    pub auth: Option<HttpAuth>,
+    /// A source that may not exist (a wiki that is enabled but was never created): when the
+    /// remote answers "not found" it is skipped, not failed.
+    pub optional: bool,
+    /// Ref prefixes left out (`refs/pull/`): neither fetched nor recorded.
+    pub exclude_refs: Vec<String>,
+    /// Known to have failed before the run (a forge account that could not be listed): the
+    /// error is recorded as this source's failure in every vault.
+    pub failed: Option<String>,
 }
 
 impl SourceSpec {
+    pub fn new(source: impl Into<String>, name: Option<String>) -> Self {
+        Self { source: source.into(), name, ..Self::default() }
+    }
+
     pub fn name(&self) -> String {
         self.name.clone().unwrap_or_else(|| gitvault_git::source_name(&self.source))
+    }
+
+    fn excluded(&self, refname: &str) -> bool {
+        self.exclude_refs.iter().any(|p| refname.starts_with(p.as_str()))
     }
 }
 
@@ -44,6 +64,8 @@ pub struct BackupOptions {
     /// marked or deleted by a prune meanwhile (FORMAT.md §9.4 requires it after 1800 s; checking
     /// sooner only costs a listing). Capped at [`RECHECK_AFTER`].
     pub recheck_after: Duration,
+    /// Sources read and packed at the same time (at least 1).
+    pub jobs: usize,
 }
 
 /// FORMAT.md §9.4: a backup that ran for more than this re-checks before committing.
@@ -51,7 +73,7 @@ pub const RECHECK_AFTER: Duration = Duration::from_secs(gitvault_format::mark::M
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        Self { backup_type: None, recheck_after: RECHECK_AFTER }
+        Self { backup_type: None, recheck_after: RECHECK_AFTER, jobs: 1 }
     }
 }
 
@@ -82,6 +104,15 @@ pub struct BackupReport {
     pub time: time::OffsetDateTime,
     pub repositories: Vec<RepoReport>,
     pub failures: Vec<RepoFailure>,
+    /// Optional sources that do not exist upstream (wikis never created).
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub name: String,
+    pub source: String,
+    pub reason: String,
 }
 
 /// Back up every source into one new snapshot. A source that fails is reported in the result
@@ -117,36 +148,76 @@ pub fn backup_many(
         }
     }
     let Some(first) = vaults.first() else { return Ok(Vec::new()) };
-    let mut runs: Vec<Result<Run>> = vaults.iter().map(|v| Run::start(v)).collect();
+    let runs: Vec<Result<Run>> = vaults.iter().map(|v| Run::start(v)).collect();
     let time = timestamp::now();
     let git = Git::new();
-    for spec in sources {
-        if runs.iter().all(|r| r.is_err()) {
-            break; // no vault to write to: do not fetch for nothing
-        }
-        let name = spec.name();
-        progress.start(&name, "reading refs", None);
-        let started = Instant::now();
-        let prepared = prepare(&first.ctx, &git, &spec.source);
-        let prepare_time = started.elapsed();
-        for run in runs.iter_mut().filter_map(|r| r.as_mut().ok()) {
-            let result = match &prepared {
-                Ok(source) => {
-                    let job = Job { name: &name, spec, source, prepare_time };
-                    backup_repo(run.vault, &git, &job, &run.history, &run.pending, run.id, opts, progress)
-                        .map(|(repo, report, done)| {
-                            run.pending_done.extend(done);
-                            (repo, report)
-                        })
-                        .map_err(|e| crate::error::chain(&e))
+    let skipped = Mutex::new(Vec::new());
+    let next = AtomicUsize::new(0);
+    // Each worker takes the next source, reads it once and backs it up into every vault.
+    let work = || {
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(spec) = sources.get(index) else { break };
+            if runs.iter().all(|r| r.is_err()) {
+                break; // no vault to write to: do not fetch for nothing
+            }
+            let name = spec.name();
+            if let Some(error) = &spec.failed {
+                for run in runs.iter().filter_map(|r| r.as_ref().ok()) {
+                    run.record(index, &name, spec, Err(error.clone()));
                 }
-                Err(e) => Err(crate::error::chain(e)),
+                continue;
+            }
+            progress.start(&name, "reading refs", None);
+            let started = Instant::now();
+            let git = match &spec.auth {
+                Some(auth) => git.with_http_auth(&spec.source, auth),
+                None => git.clone(),
             };
-            run.record(&name, spec, result);
+            let prepared = prepare(&first.ctx, &git, spec);
+            let prepare_time = started.elapsed();
+            if let Err(e) = &prepared
+                && spec.optional
+                && matches!(e, Error::Git(g) if g.is_remote_not_found())
+            {
+                tracing::info!(repo = %name, "optional source does not exist upstream: skipped");
+                let reason = "does not exist upstream".to_string();
+                let source = gitvault_git::redact_source(&spec.source);
+                skipped.lock().expect("skipped lock").push((index, Skipped { name: name.clone(), source, reason }));
+                progress.finish(&name);
+                continue;
+            }
+            for run in runs.iter().filter_map(|r| r.as_ref().ok()) {
+                let result = match &prepared {
+                    Ok(source) => {
+                        let job = Job { name: &name, spec, source, prepare_time };
+                        backup_repo(run.vault, &git, &job, &run.history, &run.pending, run.id, opts, progress)
+                            .map_err(|e| crate::error::chain(&e))
+                    }
+                    Err(e) => Err(crate::error::chain(e)),
+                };
+                run.record(index, &name, spec, result);
+            }
+            progress.finish(&name);
         }
-        progress.finish(&name);
+    };
+    let workers = opts.jobs.clamp(1, sources.len().max(1));
+    if workers == 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(work);
+            }
+        });
     }
-    Ok(runs.into_iter().map(|r| r.and_then(|run| run.commit(time, opts.recheck_after.min(RECHECK_AFTER)))).collect())
+    let mut skipped = skipped.into_inner().expect("skipped lock");
+    skipped.sort_by_key(|(i, _)| *i);
+    let skipped: Vec<Skipped> = skipped.into_iter().map(|(_, s)| s).collect();
+    Ok(runs
+        .into_iter()
+        .map(|r| r.and_then(|run| run.commit(time, opts.recheck_after.min(RECHECK_AFTER), skipped.clone())))
+        .collect())
 }
 
 /// One vault's part of a backup run.
@@ -157,12 +228,19 @@ struct Run<'a> {
     history: Vec<Snapshot>,
     /// Pending packs of interrupted runs that may be resumed (none of their data marked).
     pending: Vec<Pending>,
+    id: SnapshotId,
+    /// What the workers found, each tagged with its source's position so that the snapshot
+    /// lists repositories in the order given, however the work interleaved.
+    outcomes: Mutex<Outcomes>,
+}
+
+#[derive(Default)]
+struct Outcomes {
     /// Pending records this run used or wrote: removed once its snapshot is committed.
     pending_done: Vec<PendingId>,
-    id: SnapshotId,
-    repos: Vec<RepoSnapshot>,
-    reports: Vec<RepoReport>,
-    failures: Vec<RepoFailure>,
+    repos: Vec<(usize, RepoSnapshot)>,
+    reports: Vec<(usize, RepoReport)>,
+    failures: Vec<(usize, RepoFailure)>,
 }
 
 impl<'a> Run<'a> {
@@ -204,42 +282,46 @@ impl<'a> Run<'a> {
             .filter(|p| p.packs.iter().all(|k| !marked.contains(&k.pack.id) && !marked.contains(&k.index.id)))
             .collect();
         let id = SnapshotId::random()?;
-        Ok(Self {
-            vault,
-            started,
-            history,
-            pending,
-            pending_done: Vec::new(),
-            id,
-            repos: Vec::new(),
-            reports: Vec::new(),
-            failures: Vec::new(),
-        })
+        Ok(Self { vault, started, history, pending, id, outcomes: Mutex::new(Outcomes::default()) })
     }
 
     /// A repository's outcome in this vault; a failure comes as its message (a source that
     /// could not be read fails in every vault with the same one).
-    fn record(&mut self, name: &str, spec: &SourceSpec, result: Result<(RepoSnapshot, RepoReport), String>) {
+    fn record(
+        &self,
+        index: usize,
+        name: &str,
+        spec: &SourceSpec,
+        result: Result<(RepoSnapshot, RepoReport, Vec<PendingId>), String>,
+    ) {
+        let mut out = self.outcomes.lock().expect("outcomes lock");
         match result {
-            Ok((repo, report)) => {
-                self.repos.push(repo);
-                self.reports.push(report);
+            Ok((repo, report, done)) => {
+                out.repos.push((index, repo));
+                out.reports.push((index, report));
+                out.pending_done.extend(done);
             }
             Err(error) => {
                 tracing::warn!(repo = %name, vault = %self.vault.location(), error = %error, "backup of repository failed");
-                self.failures.push(RepoFailure {
-                    name: name.to_string(),
-                    source: gitvault_git::redact_source(&spec.source),
-                    error,
-                });
+                out.failures.push((
+                    index,
+                    RepoFailure { name: name.to_string(), source: gitvault_git::redact_source(&spec.source), error },
+                ));
             }
         }
     }
 
-    fn commit(self, time: time::OffsetDateTime, recheck_after: Duration) -> Result<BackupReport> {
-        let Self { vault, started, id, repos, reports, failures, pending_done, .. } = self;
+    fn commit(
+        self,
+        time: time::OffsetDateTime,
+        recheck_after: Duration,
+        skipped: Vec<Skipped>,
+    ) -> Result<BackupReport> {
+        let Self { vault, started, id, outcomes, .. } = self;
+        let Outcomes { pending_done, repos, reports, failures } = outcomes.into_inner().expect("outcomes lock");
+        let (repos, reports, failures) = (in_order(repos), in_order(reports), in_order(failures));
         if repos.is_empty() {
-            return Ok(BackupReport { snapshot: None, time, repositories: reports, failures });
+            return Ok(BackupReport { snapshot: None, time, repositories: reports, failures, skipped });
         }
         let snap = Snapshot {
             version: gitvault_format::SNAPSHOT_VERSION,
@@ -262,8 +344,14 @@ impl<'a> Run<'a> {
         })?;
         // The snapshot now holds what the pending records offered.
         vault.remove_pending(&pending_done);
-        Ok(BackupReport { snapshot: Some(id), time, repositories: reports, failures })
+        Ok(BackupReport { snapshot: Some(id), time, repositories: reports, failures, skipped })
     }
+}
+
+/// Items tagged with their source's position, in that order.
+fn in_order<T>(mut v: Vec<(usize, T)>) -> Vec<T> {
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, x)| x).collect()
 }
 
 /// A source ready to pack from: a repository directory (the source itself when local, a
@@ -275,8 +363,14 @@ struct Prepared {
     _lock: Option<fs::File>,
 }
 
-fn prepare(ctx: &Context, git: &Git, source: &str) -> Result<Prepared> {
-    match gitvault_git::classify_source(source)? {
+fn prepare(ctx: &Context, git: &Git, spec: &SourceSpec) -> Result<Prepared> {
+    let mut prepared = prepare_unfiltered(ctx, git, spec)?;
+    prepared.state.refs.retain(|r| !spec.excluded(&r.name));
+    Ok(prepared)
+}
+
+fn prepare_unfiltered(ctx: &Context, git: &Git, spec: &SourceSpec) -> Result<Prepared> {
+    match gitvault_git::classify_source(&spec.source)? {
         SourceKind::Local(path) => {
             let state = git.read_refs(&path)?;
             Ok(Prepared { path, state, _lock: None })
@@ -291,11 +385,15 @@ fn prepare(ctx: &Context, git: &Git, source: &str) -> Result<Prepared> {
                 fs::File::create(&lock_path).map_err(|e| Error::io(format!("creating {}", lock_path.display()), e))?;
             lock.lock().map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
             // Refs first: a no-change backup then costs one ref listing and no fetch.
-            let remote = git.ls_remote(&url)?;
-            let current = mirror.join("HEAD").exists().then(|| git.read_refs(&mirror).ok()).flatten();
+            let mut remote = git.ls_remote(&url)?;
+            remote.refs.retain(|r| !spec.excluded(&r.name));
+            let mut current = mirror.join("HEAD").exists().then(|| git.read_refs(&mirror).ok()).flatten();
+            if let Some(c) = current.as_mut() {
+                c.refs.retain(|r| !spec.excluded(&r.name));
+            }
             let state = match current {
                 Some(c) if c.refs == remote.refs && c.head == remote.head => c,
-                _ => git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref())?,
+                _ => git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref(), &spec.exclude_refs)?,
             };
             Ok(Prepared { path: mirror, state, _lock: Some(lock) })
         }

@@ -88,7 +88,7 @@ impl Setup {
     }
 
     fn source(&self) -> Vec<SourceSpec> {
-        vec![SourceSpec { source: self.repo.display().to_string(), name: Some("repo".into()) }]
+        vec![SourceSpec::new(self.repo.display().to_string(), Some("repo".into()))]
     }
 
     /// The vault verifies and every snapshot restores to the refs recorded when it was made.

@@ -35,12 +35,12 @@ fn sync_mirror_reproduces_remote_and_second_sync_is_a_no_op() {
     let mirror = sb.path("mirror.git");
 
     let remote = git.ls_remote(&url).expect("ls-remote");
-    let first = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref()).expect("first sync");
+    let first = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref(), &[]).expect("first sync");
     assert_eq!(first, remote);
     assert_eq!(first, git.read_refs(&rich.path).expect("source refs"));
     let files = object_files(&mirror);
 
-    let second = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref()).expect("second sync");
+    let second = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref(), &[]).expect("second sync");
     assert_eq!(second, first);
     assert_eq!(object_files(&mirror), files, "nothing new was written");
     git.fsck(&mirror).expect("mirror is consistent");
@@ -59,7 +59,7 @@ fn sync_mirror_follows_force_push_and_prunes_deleted_refs() {
     let url = sb.file_url(&rich.path);
     let mirror = sb.path("mirror.git");
     let remote = git.ls_remote(&url).expect("ls-remote");
-    git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref()).expect("first sync");
+    git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref(), &[]).expect("first sync");
 
     // Rewrite history in the source, as a force-push would, and delete refs.
     sb.run(&rich.path, &["reset", "-q", "--hard", rich.first.as_str()]);
@@ -70,7 +70,7 @@ fn sync_mirror_follows_force_push_and_prunes_deleted_refs() {
     sb.run(&rich.path, &["branch", "feature/next", rewritten.as_str()]);
 
     let remote = git.ls_remote(&url).expect("ls-remote");
-    let synced = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref()).expect("second sync");
+    let synced = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref(), &[]).expect("second sync");
     assert_eq!(synced, git.read_refs(&rich.path).expect("source refs"));
     let names: Vec<_> = synced.refs.iter().map(|r| r.name.as_str()).collect();
     assert!(!names.contains(&"refs/heads/feature"));
@@ -91,7 +91,7 @@ fn sync_mirror_fetches_a_detached_head_no_ref_reaches() {
     let remote = git.ls_remote(&url).expect("ls-remote");
     assert_eq!(remote.head, Some(Head::Detached(dangling.clone())));
     let mirror = sb.path("mirror.git");
-    let synced = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref()).expect("sync");
+    let synced = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref(), &[]).expect("sync");
     assert_eq!(synced, remote);
     assert!(git.existing_objects(&mirror, std::slice::from_ref(&dangling)).expect("cat-file").contains(&dangling));
     git.fsck(&mirror).expect("mirror is consistent");
@@ -106,7 +106,7 @@ fn sync_mirror_of_empty_remote_is_empty() {
     let remote = git.ls_remote(&url).expect("ls-remote");
     let mirror = sb.path("mirror.git");
     fs::create_dir(&mirror).expect("an existing empty directory is fine");
-    let synced = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref()).expect("sync");
+    let synced = git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref(), &[]).expect("sync");
     assert!(synced.refs.is_empty());
 }
 
@@ -117,7 +117,8 @@ fn sync_mirror_refuses_a_mirror_of_another_object_format() {
     let git = sb.git();
     let mirror = sb.path("mirror.git");
     git.init_bare(&mirror, ObjectFormat::Sha256).expect("init");
-    let err = git.sync_mirror(&mirror, &sb.file_url(&rich.path), ObjectFormat::Sha1, None).expect_err("formats differ");
+    let err =
+        git.sync_mirror(&mirror, &sb.file_url(&rich.path), ObjectFormat::Sha1, None, &[]).expect_err("formats differ");
     assert!(matches!(err, Error::WrongObjectFormat { .. }), "{err:?}");
 }
 
@@ -127,6 +128,6 @@ fn sync_mirror_failure_is_unreachable() {
     let git = sb.git();
     let mirror = sb.path("mirror.git");
     let url = format!("file://{}", sb.path("missing").display());
-    let err = git.sync_mirror(&mirror, &url, ObjectFormat::Sha1, None).expect_err("no such remote");
+    let err = git.sync_mirror(&mirror, &url, ObjectFormat::Sha1, None, &[]).expect_err("no such remote");
     assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
 }

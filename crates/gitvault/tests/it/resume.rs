@@ -48,8 +48,12 @@ fn run(t: &Target) {
     add_noise_commits(&beta, 12, 40, 1 << 20);
     let (a, b) = (alpha.to_str().expect("utf-8"), beta.to_str().expect("utf-8"));
 
-    let mut child =
-        (t.cmd)(&t.w, &["backup", a, b]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    // One repository at a time, so that the kill finds alpha stored and beta not yet.
+    let mut child = (t.cmd)(&t.w, &["backup", "--jobs", "1", a, b])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(120);
     while (t.files)("pending").is_empty() {
         assert!(
