@@ -1,1 +1,322 @@
-// Tests of the fake forge itself.
+//! The fake forge through its launcher, with real git and plain HTTP: what forge clients will be
+//! tested against must itself behave like the forges.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use gitvault_forge::testing::{FakeForge, FakeForgeKind};
+use serde_json::{Value, json};
+
+use FakeForgeKind::Github;
+
+/// One answer, its headers lower-cased.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let mut request = client.get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let body = response.text().expect("body");
+    Answer { status, headers, body }
+}
+
+/// The `rel` targets of a Link header, in order.
+fn links(link: &str) -> Vec<(String, String)> {
+    link.split(", ")
+        .map(|part| {
+            let (url, rel) = part.split_once("; rel=").expect("link part");
+            (rel.trim_matches('"').to_string(), url.trim_matches(['<', '>']).to_string())
+        })
+        .collect()
+}
+
+fn git(args: &[&str], cwd: Option<&Path>) -> Output {
+    let mut command = Command::new("git");
+    command
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com");
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    command.output().expect("run git")
+}
+
+fn git_ok(args: &[&str], cwd: Option<&Path>) -> String {
+    let out = git(args, cwd);
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A bare repository at `dir` with one commit on `main` holding `content`; returns the commit.
+fn make_repo(dir: &Path, content: &str) -> String {
+    let dir = dir.to_str().expect("utf-8 path");
+    git_ok(&["init", "-q", "--bare", "-b", "main", dir], None);
+    let blob = git_stdin(dir, &["hash-object", "-w", "--stdin"], content);
+    let tree = git_stdin(dir, &["mktree"], &format!("100644 blob {blob}\tREADME\n"));
+    let commit = git_ok(&["--git-dir", dir, "commit-tree", &tree, "-m", "first"], None);
+    git_ok(&["--git-dir", dir, "update-ref", "refs/heads/main", &commit], None);
+    commit
+}
+
+/// Run git in the repository `git_dir` with `input` on its standard input; its output, trimmed.
+fn git_stdin(git_dir: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run git");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write to git");
+    let out = child.wait_with_output().expect("git output");
+    assert!(out.status.success(), "git {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `url` with `user:password@` after the scheme.
+fn with_credentials(url: &str, user: &str, password: &str) -> String {
+    url.replacen("http://", &format!("http://{user}:{password}@"), 1)
+}
+
+fn ls_remote(url: &str) -> Output {
+    git(&["ls-remote", url], None)
+}
+
+fn listing_requests(forge: &FakeForge, path: &str) -> usize {
+    forge.requests().iter().filter(|r| r["kind"] == "api" && r["path"] == path).count()
+}
+
+fn github_world(repos: Vec<Value>) -> Value {
+    json!({
+        "tokens": {
+            "good": {"login": "alice", "deny": ["github:acme/secret"]},
+            "old": {"login": "alice", "expired": true},
+        },
+        "github": {"accounts": {"acme": {"type": "Organization", "members": ["alice"]}}, "repos": repos},
+    })
+}
+
+#[test]
+fn github_lists_an_org_of_250_repos_over_3_pages_following_link() {
+    let forge = FakeForge::start();
+    let repos = (0..250).map(|i| json!({"owner": "acme", "name": format!("r{i:03}"), "private": i % 2 == 0})).collect();
+    forge.write_world(&github_world(repos));
+    let mut url = format!("{}/orgs/acme/repos?type=all&per_page=100", forge.api_url(Github));
+    let mut names = Vec::new();
+    let mut pages = 0;
+    loop {
+        let answer = get(&url, &[("Authorization", "Bearer good")]);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        pages += 1;
+        for repo in answer.json().as_array().expect("array") {
+            names.push(repo["full_name"].as_str().expect("full_name").to_string());
+            assert!(repo["clone_url"].as_str().expect("clone_url").starts_with(&forge.base_url()));
+        }
+        let link = answer.header("link").expect("Link header on every page of three").to_string();
+        let rels = links(&link);
+        let rel_names: Vec<_> = rels.iter().map(|(rel, _)| rel.as_str()).collect();
+        match pages {
+            1 => assert_eq!(rel_names, ["next", "last"]),
+            2 => assert_eq!(rel_names, ["prev", "next", "last", "first"]),
+            _ => assert_eq!(rel_names, ["prev", "first"]),
+        }
+        for (_, target) in &rels {
+            assert!(target.contains("type=all") && target.contains("per_page=100"), "{target}");
+        }
+        match rels.into_iter().find(|(rel, _)| rel == "next") {
+            Some((_, next)) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 250);
+    assert_eq!(listing_requests(&forge, "/github/api/v3/orgs/acme/repos"), 3);
+
+    // Anonymous: only the 125 public ones, 30 a page by default.
+    let answer = get(&format!("{}/orgs/acme/repos", forge.api_url(Github)), &[]);
+    assert_eq!(answer.json().as_array().expect("array").len(), 30);
+    let last = links(answer.header("link").expect("link")).into_iter().find(|(rel, _)| rel == "last").expect("last");
+    assert!(last.1.ends_with("page=5"), "{}", last.1);
+}
+
+#[test]
+fn github_private_repo_clones_with_a_token_and_challenges_anonymous_git() {
+    let forge = FakeForge::start();
+    forge.write_world(&github_world(vec![json!({"owner": "acme", "name": "api", "private": true})]));
+    let commit = make_repo(&forge.git_dir(Github, "acme", "api"), "hello");
+    let url = forge.clone_url(Github, "acme", "api");
+
+    let anonymous = ls_remote(&url);
+    assert!(!anonymous.status.success());
+    let refs = get(&format!("{url}/info/refs?service=git-upload-pack"), &[]);
+    assert_eq!(refs.status, 401);
+    assert_eq!(refs.header("www-authenticate"), Some("Basic realm=\"GitHub\""));
+    let bad = ls_remote(&with_credentials(&url, "x-access-token", "old"));
+    assert!(!bad.status.success());
+
+    let listed = git_ok(&["ls-remote", &with_credentials(&url, "x-access-token", "good")], None);
+    assert!(listed.contains(&format!("{commit}\trefs/heads/main")), "{listed}");
+    let bearer = git_ok(&["-c", "http.extraHeader=Authorization: Bearer good", "ls-remote", &url], None);
+    assert!(bearer.contains(&commit));
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let dest = work.path().join("clone");
+    git_ok(&["clone", "-q", &with_credentials(&url, "x-access-token", "good"), dest.to_str().expect("utf-8")], None);
+    assert_eq!(std::fs::read_to_string(dest.join("README")).expect("README"), "hello");
+    let git_requests: Vec<_> = forge.requests().into_iter().filter(|r| r["kind"] == "git").collect();
+    assert!(git_requests.iter().any(|r| r["status"] == 401 && r["token"] == false));
+    assert!(git_requests.iter().any(|r| r["method"] == "POST" && r["status"] == 200 && r["token"] == true));
+    let log = std::fs::read_to_string(forge.root().join("requests.jsonl")).expect("log");
+    assert!(!log.contains("good"), "the request log must not hold tokens");
+}
+
+#[test]
+fn github_denied_repo_is_not_found_for_api_and_git() {
+    let forge = FakeForge::start();
+    forge.write_world(&github_world(vec![
+        json!({"owner": "acme", "name": "api", "private": true}),
+        json!({"owner": "acme", "name": "secret", "private": true}),
+    ]));
+    make_repo(&forge.git_dir(Github, "acme", "secret"), "s");
+    let api = forge.api_url(Github);
+    let answer = get(&format!("{api}/repos/acme/secret"), &[("Authorization", "token good")]);
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.json()["message"], "Not Found");
+    let listed = get(&format!("{api}/orgs/acme/repos"), &[("Authorization", "token good")]).json();
+    let names: Vec<_> = listed.as_array().expect("array").iter().map(|r| r["name"].clone()).collect();
+    assert_eq!(names, [json!("api")]);
+    let url = with_credentials(&forge.clone_url(Github, "acme", "secret"), "x-access-token", "good");
+    let out = ls_remote(&url);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let expired = get(&format!("{api}/orgs/acme/repos"), &[("Authorization", "Bearer old")]);
+    assert_eq!(expired.status, 401);
+    assert_eq!(expired.json()["message"], "Bad credentials");
+    assert_eq!(expired.json()["status"], "401");
+}
+
+#[test]
+fn github_etag_answers_304_without_counting_against_the_limit() {
+    let forge = FakeForge::start();
+    forge.write_world(&github_world(vec![json!({"owner": "acme", "name": "api"})]));
+    let url = format!("{}/repos/acme/api", forge.api_url(Github));
+    let first = get(&url, &[("Authorization", "Bearer good")]);
+    assert_eq!(first.status, 200);
+    let etag = first.header("etag").expect("ETag").to_string();
+    let used = first.header("x-ratelimit-used").expect("used").to_string();
+    assert_eq!(first.header("x-github-media-type"), Some("github.v3; format=json"));
+    assert!(first.header("cache-control").expect("Cache-Control").starts_with("private"));
+    let again = get(&url, &[("Authorization", "Bearer good"), ("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("x-ratelimit-used"), Some(used.as_str()));
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+
+    // A changed world changes the answer and its ETag, even when rewritten at once.
+    forge.write_world(&github_world(vec![json!({"owner": "acme", "name": "api", "description": "new"})]));
+    let changed = get(&url, &[("Authorization", "Bearer good"), ("If-None-Match", &etag)]);
+    assert_eq!(changed.status, 200);
+    assert_eq!(changed.json()["description"], "new");
+}
+
+#[test]
+fn github_rate_limit_fault_answers_403_until_the_reset() {
+    let forge = FakeForge::start();
+    let mut world = github_world(vec![json!({"owner": "acme", "name": "api"})]);
+    world["faults"] = json!({"github": {"rate_limit": {"after": 2, "reset_seconds": 1}}});
+    forge.write_world(&world);
+    let url = format!("{}/orgs/acme/repos", forge.api_url(Github));
+    for remaining in ["1", "0"] {
+        let answer = get(&url, &[("Authorization", "Bearer good")]);
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-ratelimit-remaining"), Some(remaining));
+    }
+    let limited = get(&url, &[("Authorization", "Bearer good")]);
+    assert_eq!(limited.status, 403);
+    assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(limited.json()["message"], "API rate limit exceeded for user ID 1.");
+    let reset: u64 = limited.header("x-ratelimit-reset").expect("reset").parse().expect("epoch seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    assert!(reset >= now && reset <= now + 2, "reset {reset}, now {now}");
+    std::thread::sleep(Duration::from_millis(1100));
+    while get(&url, &[("Authorization", "Bearer good")]).status == 403 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Secondary limit: once, with Retry-After; injected errors: as many times as asked.
+    world["faults"] = json!({"github": {
+        "secondary": {"after": 1, "retry_after": 3},
+        "errors": [{"path": "/repos/acme/api$", "status": 502, "times": 2}],
+    }});
+    forge.write_world(&world);
+    assert_eq!(get(&url, &[]).status, 200);
+    let secondary = get(&url, &[]);
+    assert_eq!(secondary.status, 403);
+    assert_eq!(secondary.header("retry-after"), Some("3"));
+    assert_eq!(get(&url, &[]).status, 200);
+    let repo = format!("{}/repos/acme/api", forge.api_url(Github));
+    let statuses: Vec<_> = (0..3).map(|_| get(&repo, &[]).status).collect();
+    assert_eq!(statuses, [502, 502, 200]);
+}
+
+#[test]
+fn github_user_endpoints_follow_the_token() {
+    let forge = FakeForge::start();
+    forge.write_world(&github_world(vec![
+        json!({"owner": "alice", "name": "dots", "private": true}),
+        json!({"owner": "acme", "name": "api", "private": true}),
+        json!({"owner": "bob", "name": "shared", "private": true, "collaborators": ["alice"]}),
+        json!({"owner": "bob", "name": "other", "private": true}),
+    ]));
+    let api = forge.api_url(Github);
+    let auth = [("Authorization", "Bearer good")];
+    let me = get(&format!("{api}/user"), &auth).json();
+    assert_eq!(me["login"], "alice");
+    assert_eq!(me["type"], "User");
+    assert_eq!(get(&format!("{api}/user"), &[]).status, 401);
+    let names = |query: &str| -> Vec<String> {
+        let list = get(&format!("{api}/user/repos{query}"), &auth).json();
+        list.as_array().expect("array").iter().map(|r| r["full_name"].as_str().expect("name").to_string()).collect()
+    };
+    assert_eq!(names(""), ["acme/api", "alice/dots", "bob/shared"]);
+    assert_eq!(names("?affiliation=owner"), ["alice/dots"]);
+    assert_eq!(get(&format!("{api}/users/acme"), &[]).json()["type"], "Organization");
+    assert_eq!(get(&format!("{api}/orgs/alice"), &[]).status, 404);
+    // Public listing of a user: public repositories only.
+    assert_eq!(get(&format!("{api}/users/alice/repos"), &auth).json(), json!([]));
+}

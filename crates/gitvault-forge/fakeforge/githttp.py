@@ -1,0 +1,201 @@
+"""Git's smart HTTP protocol, served by `git http-backend` run as a CGI program per request.
+
+Only the smart protocol is served (ref advertisement with `?service=`, `git-upload-pack`,
+`git-receive-pack`), as on the real forges. Access is decided here, the way the forges decide it:
+anonymous requests for anything but a visible public repository get 401 with a Basic challenge
+(so that git asks for credentials; a forge does not tell strangers whether a private repository
+exists), rejected credentials get 401, and a valid token that may not see the repository gets 404.
+Pushing needs a valid token.
+
+A repository the world lists but that has no directory on disk is an empty repository: fetching
+from it sees no refs (served from one shared empty repository), and the first push creates it at
+its place under DIR/git, as a push to a new repository on a forge does.
+"""
+
+import os
+import subprocess
+import threading
+
+from core import INVALID, Response, can_see
+
+SERVICES = ("git-upload-pack", "git-receive-pack")
+
+
+def empty_repo(root):
+    """The shared empty bare repository behind unborn repositories, made once."""
+    path = os.path.join(root, ".fakeforge", "empty.git")
+    if not os.path.isdir(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + f".{os.getpid()}.{threading.get_ident()}"
+        subprocess.run(["git", "init", "--quiet", "--bare", tmp], check=True)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            pass  # another thread won
+    return path
+
+
+def challenge(forge, message):
+    return Response(401, message + "\n", [("WWW-Authenticate", f'Basic realm="{forge.realm}"')],
+                    content_type="text/plain; charset=utf-8")
+
+
+def not_found():
+    return Response(404, "Repository not found.\n", content_type="text/plain; charset=utf-8")
+
+
+def serve_git(handler, forge, req, target):
+    repo, wiki, service_path = target
+    service = req.arg("service") if service_path == "info/refs" else service_path
+    app = handler.app
+    sent = req.credentials.present
+    denied = None
+    if service not in SERVICES or (service_path != "info/refs" and req.method != "POST"):
+        denied = Response(404, "Not Found\n", content_type="text/plain; charset=utf-8")
+    entry = app.limiters[forge.name].injected_error(app.faults(forge), "git", req.method, req.path)
+    if denied is None and entry is not None:
+        denied = Response(entry["status"], entry.get("body", f"injected {entry['status']}\n"),
+                          list(entry.get("headers", {}).items()), content_type="text/plain; charset=utf-8")
+    identity = forge.git_identity(req) if denied is None else None
+    if denied is None:
+        if identity is INVALID:
+            denied = challenge(forge, "Invalid username or token.")
+        elif identity is None and (repo is None or repo.private or service == "git-receive-pack"):
+            denied = challenge(forge, "Authentication required.")
+        elif repo is None or not can_see(identity, repo):
+            denied = not_found()
+        elif wiki and (not repo.has_wiki or not repo.exists_on_disk(app.root, wiki=True)):
+            denied = not_found()
+    if denied is not None:
+        handler.drain()
+        handler.finish_response(denied, forge, "git", req.path, req.query_string, sent)
+        return
+
+    path = repo.git_path(app.root, wiki)
+    if not os.path.isdir(path):
+        if service == "git-receive-pack":
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            subprocess.run(["git", "init", "--quiet", "--bare", path], check=True)
+        else:
+            path = empty_repo(app.root)
+    run_backend(handler, forge, req, path, service_path, identity)
+
+
+def run_backend(handler, forge, req, path, service_path, identity):
+    headers = req.headers
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    env.update({
+        "GIT_PROJECT_ROOT": os.path.dirname(path),
+        "PATH_INFO": "/" + os.path.basename(path) + "/" + service_path,
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "REQUEST_METHOD": req.method,
+        "QUERY_STRING": req.query_string,
+        "REMOTE_ADDR": "127.0.0.1",
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        # What GitHub allows: partial clones and fetching any reachable object.
+        "GIT_CONFIG_COUNT": "3",
+        "GIT_CONFIG_KEY_0": "uploadpack.allowFilter",
+        "GIT_CONFIG_VALUE_0": "true",
+        "GIT_CONFIG_KEY_1": "uploadpack.allowReachableSHA1InWant",
+        "GIT_CONFIG_VALUE_1": "true",
+        "GIT_CONFIG_KEY_2": "http.receivepack",
+        "GIT_CONFIG_VALUE_2": "true",
+    })
+    if identity is not None:
+        env["REMOTE_USER"] = identity.login
+    for header, var in (("Content-Type", "CONTENT_TYPE"), ("Content-Encoding", "HTTP_CONTENT_ENCODING"),
+                        ("Git-Protocol", "HTTP_GIT_PROTOCOL")):
+        if headers.get(header):
+            env[var] = headers[header]
+    chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
+    length = int(headers.get("Content-Length") or 0)
+    if not chunked and req.method == "POST":
+        env["CONTENT_LENGTH"] = str(length)
+
+    log_path = os.path.join(handler.app.root, "git-backend.log")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(["git", "http-backend"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=log)
+    feeder = threading.Thread(target=feed, args=(handler.rfile, proc.stdin, chunked, length), daemon=True)
+    feeder.start()
+    try:
+        status, cgi_headers = read_cgi_headers(proc.stdout)
+        handler.app.log.write(forge=forge.name, kind="git", method=req.method, path=req.path, query=req.query_string,
+                              status=status, token=req.credentials.present)
+        handler.send_response(status)
+        for key, value in cgi_headers:
+            handler.send_header(key, value)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        while True:
+            chunk = proc.stdout.read1(65536)
+            if not chunk:
+                break
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        handler.wfile.write(b"0\r\n\r\n")
+        handler.wfile.flush()
+    finally:
+        feeder.join()
+        proc.stdout.close()
+        proc.wait()
+
+
+def feed(rfile, stdin, chunked, length):
+    """Copy the request body into the CGI program: Content-Length bytes, or the decoded chunks of
+    a chunked body (git sends large packs that way). Gzip bodies pass through untouched:
+    http-backend inflates them itself (HTTP_CONTENT_ENCODING)."""
+    try:
+        if chunked:
+            while True:
+                size_line = rfile.readline()
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                copy(rfile, stdin, size)
+                rfile.readline()
+        else:
+            copy(rfile, stdin, length)
+    except (BrokenPipeError, ValueError):
+        pass
+    finally:
+        try:
+            stdin.close()
+        except BrokenPipeError:
+            pass
+
+
+def copy(src, dst, length):
+    while length > 0:
+        chunk = src.read(min(length, 65536))
+        if not chunk:
+            break
+        length -= len(chunk)
+        try:
+            dst.write(chunk)
+        except BrokenPipeError:
+            # The backend gave up early; keep reading so the connection stays in step.
+            dst = _Sink()
+
+
+class _Sink:
+    def write(self, _data):
+        pass
+
+
+def read_cgi_headers(stdout):
+    status = 200
+    headers = []
+    while True:
+        line = stdout.readline()
+        if not line or line in (b"\r\n", b"\n"):
+            break
+        key, _, value = line.decode("latin-1").rstrip("\r\n").partition(":")
+        value = value.strip()
+        if key.lower() == "status":
+            status = int(value.split()[0])
+        else:
+            headers.append((key, value))
+    return status, headers
