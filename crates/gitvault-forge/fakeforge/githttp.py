@@ -15,6 +15,7 @@ its place under DIR/git, as a push to a new repository on a forge does.
 import os
 import subprocess
 import threading
+import zlib
 
 from core import INVALID, Response, can_see
 
@@ -117,12 +118,15 @@ def run_backend(handler, forge, req, path, service_path, identity):
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(["git", "http-backend"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=log)
-    feeder = threading.Thread(target=feed, args=(handler.rfile, proc.stdin, chunked, length), daemon=True)
+    sniffer = CommandSniffer(gzipped="gzip" in (headers.get("Content-Encoding") or "").lower())
+    feeder = threading.Thread(target=feed, args=(handler.rfile, proc.stdin, chunked, length, sniffer), daemon=True)
     feeder.start()
     try:
         status, cgi_headers = read_cgi_headers(proc.stdout)
+        # Protocol v2 asks for refs and for objects through the same POST: the log says which.
+        command = sniffer.command() if req.method == "POST" else None
         handler.app.log.write(forge=forge.name, kind="git", method=req.method, path=req.path, query=req.query_string,
-                              status=status, token=req.credentials.present)
+                              status=status, token=req.credentials.present, command=command)
         handler.send_response(status)
         for key, value in cgi_headers:
             handler.send_header(key, value)
@@ -141,10 +145,39 @@ def run_backend(handler, forge, req, path, service_path, identity):
         proc.wait()
 
 
-def feed(rfile, stdin, chunked, length):
+class CommandSniffer:
+    """The protocol v2 command (`ls-refs`, `fetch`) at the start of a request body, or `None`
+    (protocol v0/v1, receive-pack)."""
+
+    def __init__(self, gzipped):
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        self.head = b""
+        self.done = threading.Event()
+
+    def see(self, chunk):
+        if self.done.is_set():
+            return
+        try:
+            self.head += self.inflate.decompress(chunk, 256) if self.inflate else chunk[:256]
+        except zlib.error:
+            self.done.set()
+        if len(self.head) >= 64:
+            self.done.set()
+
+    def command(self):
+        self.done.wait(5)
+        head = self.head
+        if len(head) >= 4 and head[4:12] == b"command=":
+            end = head.find(b"\n", 12)
+            return head[12:end if end > 0 else None].decode("ascii", "replace")
+        return None
+
+
+def feed(rfile, stdin, chunked, length, sniffer=None):
     """Copy the request body into the CGI program: Content-Length bytes, or the decoded chunks of
     a chunked body (git sends large packs that way). Gzip bodies pass through untouched:
     http-backend inflates them itself (HTTP_CONTENT_ENCODING)."""
+    see = sniffer.see if sniffer else (lambda _chunk: None)
     try:
         if chunked:
             while True:
@@ -154,24 +187,27 @@ def feed(rfile, stdin, chunked, length):
                     while rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                copy(rfile, stdin, size)
+                copy(rfile, stdin, size, see)
                 rfile.readline()
         else:
-            copy(rfile, stdin, length)
+            copy(rfile, stdin, length, see)
     except (BrokenPipeError, ValueError):
         pass
     finally:
+        if sniffer:
+            sniffer.done.set()
         try:
             stdin.close()
         except BrokenPipeError:
             pass
 
 
-def copy(src, dst, length):
+def copy(src, dst, length, see=lambda _chunk: None):
     while length > 0:
         chunk = src.read(min(length, 65536))
         if not chunk:
             break
+        see(chunk)
         length -= len(chunk)
         try:
             dst.write(chunk)

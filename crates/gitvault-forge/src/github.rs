@@ -3,7 +3,9 @@
 //! An organisation lists with `GET /orgs/{org}/repos?type=all`; a user with
 //! `GET /users/{user}/repos?type=owner`, or, when the token is that user's own,
 //! `GET /user/repos?affiliation=owner` (the only listing that includes their private
-//! repositories). `GET /users/{name}` tells which of the two an account is.
+//! repositories). The organisation listing is tried first — accounts backed up are mostly
+//! organisations, and then listing costs one request per page and nothing more; its 404 says
+//! the account is a user.
 
 use serde_json::Value;
 
@@ -18,16 +20,25 @@ pub(crate) fn discover(api: &Api, source: &ForgeSource) -> Result<Vec<RemoteRepo
         let page = api.get(&api.url(&format!("/repos/{owner}/{repo}")), &what)?;
         return Ok(vec![parse_repo(&page.body, &what)?]);
     }
-    let what = format!("the account {owner}");
-    let account = api.get(&api.url(&format!("/users/{owner}")), &what)?.body;
-    let listing = if account.get("type").and_then(Value::as_str) == Some("Organization") {
-        api.url(&format!("/orgs/{owner}/repos?type=all&per_page=100"))
-    } else if authenticated_login(api).is_some_and(|me| me.eq_ignore_ascii_case(owner)) {
-        api.url("/user/repos?affiliation=owner&per_page=100")
-    } else {
-        api.url(&format!("/users/{owner}/repos?type=owner&per_page=100"))
+    let what = format!("the repositories of {owner}");
+    let org = api.url(&format!("/orgs/{owner}/repos?type=all&per_page=100"));
+    let items = match api.get_all(&org, &what) {
+        Ok(items) => items,
+        Err(Error::NotFound { .. }) => {
+            let listing = if authenticated_login(api).is_some_and(|me| me.eq_ignore_ascii_case(owner)) {
+                api.url("/user/repos?affiliation=owner&per_page=100")
+            } else {
+                api.url(&format!("/users/{owner}/repos?type=owner&per_page=100"))
+            };
+            api.get_all(&listing, &what).map_err(|e| match e {
+                Error::NotFound { forge, message, .. } => {
+                    Error::NotFound { forge, what: format!("the organisation or user {owner}"), message }
+                }
+                other => other,
+            })?
+        }
+        Err(e) => return Err(e),
     };
-    let items = api.get_all(&listing, &format!("the repositories of {owner}"))?;
     items.iter().map(|v| parse_repo(v, &format!("a repository of {owner}"))).collect()
 }
 

@@ -774,6 +774,7 @@ fn gone_upstream(vault: &Vault, accounts: &[forges::Listing]) -> Vec<output::Gon
         for r in last.repositories.iter().filter(|r| belongs(&r.name)) {
             let repo = r.name.strip_suffix(".wiki").unwrap_or(&r.name);
             if !names.contains(repo) && !gone.iter().any(|g: &output::Gone| g.name == repo) {
+                tracing::info!(repo, account = %l.source, "no longer listed upstream; its backups stay");
                 gone.push(output::Gone {
                     name: repo.to_string(),
                     account: l.source.clone(),

@@ -7,6 +7,7 @@ mod config;
 mod copy;
 mod crash;
 mod destinations;
+mod forge;
 mod golden;
 mod lock;
 mod resume;
