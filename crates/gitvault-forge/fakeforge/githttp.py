@@ -167,9 +167,14 @@ class CommandSniffer:
     def command(self):
         self.done.wait(5)
         head = self.head
-        if len(head) >= 4 and head[4:12] == b"command=":
-            end = head.find(b"\n", 12)
-            return head[12:end if end > 0 else None].decode("ascii", "replace")
+        # The first pkt-line: four hex digits of length (themselves included), then the payload.
+        try:
+            length = int(head[:4], 16)
+        except ValueError:
+            return None
+        line = head[4:length]
+        if line.startswith(b"command="):
+            return line[8:].rstrip(b"\n").decode("ascii", "replace")
         return None
 
 
