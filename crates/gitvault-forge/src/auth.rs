@@ -48,6 +48,7 @@ impl Credentials {
         match (self, forge) {
             (Credentials::None, _) => None,
             (Credentials::Token(t), ForgeKind::Gitea) => Some(("Authorization", format!("token {}", t.expose()))),
+            (Credentials::Token(t), ForgeKind::Gitlab) => Some(("PRIVATE-TOKEN", t.expose().to_string())),
             (Credentials::Token(t), _) => Some(("Authorization", format!("Bearer {}", t.expose()))),
             (Credentials::Basic { user, secret }, _) => Some(("Authorization", basic(user, secret.expose()))),
         }

@@ -5,8 +5,11 @@
 //! hands them over as [`Credentials`].
 
 mod auth;
+mod bitbucket;
 mod error;
+mod gitea;
 mod github;
+mod gitlab;
 mod http;
 mod repo;
 mod source;
@@ -27,7 +30,9 @@ pub fn discover(api: &Api, source: &ForgeSource) -> Result<Vec<RemoteRepo>> {
     }
     let mut repos = match source.forge {
         ForgeKind::Github => github::discover(api, source)?,
-        other => return Err(Error::Usage(format!("{other} accounts are not supported yet (only github: sources)"))),
+        ForgeKind::Gitlab => gitlab::discover(api, source)?,
+        ForgeKind::Bitbucket => bitbucket::discover(api, source)?,
+        ForgeKind::Gitea => gitea::discover(api, source)?,
     };
     repos.sort_by(|a, b| a.path.cmp(&b.path));
     repos.dedup_by(|a, b| a.path == b.path);
