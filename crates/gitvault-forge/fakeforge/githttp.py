@@ -75,7 +75,8 @@ def serve_git(handler, forge, req, target):
     if not os.path.isdir(path):
         if service == "git-receive-pack":
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            subprocess.run(["git", "init", "--quiet", "--bare", path], check=True)
+            subprocess.run(["git", "init", "--quiet", "--bare", f"--initial-branch={repo.default_branch}", path],
+                           check=True)
         else:
             path = empty_repo(app.root)
     run_backend(handler, forge, req, path, service_path, identity)
