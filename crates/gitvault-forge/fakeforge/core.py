@@ -546,7 +546,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         target = forge.git_target(segments[1:])
         if target is not None:
-            from githttp import serve_git
+            from githttp import serve_git  # imported late: githttp imports this module
             serve_git(self, forge, req, target)
             return
         self.drain()

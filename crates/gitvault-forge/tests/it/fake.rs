@@ -544,3 +544,70 @@ fn world_rewrites_take_effect_and_pushes_create_listed_repositories() {
     assert_eq!(requests.iter().filter(|r| r["kind"] == "api").count(), 1);
     assert!(requests.iter().any(|r| r["kind"] == "git" && r["status"] == 404));
 }
+
+/// git-lfs is needed for the LFS test; `GITVAULT_TEST_NO_LFS=1` skips it deliberately.
+fn lfs_available() -> bool {
+    if std::env::var_os("GITVAULT_TEST_NO_LFS").is_some_and(|v| v == "1") {
+        return false;
+    }
+    let installed = Command::new("git").args(["lfs", "version"]).output().is_ok_and(|o| o.status.success());
+    assert!(
+        installed,
+        "the LFS test needs git-lfs: apt-get install git-lfs (or set GITVAULT_TEST_NO_LFS=1 to skip it)"
+    );
+    true
+}
+
+#[test]
+fn lfs_objects_round_trip_through_the_batch_api_with_real_git_lfs() {
+    if !lfs_available() {
+        return;
+    }
+    let forge = FakeForge::start();
+    forge.write_world(&json!({
+        "tokens": {"t": {"login": "alice"}},
+        "github": {"repos": [{"owner": "acme", "name": "assets", "private": true}]},
+    }));
+    let url = forge.clone_url(Github, "acme", "assets");
+    let authed = with_credentials(&url, "x-access-token", "t");
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    git_ok(&["init", "-q", "-b", "main", src.to_str().expect("utf-8")], None);
+    git_ok(&["lfs", "install", "--local"], Some(&src));
+    git_ok(&["lfs", "track", "*.bin"], Some(&src));
+    std::fs::write(src.join("blob.bin"), &content).expect("write blob.bin");
+    git_ok(&["add", "."], Some(&src));
+    git_ok(&["commit", "-q", "-m", "lfs"], Some(&src));
+    git_ok(&["push", "-q", &authed, "main"], Some(&src));
+    let stored: Vec<_> = walk(&forge.root().join("lfs/github/acme/assets"));
+    assert_eq!(stored.len(), 1, "one object stored under ROOT/lfs");
+
+    let dest = work.path().join("dest");
+    git_ok(&["clone", "-q", &authed, dest.to_str().expect("utf-8")], None);
+    git_ok(&["lfs", "install", "--local"], Some(&dest));
+    git_ok(&["lfs", "pull"], Some(&dest));
+    assert_eq!(std::fs::read(dest.join("blob.bin")).expect("blob.bin"), content);
+
+    let client = reqwest::blocking::Client::new();
+    let refused = client
+        .post(format!("{url}/info/lfs/objects/batch"))
+        .header("Content-Type", "application/vnd.git-lfs+json")
+        .body(r#"{"operation":"download","objects":[]}"#)
+        .send()
+        .expect("batch request");
+    assert_eq!(refused.status().as_u16(), 401);
+    assert!(refused.headers().contains_key("lfs-authenticate"));
+    let lfs: Vec<_> = forge.requests().into_iter().filter(|r| r["kind"] == "lfs").collect();
+    assert!(lfs.iter().any(|r| r["method"] == "PUT" && r["status"] == 200));
+    assert!(lfs.iter().any(|r| r["method"] == "GET" && r["status"] == 200));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
