@@ -432,27 +432,27 @@ class Forge:
         return self.app.base_url + path
 
     def token_identity(self, token):
-        return self.app.world.token(token, self.name) if token else None
+        """The identity of a token that was sent; an empty one is invalid, not anonymous."""
+        return self.app.world.token(token, self.name) if token else INVALID
 
-    # To override.
-    def api_identity(self, req):
-        """None (anonymous), an Identity, or INVALID."""
+    def default_identity(self, req):
+        """None (anonymous), an Identity, or INVALID: a bearer-style token, or Basic with the token
+        as password (or as user, with an empty or `x-oauth-basic` password)."""
         creds = req.credentials
-        if creds.token:
-            return self.token_identity(creds.token)
-        if creds.password is not None:
-            return self.token_identity(creds.password)
-        return INVALID if creds.present else None
-
-    def git_identity(self, req):
-        creds = req.credentials
-        if creds.token:
+        if creds.token is not None:
             return self.token_identity(creds.token)
         if creds.user is not None:
             if creds.password in ("", "x-oauth-basic"):
                 return self.token_identity(creds.user)
             return self.token_identity(creds.password)
         return INVALID if creds.present else None
+
+    # To override.
+    def api_identity(self, req):
+        return self.default_identity(req)
+
+    def git_identity(self, req):
+        return self.default_identity(req)
 
     def handle_api(self, req, segments):
         raise NotImplementedError
@@ -546,7 +546,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         target = forge.git_target(segments[1:])
         if target is not None:
-            from githttp import serve_git
+            from githttp import serve_git  # imported late: githttp imports this module
             serve_git(self, forge, req, target)
             return
         self.drain()

@@ -45,38 +45,48 @@ def not_found():
     return Response(404, "Repository not found.\n", content_type="text/plain; charset=utf-8")
 
 
+def access(app, forge, req, repo, wiki, write, kind):
+    """(refusal, identity): the answer refusing the request as the forge would, or None and who
+    is asking. Shared by git and LFS requests."""
+    entry = app.limiters[forge.name].injected_error(app.faults(forge), kind, req.method, req.path)
+    if entry is not None:
+        return Response(entry["status"], entry.get("body", f"injected {entry['status']}\n"),
+                        list(entry.get("headers", {}).items()), content_type="text/plain; charset=utf-8"), None
+    identity = forge.git_identity(req)
+    if identity is INVALID:
+        return challenge(forge, "Invalid username or token."), None
+    if identity is None and (repo is None or repo.private or write):
+        return challenge(forge, "Authentication required."), None
+    if repo is None or not can_see(identity, repo):
+        return not_found(), None
+    if wiki and (not repo.has_wiki or not repo.exists_on_disk(app.root, wiki=True)):
+        return not_found(), None
+    return None, identity
+
+
 def serve_git(handler, forge, req, target):
     repo, wiki, service_path = target
+    if service_path.startswith("info/lfs/"):
+        from lfs import serve_lfs  # lfs imports this module
+        serve_lfs(handler, forge, req, repo, wiki, service_path[len("info/lfs/"):])
+        return
     service = req.arg("service") if service_path == "info/refs" else service_path
     app = handler.app
-    sent = req.credentials.present
-    denied = None
     if service not in SERVICES or (service_path != "info/refs" and req.method != "POST"):
         denied = Response(404, "Not Found\n", content_type="text/plain; charset=utf-8")
-    entry = app.limiters[forge.name].injected_error(app.faults(forge), "git", req.method, req.path)
-    if denied is None and entry is not None:
-        denied = Response(entry["status"], entry.get("body", f"injected {entry['status']}\n"),
-                          list(entry.get("headers", {}).items()), content_type="text/plain; charset=utf-8")
-    identity = forge.git_identity(req) if denied is None else None
-    if denied is None:
-        if identity is INVALID:
-            denied = challenge(forge, "Invalid username or token.")
-        elif identity is None and (repo is None or repo.private or service == "git-receive-pack"):
-            denied = challenge(forge, "Authentication required.")
-        elif repo is None or not can_see(identity, repo):
-            denied = not_found()
-        elif wiki and (not repo.has_wiki or not repo.exists_on_disk(app.root, wiki=True)):
-            denied = not_found()
+    else:
+        denied, identity = access(app, forge, req, repo, wiki, service == "git-receive-pack", "git")
     if denied is not None:
         handler.drain()
-        handler.finish_response(denied, forge, "git", req.path, req.query_string, sent)
+        handler.finish_response(denied, forge, "git", req.path, req.query_string, req.credentials.present)
         return
 
     path = repo.git_path(app.root, wiki)
     if not os.path.isdir(path):
         if service == "git-receive-pack":
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            subprocess.run(["git", "init", "--quiet", "--bare", path], check=True)
+            subprocess.run(["git", "init", "--quiet", "--bare", f"--initial-branch={repo.default_branch}", path],
+                           check=True)
         else:
             path = empty_repo(app.root)
     run_backend(handler, forge, req, path, service_path, identity)

@@ -2,7 +2,8 @@
 //! standard library only) on a free port of 127.0.0.1 that answers the REST APIs of GitHub,
 //! GitLab, Bitbucket Cloud and Gitea/Forgejo in their real shapes — pagination `Link` headers,
 //! rate-limit headers, ETags and 304s, error bodies — and serves real git repositories over smart
-//! HTTP (`git http-backend`). Killed when dropped. `fakeforge/README.md` is the full reference;
+//! HTTP (`git http-backend`), with Git LFS (batch API, basic transfers) under each repository's
+//! git URL. Killed when dropped. `fakeforge/README.md` is the full reference;
 //! what a test needs most often is here.
 //!
 //! # URL layout
@@ -69,8 +70,8 @@
 //!
 //! # Request log
 //!
-//! Every request appends a line to `ROOT/requests.jsonl` — `time`, `forge`, `kind` (`api` or
-//! `git`), `method`, `path`, `query`, `status`, `token` (whether credentials were sent; never the
+//! Every request appends a line to `ROOT/requests.jsonl` — `time`, `forge`, `kind` (`api`, `git`
+//! or `lfs`), `method`, `path`, `query`, `status`, `token` (whether credentials were sent; never the
 //! credentials) — before its answer is complete; [`FakeForge::requests`] reads it.
 
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use gitvault_forge::testing::{FakeForge, FakeForgeKind};
 use serde_json::{Value, json};
 
-use FakeForgeKind::Github;
+use FakeForgeKind::{Bitbucket, Gitea, Github, Gitlab};
 
 /// One answer, its headers lower-cased.
 struct Answer {
@@ -45,8 +45,10 @@ fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
 }
 
 /// The `rel` targets of a Link header, in order.
+/// Accepts `, ` (GitHub, GitLab) and a bare `,` (Gitea) between links.
 fn links(link: &str) -> Vec<(String, String)> {
-    link.split(", ")
+    link.split(',')
+        .map(str::trim)
         .map(|part| {
             let (url, rel) = part.split_once("; rel=").expect("link part");
             (rel.trim_matches('"').to_string(), url.trim_matches(['<', '>']).to_string())
@@ -319,4 +321,293 @@ fn github_user_endpoints_follow_the_token() {
     assert_eq!(get(&format!("{api}/orgs/alice"), &[]).status, 404);
     // Public listing of a user: public repositories only.
     assert_eq!(get(&format!("{api}/users/alice/repos"), &auth).json(), json!([]));
+}
+
+/// Follow `rel="next"` from `url`; the names (by `name_field`) of every item and the pages.
+fn follow_link_pages(url: &str, headers: &[(&str, &str)], name_field: &str) -> (Vec<String>, Vec<Answer>) {
+    let mut url = url.to_string();
+    let mut names = Vec::new();
+    let mut pages = Vec::new();
+    loop {
+        let answer = get(&url, headers);
+        assert_eq!(answer.status, 200, "{url}: {}", answer.body);
+        for item in answer.json().as_array().expect("array") {
+            names.push(item[name_field].as_str().expect("name").to_string());
+        }
+        let next = answer.header("link").and_then(|l| links(l).into_iter().find(|(rel, _)| rel == "next"));
+        pages.push(answer);
+        match next {
+            Some((_, next)) => url = next,
+            None => return (names, pages),
+        }
+    }
+}
+
+#[test]
+fn gitlab_lists_a_group_with_subgroups_and_clones_with_oauth2_token() {
+    let forge = FakeForge::start();
+    let mut projects: Vec<Value> = (0..30)
+        .map(|i| json!({"namespace": "acme/sub", "name": format!("p{i:02}"), "visibility": "private"}))
+        .collect();
+    projects.push(json!({"namespace": "acme", "name": "top", "visibility": "public", "forked_from": "acme/sub/p00"}));
+    projects.push(json!({"namespace": "acme/sub/deep", "name": "hidden", "visibility": "internal"}));
+    projects.push(json!({"namespace": "other", "name": "x"}));
+    projects.push(json!({"namespace": "bob", "name": "mine", "visibility": "private"}));
+    forge.write_world(&json!({
+        "tokens": {"glpat": {"login": "bob", "deny": ["gitlab:acme/sub/deep/*"]}},
+        "gitlab": {"groups": ["acme", "acme/sub"], "users": ["bob"], "projects": projects},
+    }));
+    let api = forge.api_url(Gitlab);
+    let auth = [("PRIVATE-TOKEN", "glpat")];
+    let url = format!("{api}/groups/acme/projects?include_subgroups=true&per_page=20");
+    let (mut names, pages) = follow_link_pages(&url, &auth, "path_with_namespace");
+    assert_eq!(pages.len(), 2);
+    assert_eq!(pages[0].header("x-total"), Some("31"));
+    assert_eq!(pages[0].header("x-total-pages"), Some("2"));
+    assert_eq!(pages[0].header("x-next-page"), Some("2"));
+    assert_eq!(pages[1].header("x-next-page"), Some(""));
+    assert!(pages[0].header("ratelimit-remaining").is_some());
+    names.sort();
+    assert_eq!(names.len(), 31);
+    assert!(names.contains(&"acme/top".to_string()) && !names.iter().any(|n| n.contains("hidden")));
+    // Without include_subgroups: the group's own projects only; anonymous: public ones only.
+    let direct = get(&format!("{api}/groups/acme/projects"), &auth).json();
+    assert_eq!(direct.as_array().expect("array").len(), 1);
+    assert_eq!(direct[0]["forked_from_project"]["path_with_namespace"], "acme/sub/p00");
+    assert_eq!(direct[0]["namespace"]["kind"], "group");
+    let anonymous = get(&format!("{api}/groups/acme%2Fsub/projects"), &[]);
+    assert_eq!(anonymous.json(), json!([]));
+    assert_eq!(get(&format!("{api}/groups/acme%2Fsub"), &[]).json()["full_path"], "acme/sub");
+
+    let project = get(&format!("{api}/projects/acme%2Fsub%2Fp03"), &[("Authorization", "Bearer glpat")]).json();
+    assert_eq!(project["path_with_namespace"], "acme/sub/p03");
+    assert_eq!(project["empty_repo"], true);
+    let by_id = get(&format!("{api}/projects/{}", project["id"]), &auth).json();
+    assert_eq!(by_id["id"], project["id"]);
+    assert_eq!(
+        get(&format!("{api}/projects/acme%2Fsub%2Fp03"), &[]).json(),
+        json!({"message": "404 Project Not Found"})
+    );
+    let unauthorized = get(&format!("{api}/projects/acme%2Ftop"), &[("PRIVATE-TOKEN", "nope")]);
+    assert_eq!((unauthorized.status, unauthorized.json()), (401, json!({"message": "401 Unauthorized"})));
+    let users = get(&format!("{api}/users?username=bob"), &[]).json();
+    let mine = get(&format!("{api}/users/{}/projects", users[0]["id"]), &auth).json();
+    assert_eq!(mine[0]["path_with_namespace"], "bob/mine");
+    assert_eq!(mine[0]["namespace"]["kind"], "user");
+
+    let commit = make_repo(&forge.git_dir(Gitlab, "acme/sub", "p03"), "gitlab");
+    make_repo(&forge.git_dir(Gitlab, "acme/sub", "p03.wiki"), "wiki");
+    let clone = project["http_url_to_repo"].as_str().expect("http_url_to_repo");
+    assert_eq!(clone, forge.clone_url(Gitlab, "acme/sub", "p03"));
+    assert!(!ls_remote(clone).status.success());
+    let listed = git_ok(&["ls-remote", &with_credentials(clone, "oauth2", "glpat")], None);
+    assert!(listed.contains(&commit));
+    let wiki = clone.replace(".git", ".wiki.git");
+    assert!(git_ok(&["ls-remote", &with_credentials(&wiki, "oauth2", "glpat")], None).contains("refs/heads/main"));
+    let refused = get(&format!("{clone}/info/refs?service=git-upload-pack"), &[]);
+    assert_eq!(refused.header("www-authenticate"), Some("Basic realm=\"GitLab\""));
+}
+
+#[test]
+fn gitea_lists_with_limit_and_total_count_and_clones_with_token() {
+    let forge = FakeForge::start();
+    let repos: Vec<Value> =
+        (0..60).map(|i| json!({"owner": "acme", "name": format!("r{i:02}"), "private": i < 10})).collect();
+    forge.write_world(&json!({
+        "tokens": {"tea": {"login": "alice"}},
+        "gitea": {"orgs": [{"name": "acme", "members": ["alice"]}], "users": ["alice"], "repos": repos},
+    }));
+    let api = forge.api_url(Gitea);
+    let auth = [("Authorization", "token tea")];
+    // limit is capped at 50, as on Gitea.
+    let (names, pages) = follow_link_pages(&format!("{api}/orgs/acme/repos?limit=100"), &auth, "full_name");
+    assert_eq!(names.len(), 60);
+    assert_eq!(pages.len(), 2);
+    assert_eq!(pages[0].header("x-total-count"), Some("60"));
+    let anonymous = get(&format!("{api}/orgs/acme/repos?limit=50&page=1"), &[]);
+    assert_eq!(anonymous.header("x-total-count"), Some("50"));
+    assert_eq!(get(&format!("{api}/user/repos?limit=50&page=2"), &auth).json().as_array().expect("array").len(), 10);
+    assert_eq!(get(&format!("{api}/users/acme"), &[]).json()["login"], "acme");
+    assert_eq!(get(&format!("{api}/orgs/acme"), &[]).json()["username"], "acme");
+    let missing = get(&format!("{api}/repos/acme/r00"), &[]);
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["message"].is_string() && missing.json()["url"].is_string());
+    let bad = get(&format!("{api}/repos/acme/r00"), &[("Authorization", "token nope")]);
+    assert_eq!(bad.status, 401);
+
+    let repo = get(&format!("{api}/repos/acme/r00"), &auth).json();
+    assert_eq!(repo["private"], true);
+    let clone = repo["clone_url"].as_str().expect("clone_url");
+    let commit = make_repo(&forge.git_dir(Gitea, "acme", "r00"), "gitea");
+    assert!(!ls_remote(clone).status.success());
+    assert!(git_ok(&["ls-remote", &with_credentials(clone, "alice", "tea")], None).contains(&commit));
+    assert_eq!(get(&format!("{api}/repos/acme/r00"), &auth).json()["empty"], false);
+}
+
+#[test]
+fn bitbucket_lists_by_next_and_clones_with_token_or_api_token() {
+    let forge = FakeForge::start();
+    let repos: Vec<Value> =
+        (0..25).map(|i| json!({"workspace": "team", "slug": format!("r{i:02}"), "is_private": true})).collect();
+    forge.write_world(&json!({
+        "tokens": {"bbtoken": {"login": "team-bot", "deny": ["bitbucket:team/r24"]}},
+        "bitbucket_users": {"carol": "ATATT-carol"},
+        "bitbucket": {"workspaces": ["team"], "repos": repos},
+        "faults": {"bitbucket": {"rate_limit": {"after": 3, "reset_seconds": 1}}},
+    }));
+    let api = forge.api_url(Bitbucket);
+    let auth = [("Authorization", "Bearer bbtoken")];
+    let mut url = format!("{api}/repositories/team?pagelen=10");
+    let mut names = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = get(&url, &auth).json();
+        pages += 1;
+        assert_eq!(page["size"], 24);
+        assert_eq!(page["pagelen"], 10);
+        for repo in page["values"].as_array().expect("values") {
+            names.push(repo["full_name"].as_str().expect("full_name").to_string());
+        }
+        match page["next"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!((pages, names.len()), (3, 24));
+    let limited = get(&format!("{api}/repositories/team/r00"), &auth);
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(limited.json()["type"], "error");
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut repo = get(&format!("{api}/repositories/team/r00"), &auth);
+    while repo.status == 429 {
+        std::thread::sleep(Duration::from_millis(100));
+        repo = get(&format!("{api}/repositories/team/r00"), &auth);
+    }
+    let repo = repo.json();
+    assert_eq!(repo["mainbranch"]["name"], "main");
+    let clone = repo["links"]["clone"]
+        .as_array()
+        .expect("clone links")
+        .iter()
+        .find(|l| l["name"] == "https")
+        .expect("https clone link")["href"]
+        .as_str()
+        .expect("href")
+        .to_string();
+    assert_eq!(clone, forge.clone_url(Bitbucket, "team", "r00"));
+    let commit = make_repo(&forge.git_dir(Bitbucket, "team", "r00"), "bitbucket");
+    assert!(!ls_remote(&clone).status.success());
+    assert!(git_ok(&["ls-remote", &with_credentials(&clone, "x-token-auth", "bbtoken")], None).contains(&commit));
+    assert!(git_ok(&["ls-remote", &with_credentials(&clone, "carol", "ATATT-carol")], None).contains(&commit));
+    assert!(!ls_remote(&with_credentials(&clone, "carol", "wrong")).status.success());
+    let basic = get(&format!("{api}/repositories/team/r24"), &[("Authorization", "Basic Y2Fyb2w6QVRBVFQtY2Fyb2w=")]);
+    assert_eq!(basic.status, 200, "carol's API token sees what bbtoken may not");
+    let hidden = get(&format!("{api}/repositories/team/r24"), &auth);
+    assert_eq!(hidden.status, 404);
+    assert_eq!(hidden.json()["error"]["message"], "Repository team/r24 not found");
+}
+
+#[test]
+fn world_rewrites_take_effect_and_pushes_create_listed_repositories() {
+    let forge = FakeForge::start();
+    let world =
+        |repos: Value| json!({"tokens": {"t": {"login": "alice"}}, "gitea": {"orgs": ["acme"], "repos": repos}});
+    forge.write_world(&world(json!([{"owner": "acme", "name": "a"}, {"owner": "acme", "name": "b"}])));
+    let api = forge.api_url(Gitea);
+    let source = tempfile::tempdir().expect("tempdir");
+    let commit = make_repo(&source.path().join("src.git"), "pushed");
+    // A listed repository without a directory is empty, and a push creates it (as a restore
+    // into a new forge repository does). The push carries a 3 MB blob, which git sends chunked.
+    let b_url = with_credentials(&forge.clone_url(Gitea, "acme", "b"), "alice", "t");
+    assert_eq!(git_ok(&["ls-remote", &b_url], None), "");
+    let big: String =
+        (0..3_000_000u32).map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26)).collect();
+    let src = source.path().join("src.git");
+    let src = src.to_str().expect("utf-8");
+    let blob = git_stdin(src, &["hash-object", "-w", "--stdin"], &big);
+    let tree = git_stdin(src, &["mktree"], &format!("100644 blob {blob}\tbig\n"));
+    let second = git_ok(&["--git-dir", src, "commit-tree", &tree, "-p", &commit, "-m", "big"], None);
+    git_ok(&["--git-dir", src, "update-ref", "refs/heads/main", &second], None);
+    git_ok(&["--git-dir", src, "push", "-q", &b_url, "main"], None);
+    assert!(forge.git_dir(Gitea, "acme", "b").is_dir());
+    assert!(git_ok(&["ls-remote", &b_url], None).contains(&second));
+    let anonymous_push = git(&["--git-dir", src, "push", "-q", &forge.clone_url(Gitea, "acme", "a"), "main"], None);
+    assert!(!anonymous_push.status.success(), "pushing needs a token");
+
+    forge.clear_requests();
+    forge.write_world(&world(json!([{"owner": "acme", "name": "a"}])));
+    let listed = get(&format!("{api}/orgs/acme/repos"), &[]).json();
+    assert_eq!(listed.as_array().expect("array").len(), 1);
+    assert!(!ls_remote(&b_url).status.success(), "b left the world");
+    let requests = forge.requests();
+    assert_eq!(requests.iter().filter(|r| r["kind"] == "api").count(), 1);
+    assert!(requests.iter().any(|r| r["kind"] == "git" && r["status"] == 404));
+}
+
+/// git-lfs is needed for the LFS test; `GITVAULT_TEST_NO_LFS=1` skips it deliberately.
+fn lfs_available() -> bool {
+    if std::env::var_os("GITVAULT_TEST_NO_LFS").is_some_and(|v| v == "1") {
+        return false;
+    }
+    let installed = Command::new("git").args(["lfs", "version"]).output().is_ok_and(|o| o.status.success());
+    assert!(
+        installed,
+        "the LFS test needs git-lfs: apt-get install git-lfs (or set GITVAULT_TEST_NO_LFS=1 to skip it)"
+    );
+    true
+}
+
+#[test]
+fn lfs_objects_round_trip_through_the_batch_api_with_real_git_lfs() {
+    if !lfs_available() {
+        return;
+    }
+    let forge = FakeForge::start();
+    forge.write_world(&json!({
+        "tokens": {"t": {"login": "alice"}},
+        "github": {"repos": [{"owner": "acme", "name": "assets", "private": true}]},
+    }));
+    let url = forge.clone_url(Github, "acme", "assets");
+    let authed = with_credentials(&url, "x-access-token", "t");
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    git_ok(&["init", "-q", "-b", "main", src.to_str().expect("utf-8")], None);
+    git_ok(&["lfs", "install", "--local"], Some(&src));
+    git_ok(&["lfs", "track", "*.bin"], Some(&src));
+    std::fs::write(src.join("blob.bin"), &content).expect("write blob.bin");
+    git_ok(&["add", "."], Some(&src));
+    git_ok(&["commit", "-q", "-m", "lfs"], Some(&src));
+    git_ok(&["push", "-q", &authed, "main"], Some(&src));
+    let stored: Vec<_> = walk(&forge.root().join("lfs/github/acme/assets"));
+    assert_eq!(stored.len(), 1, "one object stored under ROOT/lfs");
+
+    let dest = work.path().join("dest");
+    git_ok(&["clone", "-q", &authed, dest.to_str().expect("utf-8")], None);
+    git_ok(&["lfs", "install", "--local"], Some(&dest));
+    git_ok(&["lfs", "pull"], Some(&dest));
+    assert_eq!(std::fs::read(dest.join("blob.bin")).expect("blob.bin"), content);
+
+    let client = reqwest::blocking::Client::new();
+    let refused = client
+        .post(format!("{url}/info/lfs/objects/batch"))
+        .header("Content-Type", "application/vnd.git-lfs+json")
+        .body(r#"{"operation":"download","objects":[]}"#)
+        .send()
+        .expect("batch request");
+    assert_eq!(refused.status().as_u16(), 401);
+    assert!(refused.headers().contains_key("lfs-authenticate"));
+    let lfs: Vec<_> = forge.requests().into_iter().filter(|r| r["kind"] == "lfs").collect();
+    assert!(lfs.iter().any(|r| r["method"] == "PUT" && r["status"] == 200));
+    assert!(lfs.iter().any(|r| r["method"] == "GET" && r["status"] == 200));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
 }
