@@ -49,11 +49,7 @@ fn parse_repo(v: &Value, what: &str) -> Result<RemoteRepo> {
         archived: false,
         private: v.get("is_private").and_then(Value::as_bool).unwrap_or(false),
         topics: Vec::new(),
-        default_branch: v
-            .get("mainbranch")
-            .and_then(|b| b.get("name"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        default_branch: v.get("mainbranch").and_then(|b| b.get("name")).and_then(Value::as_str).map(str::to_string),
         description: v.get("description").and_then(Value::as_str).filter(|d| !d.is_empty()).map(str::to_string),
         clone_url,
     })

@@ -240,11 +240,13 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub lock: LockArgs,
     /// Local paths, git URLs (file://, https://, ssh://, user@host:path), or forge accounts
-    /// and repositories: github:ORG, github:USER, github:OWNER/REPO.
+    /// and repositories: github:ORG|USER|OWNER/REPO, gitlab:GROUP[/SUBGROUP...]|GROUP/PROJECT,
+    /// bitbucket:WORKSPACE|WORKSPACE/REPO, gitea:OWNER|OWNER/REPO.
     #[arg(required_unless_present = "config", value_name = "SOURCE")]
     pub sources: Vec<String>,
     /// API base of the forge for every forge source on this command line, for self-hosted or
-    /// test instances: GitHub's /api/v3 base (as on GitHub Enterprise Server).
+    /// test instances: the GitHub /api/v3 base (as on GitHub Enterprise Server), the GitLab
+    /// /api/v4 base, the Bitbucket /2.0 base, the Gitea /api/v1 base (required for gitea:).
     #[arg(long, value_name = "URL", conflicts_with = "config")]
     pub api_url: Option<String>,
     /// Repositories read and packed at the same time [default: 4, or `jobs` in the config].
@@ -286,7 +288,7 @@ pub struct ForgeArgs {
     /// Do not back up wikis.
     #[arg(long)]
     pub no_wikis: bool,
-    /// Also back up pull-request refs (refs/pull/*).
+    /// Also back up pull/merge-request refs (refs/pull/*, refs/merge-requests/*).
     #[arg(long)]
     pub pull_refs: bool,
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use gitvault_forge::testing::{FakeForge, FakeForgeKind::Github};
+use gitvault_forge::testing::{FakeForge, FakeForgeKind, FakeForgeKind::Github};
 use serde_json::{Value, json};
 
 use crate::common::{World, commit, git, new_repo, refs};
@@ -31,14 +31,18 @@ impl Setup {
 
     /// A bare repository `owner/name` on the forge with `commits` commits on main and a tag.
     fn repo(&self, owner: &str, name: &str, commits: usize) -> PathBuf {
-        let work = new_repo(&self.w.path(&format!("work/{owner}/{name}")));
+        self.repo_on(Github, owner, name, commits)
+    }
+
+    fn repo_on(&self, kind: FakeForgeKind, owner: &str, name: &str, commits: usize) -> PathBuf {
+        let work = new_repo(&self.w.path(&format!("work/{}/{owner}/{name}", kind.name())));
         for i in 0..commits {
             commit(&work, &format!("f{i}.txt"), format!("{name} {i}\n").as_bytes(), &format!("{name} {i}"));
         }
         if commits > 0 {
             git(&work, &["tag", "v1"]);
         }
-        let bare = self.forge.git_dir(Github, owner, name);
+        let bare = self.forge.git_dir(kind, owner, name);
         git(
             self.w.dir.path(),
             &["clone", "-q", "--bare", work.to_str().expect("utf-8"), bare.to_str().expect("utf-8")],
@@ -374,4 +378,142 @@ fn a_config_file_declares_the_account_and_config_check_lists_it() {
     let out = s.w.cmd_without_vault(&["config", "check", "--config", cfg]).output().expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 10"), "{}", show(&out));
+}
+
+/// Back up `source` from another forge with `env` as its credentials; every repository restores
+/// exactly, and the secret is nowhere on disk.
+fn other_forge(
+    s: &Setup,
+    kind: FakeForgeKind,
+    source: &str,
+    env: &[(&str, &str)],
+    expected: &[(&str, &Path)],
+) -> Value {
+    let api = s.forge.api_url(kind);
+    let mut cmd = s.w.cmd(&["backup", "--json", "--api-url", &api, source]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{source}: {}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let want: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names(&report["repositories"]), want, "{report}");
+    let snapshot = report["snapshot"].as_str().expect("id");
+    for (i, (name, source)) in expected.iter().enumerate() {
+        let restored = s.restore(snapshot, name, &format!("{}-{}-{i}", kind.name(), &snapshot[..12]));
+        assert_eq!(refs(&restored).refs, refs(source).refs, "{name}");
+    }
+    for (_, secret) in env {
+        assert_nowhere(s.w.dir.path(), secret);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(secret));
+    }
+    report
+}
+
+#[test]
+fn a_gitlab_group_is_backed_up_with_its_subgroups_and_wikis() {
+    use FakeForgeKind::Gitlab;
+    let s = Setup::new();
+    let api = s.repo_on(Gitlab, "acme", "api", 2);
+    let deep = s.repo_on(Gitlab, "acme/platform/infra", "deploy", 2);
+    let wiki = s.repo_on(Gitlab, "acme", "api.wiki", 1);
+    s.repo_on(Gitlab, "other", "elsewhere", 1);
+    s.forge.write_world(&json!({
+        "tokens": {TOKEN: {"login": "alice"}},
+        "gitlab": {
+            "groups": ["acme", "acme/platform", "acme/platform/infra", "other"],
+            "projects": [
+                {"namespace": "acme", "name": "api", "visibility": "private", "wiki_enabled": true},
+                {"namespace": "acme/platform/infra", "name": "deploy", "visibility": "internal", "wiki_enabled": false},
+                {"namespace": "other", "name": "elsewhere", "wiki_enabled": false},
+            ],
+        },
+    }));
+    let report = other_forge(
+        &s,
+        Gitlab,
+        "gitlab:acme",
+        &[("GITLAB_TOKEN", TOKEN)],
+        &[("gitlab:acme/api", &api), ("gitlab:acme/api.wiki", &wiki), ("gitlab:acme/platform/infra/deploy", &deep)],
+    );
+    assert_eq!(report["accounts"][0]["repositories"], json!(["gitlab:acme/api", "gitlab:acme/platform/infra/deploy"]));
+    // A project by its full path; a subgroup by its path.
+    let one = other_forge(
+        &s,
+        Gitlab,
+        "gitlab:acme/platform/infra/deploy",
+        &[("GITLAB_TOKEN", TOKEN)],
+        &[("gitlab:acme/platform/infra/deploy", &deep)],
+    );
+    assert_eq!(one["accounts"][0]["requests"], 1, "one GET of the project");
+    other_forge(
+        &s,
+        Gitlab,
+        "gitlab:acme/platform",
+        &[("GITLAB_TOKEN", TOKEN)],
+        &[("gitlab:acme/platform/infra/deploy", &deep)],
+    );
+}
+
+#[test]
+fn a_gitea_organisation_is_backed_up_over_pages_of_fifty() {
+    use FakeForgeKind::Gitea;
+    let s = Setup::new();
+    let api = s.repo_on(Gitea, "acme", "api", 2);
+    let wiki = s.repo_on(Gitea, "acme", "api.wiki", 1);
+    let mut repos = vec![json!({"owner": "acme", "name": "api", "private": true, "has_wiki": true})];
+    repos.extend((0..60).map(|i| json!({"owner": "acme", "name": format!("svc-{i:02}"), "has_wiki": false})));
+    s.forge.write_world(&json!({"tokens": {TOKEN: {"login": "alice"}}, "gitea": {"orgs": ["acme"], "repos": repos}}));
+    let gitea_api = s.forge.api_url(Gitea);
+    let out =
+        s.w.cmd(&["backup", "--json", "--api-url", &gitea_api, "--exclude", "svc-*", "gitea:acme"])
+            .env("GITEA_TOKEN", TOKEN)
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(names(&report["repositories"]), ["gitea:acme/api", "gitea:acme/api.wiki"]);
+    assert_eq!(report["accounts"][0]["left_out"].as_array().expect("list").len(), 60);
+    assert_eq!(report["accounts"][0]["requests"], 2, "61 repositories in pages of 50");
+    let snapshot = report["snapshot"].as_str().expect("id");
+    assert_eq!(refs(&s.restore(snapshot, "gitea:acme/api", "gitea-api")).refs, refs(&api).refs);
+    assert_eq!(refs(&s.restore(snapshot, "gitea:acme/api.wiki", "gitea-wiki")).refs, refs(&wiki).refs);
+    assert_nowhere(s.w.dir.path(), TOKEN);
+}
+
+#[test]
+fn a_bitbucket_workspace_is_backed_up_with_a_token_or_a_user_and_api_token() {
+    use FakeForgeKind::Bitbucket;
+    let s = Setup::new();
+    let api = s.repo_on(Bitbucket, "team", "api", 2);
+    let mut repos = vec![json!({"workspace": "team", "slug": "api", "is_private": true})];
+    repos.extend((0..120).map(|i| json!({"workspace": "team", "slug": format!("svc-{i:03}")})));
+    s.forge.write_world(&json!({
+        "tokens": {TOKEN: {"login": "alice"}},
+        "bitbucket_users": {"alice": "ATATT-api-token-secret"},
+        "bitbucket": {"workspaces": ["team"], "repos": repos},
+    }));
+    let bb_api = s.forge.api_url(Bitbucket);
+    for env in [
+        vec![("BITBUCKET_TOKEN", TOKEN)],
+        vec![("BITBUCKET_USERNAME", "alice"), ("BITBUCKET_API_TOKEN", "ATATT-api-token-secret")],
+    ] {
+        let mut cmd = s.w.cmd(&["backup", "--json", "--api-url", &bb_api, "--include", "api", "bitbucket:team"]);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run");
+        assert_eq!(out.status.code(), Some(0), "{env:?}: {}", show(&out));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(names(&report["repositories"]), ["bitbucket:team/api"], "{env:?}");
+        assert_eq!(report["accounts"][0]["requests"], 2, "121 repositories in pages of 100 (next links)");
+        let restored = s.restore(report["snapshot"].as_str().expect("id"), "bitbucket:team/api", "bb");
+        assert_eq!(refs(&restored).refs, refs(&api).refs);
+        std::fs::remove_dir_all(&restored).expect("clean");
+    }
+    assert_nowhere(s.w.dir.path(), TOKEN);
+    assert_nowhere(s.w.dir.path(), "ATATT-api-token-secret");
+    // One repository by its slug.
+    other_forge(&s, Bitbucket, "bitbucket:team/api", &[("BITBUCKET_TOKEN", TOKEN)], &[("bitbucket:team/api", &api)]);
 }
