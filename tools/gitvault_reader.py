@@ -21,6 +21,7 @@ import argparse
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -40,7 +41,7 @@ from nacl.exceptions import CryptoError
 # --- FORMAT.md §1, §5, §6: constants -------------------------------------------------------
 
 FORMAT_NAME = "gitvault"
-FORMAT_VERSION = 2  # the newest vault version this reader knows; it reads 1 and 2
+FORMAT_VERSION = 3  # the newest vault version this reader knows; it reads 1, 2 and 3
 SNAPSHOT_VERSION = 1
 MARK_VERSION = 1
 MIN_GRACE_SECONDS = 3600
@@ -50,8 +51,9 @@ NONCE_PREFIX_LEN = 19
 CHUNK = 1 << 20  # plaintext bytes per chunk
 TAG = 16
 SEALED_CHUNK = CHUNK + TAG
-KIND_PACK, KIND_INDEX, KIND_SNAPSHOT, KIND_LEDGER, KIND_MARK, KIND_PENDING = 1, 2, 3, 4, 5, 6
-KIND_NAMES = {1: "pack", 2: "pack index", 3: "snapshot", 4: "ledger entry", 5: "deletion mark", 6: "pending pack"}
+KIND_PACK, KIND_INDEX, KIND_SNAPSHOT, KIND_LEDGER, KIND_MARK, KIND_PENDING, KIND_LFS = 1, 2, 3, 4, 5, 6, 7
+KIND_NAMES = {1: "pack", 2: "pack index", 3: "snapshot", 4: "ledger entry", 5: "deletion mark", 6: "pending pack",
+              7: "LFS object"}
 SLOT_AAD_PREFIX = b"gitvault key slot v1\x00"
 DATA_KEY_CONTEXT = "gitvault v1 2026-11-28 envelope encryption key"
 MAC_KEY_CONTEXT = "gitvault v1 2026-11-28 content mac key"
@@ -172,7 +174,7 @@ def read_config(vault: str) -> dict:
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise VaultError(f"vault format version {version} is newer than this reader supports ({FORMAT_VERSION})")
     strict_object(value, "config", {"format", "version", "id"})
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise VaultError(f"vault format version {version!r} is not supported")
     want_hex(value["id"], HEX32, "config id")
     return value
@@ -333,7 +335,8 @@ def check_snapshot(s: object, file_id: str) -> dict:
     want(s["gitvault_version"], str, "gitvault_version")
     names = set()
     for r in want(s["repositories"], list, "repositories"):
-        strict_object(r, "repository", REPO_FIELDS)
+        # Format version 3 adds `lfs` (FORMAT.md §7.6); older snapshots have no such field.
+        strict_object(r, "repository", REPO_FIELDS | ({"lfs"} if "lfs" in r else set()))
         name = want(r["name"], str, "repository name")
         if name in names:
             raise VaultError(f"repository {name} appears twice")
@@ -377,6 +380,20 @@ def check_snapshot(s: object, file_id: str) -> dict:
                 want_hex(d["mac"], HEX64, "data mac")
                 want_uint(d["size"], "size")
                 want_uint(d["plain_size"], "plain_size")
+        previous = None
+        for lfs in want(r.get("lfs", []), list, "lfs"):
+            strict_object(lfs, "LFS record", {"oid", "size", "data"})
+            want_hex(lfs["oid"], HEX64, "LFS oid")
+            want_uint(lfs["size"], "LFS size")
+            d = strict_object(lfs["data"], "LFS data ref", DATAREF_FIELDS)
+            want_hex(d["id"], HEX64, "data id")
+            want_hex(d["mac"], HEX64, "data mac")
+            want_uint(d["size"], "size")
+            if want_uint(d["plain_size"], "plain_size") != lfs["size"]:
+                raise VaultError(f"repository {name}: LFS object {lfs['oid']} has two sizes")
+            if previous is not None and not previous < lfs["oid"]:
+                raise VaultError(f"repository {name}: LFS objects not sorted / duplicated at {lfs['oid']}")
+            previous = lfs["oid"]
     for fl in want(s.get("failures", []), list, "failures"):
         strict_object(fl, "failure", {"name", "source", "error"})
     return s
@@ -537,12 +554,27 @@ def build(vault: str, keys: Keys, repo: dict, work: str) -> None:
         check_pack_files(base + ".pack.part", base + ".idx.part", p["checksum"])
         os.rename(base + ".pack.part", base + ".pack")
         os.rename(base + ".idx.part", base + ".idx")
-    # 3. packed-refs: the header line, then "<oid> SP <name> LF" in the recorded (bytewise) order.
+    # 3. Format version 3: every LFS object, where git-lfs looks in a bare repository
+    #    (lfs/objects/<oid[0:2]>/<oid[2:4]>/<oid>), checked against its SHA-256.
+    for lfs in repo.get("lfs", []):
+        oid = lfs["oid"]
+        obj_dir = os.path.join(work, "lfs", "objects", oid[:2], oid[2:4])
+        os.makedirs(obj_dir, exist_ok=True)
+        part = os.path.join(obj_dir, oid + ".part")
+        decrypt_data_to(vault, lfs["data"], KIND_LFS, keys, part)
+        h = hashlib.sha256()
+        with open(part, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != oid:
+            raise VaultError(f"LFS object {oid}: its content hashes to {h.hexdigest()}")
+        os.rename(part, os.path.join(obj_dir, oid))
+    # 4. packed-refs: the header line, then "<oid> SP <name> LF" in the recorded (bytewise) order.
     #    A fresh repository has no loose refs that could shadow them.
     lines = ["# pack-refs with: sorted \n"] + [f"{r['oid']} {r['name']}\n" for r in repo["refs"]]
     with open(os.path.join(work, "packed-refs"), "wb") as f:
         f.write("".join(lines).encode("utf-8"))
-    # 4. HEAD: symbolic, detached, or left as git init made it when the snapshot records none.
+    # 5. HEAD: symbolic, detached, or left as git init made it when the snapshot records none.
     head = repo["head"]
     if head is not None:
         content = f"ref: {head['symbolic']}\n" if "symbolic" in head else f"{head['detached']}\n"
@@ -738,6 +770,10 @@ def selftest() -> None:
     assert keys.data.hex() == "32974693a5aa7c596a777b541b2dd83269c53b391070bb3907c6e81db7c279bc", "data key"
     assert keys.mac.hex() == "8ad944fc4a607696e70161876bce8bc3b022b1d7eb269c0225eda83a7e74cd3c", "mac key"
     assert mac(keys.mac, b"hello") == "2e63baf8cb2ed2109af511aa249478f1a0ec4e47c95342e79bb83dda3b8243d6", "mac"
+    # Version 3: the preferred name of an LFS object (FORMAT.md §7.6), here the one of "hello".
+    oid = hashlib.sha256(b"hello").hexdigest()
+    lfs_id = blake3.blake3(b"gitvault lfs object id v1\0" + oid.encode(), key=keys.mac).hexdigest()
+    assert lfs_id == "0f0a8772e2342fc42c3a80c79b7fbb0358834f224180dd131417fd596fa2baf4", "lfs object id"
     with tempfile.NamedTemporaryFile() as f:
         f.write(bytes.fromhex(VECTOR_ENVELOPE))
         f.flush()
@@ -763,7 +799,7 @@ def passphrase() -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description="Independent reader of gitvault vaults (format version 1).")
+    ap = argparse.ArgumentParser(description="Independent reader of gitvault vaults (format versions 1 to 3).")
     ap.add_argument("--vault", default=os.environ.get("GITVAULT_VAULT"), help="the vault directory [env GITVAULT_VAULT]")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("snapshots", help="list snapshots, oldest first: id, time, repositories")
@@ -776,7 +812,7 @@ def main(argv: list[str]) -> int:
     s.add_argument("snapshot")
     dcr = sub.add_parser("decrypt", help="write a data object's plaintext to stdout")
     dcr.add_argument("data_id")
-    dcr.add_argument("--kind", choices=["pack", "index"], required=True)
+    dcr.add_argument("--kind", choices=["pack", "index", "lfs"], required=True)
     sub.add_parser("selftest", help="check this reader against the test vectors of FORMAT.md")
     try:
         a = ap.parse_args(argv)
@@ -800,7 +836,7 @@ def main(argv: list[str]) -> int:
             print(json.dumps(json.loads(plain), indent=2))
         elif a.cmd == "decrypt":
             want_hex(a.data_id, HEX64, "data id")
-            kind = KIND_PACK if a.kind == "pack" else KIND_INDEX
+            kind = {"pack": KIND_PACK, "index": KIND_INDEX, "lfs": KIND_LFS}[a.kind]
             out = sys.stdout.buffer
             for piece in open_envelope(data_path(a.vault, a.data_id), kind, a.data_id, keys):
                 out.write(piece)
@@ -810,7 +846,7 @@ def main(argv: list[str]) -> int:
             repo = select_repo(snap, a.repo)
             restore(a.vault, keys, snap, repo, a.target)
             print(f"restored {repo['name']} of snapshot {snap['id']} into {a.target}: "
-                  f"{len(repo['refs'])} refs, {len(repo['chain'])} packs")
+                  f"{len(repo['refs'])} refs, {len(repo['chain'])} packs, {len(repo.get('lfs', []))} LFS objects")
         elif a.cmd == "verify-ledger":
             problems, warnings, n = verify_ledger(a.vault, config, keys)
             for w in warnings:

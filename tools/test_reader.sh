@@ -293,8 +293,36 @@ reader --vault "$t" verify-ledger >/dev/null && pass "reader: forget entry and d
 reader --vault "$t" restore latest --target "$work/after-forget.git" >/dev/null \
   && pass "reader: the kept snapshot restores after forget" || fail "reader restore after forget"
 
+say "format version 3: Git LFS objects"
+if command -v git-lfs >/dev/null; then
+  lfs_src="$work/src/media"
+  mkdir -p "$lfs_src"
+  git init -q "$lfs_src"
+  git -C "$lfs_src" lfs install --local >/dev/null
+  git -C "$lfs_src" lfs track '*.bin' >/dev/null
+  head -c 200000 /dev/urandom >"$lfs_src/a.bin"
+  head -c 100000 /dev/urandom >"$lfs_src/b.bin"
+  git -C "$lfs_src" add -A && git -C "$lfs_src" commit -q -m "LFS objects"
+  v3="$work/vault-lfs"
+  gv init --vault "$v3" --kdf-memory-kib 1024 --kdf-iterations 1 >/dev/null
+  gv backup --vault "$v3" --name media "$lfs_src" >/dev/null && pass "gitvault backs up a repository with LFS objects" \
+    || fail "gitvault backup of an LFS repository"
+  if reader --vault "$v3" restore latest --target "$work/lfs-restored.git" >/dev/null; then
+    ok=1
+    for f in a.bin b.bin; do
+      oid="$(sha256sum "$lfs_src/$f" | cut -d' ' -f1)"
+      cmp -s "$lfs_src/$f" "$work/lfs-restored.git/lfs/objects/${oid:0:2}/${oid:2:2}/$oid" || ok=0
+    done
+    [ "$ok" = 1 ] && pass "reader: LFS objects restored into lfs/objects/ byte for byte" || fail "reader: LFS objects differ"
+  else
+    fail "reader restore of an LFS repository"
+  fi
+else
+  echo "skipped: git-lfs is not installed"
+fi
+
 say "golden vaults (checked in, written by earlier versions)"
-for ver in v1 v2; do
+for ver in v1 v2 v3; do
   g="$root/crates/gitvault/tests/golden/$ver"
   GITVAULT_PASSWORD="golden vault $ver" reader --vault "$g/vault" verify-ledger >/dev/null \
     && pass "reader: golden $ver ledger" || fail "reader: golden $ver ledger"

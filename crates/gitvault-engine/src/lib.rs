@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod ledger;
+mod lfs;
 pub mod lock;
 mod marks;
 pub mod ops;

@@ -283,8 +283,12 @@ impl Vault {
     pub(crate) fn write_snapshot(&self, snap: &Snapshot) -> Result<Mac> {
         let plain = snap.to_json();
         let stored = self.seal_small(Kind::Snapshot, &snap.id.to_hex(), &plain)?;
-        let chains = snap.repositories.iter().flat_map(|r| &r.chain);
-        self.extend_locks(chains.flat_map(|p| [paths::data(&p.pack.id), paths::data(&p.index.id)]))?;
+        self.extend_locks(
+            snap.repositories
+                .iter()
+                .flat_map(gitvault_format::snapshot::RepoSnapshot::data_refs)
+                .map(|d| paths::data(&d.id)),
+        )?;
         let path = paths::snapshot(&snap.id);
         self.store.put_new(&path, &stored)?;
         self.lock_written(&path)?;

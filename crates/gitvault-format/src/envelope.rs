@@ -49,6 +49,8 @@ pub enum Kind {
     Mark = 5,
     /// A pending-pack record of an interrupted backup (format version 2).
     Pending = 6,
+    /// The content of a Git LFS object (format version 3).
+    LfsObject = 7,
 }
 
 impl Kind {
@@ -60,6 +62,7 @@ impl Kind {
             Kind::LedgerEntry => "ledger entry",
             Kind::Mark => "deletion mark",
             Kind::Pending => "pending pack",
+            Kind::LfsObject => "LFS object",
         }
     }
     fn from_byte(b: u8) -> Option<Self> {
@@ -70,6 +73,7 @@ impl Kind {
             4 => Kind::LedgerEntry,
             5 => Kind::Mark,
             6 => Kind::Pending,
+            7 => Kind::LfsObject,
             _ => return None,
         })
     }

@@ -1,4 +1,5 @@
-//! Names of stored things. Ids are random, so a name says nothing about what it holds.
+//! Names of stored things. Ids are random (LFS objects: a keyed hash), so a name says nothing
+//! about what it holds.
 
 use std::fmt;
 use std::str::FromStr;
@@ -74,9 +75,16 @@ macro_rules! random_id {
 }
 
 random_id!(
-    /// A data object (a pack or a pack index) in `data/`.
+    /// A data object (a pack, a pack index, an LFS object) in `data/`.
     DataId, 32
 );
+
+impl DataId {
+    /// An id from its bytes: LFS objects are named by a keyed hash (FORMAT.md §7.6).
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        Self(b)
+    }
+}
 random_id!(
     /// A snapshot in `snapshots/`.
     SnapshotId, 32

@@ -88,7 +88,20 @@ impl MacKey {
     pub fn mac(&self, bytes: &[u8]) -> Mac {
         Mac::from_bytes(*blake3::keyed_hash(&self.0, bytes).as_bytes())
     }
+
+    /// The preferred data id of the LFS object `oid` (its SHA-256 in lowercase hex) in this
+    /// vault (FORMAT.md §7.6): one name per object, so that repositories and snapshots share
+    /// it, and a keyed one, so that the name tells nothing about the content.
+    pub fn lfs_data_id(&self, oid: &str) -> crate::ids::DataId {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(LFS_ID_CONTEXT);
+        h.update(oid.as_bytes());
+        crate::ids::DataId::from_bytes(*h.finalize().as_bytes())
+    }
 }
+
+/// Prefix of the keyed hash that names LFS objects (FORMAT.md §7.6).
+pub const LFS_ID_CONTEXT: &[u8] = b"gitvault lfs object id v1\0";
 
 const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
 const MAX_ITERATIONS: u32 = 64;
@@ -234,6 +247,19 @@ mod tests {
     use super::*;
 
     const WEAK: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+
+    /// FORMAT.md §12: the LFS object id vector, under the master key 00 01 … 1f.
+    #[test]
+    fn lfs_object_ids_match_the_test_vector() {
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::try_from(i).expect("small");
+        }
+        let mac_key = MasterKey(k).mac_key();
+        // SHA-256 of "hello".
+        let id = mac_key.lfs_data_id("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(id.to_hex(), "0f0a8772e2342fc42c3a80c79b7fbb0358834f224180dd131417fd596fa2baf4");
+    }
 
     #[test]
     fn key_slot_opens_with_right_passphrase_only() {

@@ -61,9 +61,24 @@ pub struct RepoSnapshot {
     pub refs: Vec<RefRecord>,
     /// The packs to install, oldest first, to hold every object the refs reach.
     pub chain: Vec<PackRecord>,
+    /// Format version 3: the Git LFS objects the refs' history points to, sorted by `oid`
+    /// (present, possibly empty, in version 3 snapshots; absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs: Option<Vec<LfsRecord>>,
 }
 
 impl RepoSnapshot {
+    /// The LFS objects of the repository (none before format version 3).
+    pub fn lfs_objects(&self) -> &[LfsRecord] {
+        self.lfs.as_deref().unwrap_or_default()
+    }
+
+    /// Every data object a restore of the repository reads: each pack and index of the chain,
+    /// then each LFS object.
+    pub fn data_refs(&self) -> impl Iterator<Item = &DataRef> {
+        self.chain.iter().flat_map(|p| [&p.pack, &p.index]).chain(self.lfs_objects().iter().map(|l| &l.data))
+    }
+
     /// The pack this backup wrote, if it wrote one (the last of the chain, created by `snapshot`).
     pub fn new_pack(&self, snapshot: &SnapshotId) -> Option<&PackRecord> {
         self.chain.last().filter(|p| &p.snapshot == snapshot)
@@ -103,6 +118,17 @@ impl PackRecord {
     pub fn stored_size(&self) -> u64 {
         self.pack.size + self.index.size
     }
+}
+
+/// A Git LFS object (format version 3), stored as one data object of kind 7.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LfsRecord {
+    /// The object's SHA-256, lowercase hex: its name in `lfs/objects/` of a repository.
+    pub oid: String,
+    /// Bytes of the object.
+    pub size: u64,
+    pub data: DataRef,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

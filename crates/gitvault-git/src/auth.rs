@@ -26,8 +26,8 @@ impl fmt::Debug for HttpAuth {
 
 impl Git {
     /// This git, sending `auth` with every HTTP request to the scheme, host and port of `url`
-    /// (git's `http.<url>.extraHeader`, given as `GIT_CONFIG_COUNT`/`KEY`/`VALUE` variables):
-    /// a redirect to another host does not get it.
+    /// (git's `http.<url>.extraHeader`, given as `GIT_CONFIG_COUNT`/`KEY`/`VALUE` variables,
+    /// which git-lfs reads too): a redirect to another host does not get it.
     #[must_use]
     pub fn with_http_auth(&self, url: &str, auth: &HttpAuth) -> Git {
         let scope = match url.split_once("://") {
@@ -38,10 +38,7 @@ impl Git {
             }
             None => url.to_string(),
         };
-        self.clone()
-            .env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", format!("http.{scope}.extraHeader"))
-            .env("GIT_CONFIG_VALUE_0", auth.header.clone())
+        self.with_config(format!("http.{scope}.extraHeader"), auth.header.clone())
     }
 }
 
@@ -54,10 +51,7 @@ mod tests {
         let auth = HttpAuth::new("Authorization: Basic c2VjcmV0");
         assert!(!format!("{auth:?}").contains("c2VjcmV0"));
         let git = Git::new().with_http_auth("http://127.0.0.1:8080/github/acme/api.git", &auth);
-        assert_eq!(
-            git.env_value("GIT_CONFIG_KEY_0").and_then(|v| v.to_str()),
-            Some("http.http://127.0.0.1:8080/.extraHeader")
-        );
+        assert_eq!(git.config_keys(), ["http.http://127.0.0.1:8080/.extraHeader"]);
         let shown = format!("{git:?}");
         assert!(!shown.contains("c2VjcmV0"), "{shown}");
     }

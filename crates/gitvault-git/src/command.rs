@@ -44,6 +44,9 @@ const BATCH_SSH: &str = "ssh -o BatchMode=yes";
 pub struct Git {
     program: PathBuf,
     envs: Vec<(OsString, OsString)>,
+    /// Configuration for every command, given as `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n` (so that
+    /// the subprocesses git starts, such as git-lfs, see it too). Values may be secrets.
+    configs: Vec<(String, String)>,
 }
 
 impl Git {
@@ -54,7 +57,7 @@ impl Git {
 
     /// Runs the given git executable.
     pub fn with_program(program: impl Into<PathBuf>) -> Self {
-        Self { program: program.into(), envs: Vec::new() }
+        Self { program: program.into(), envs: Vec::new(), configs: Vec::new() }
     }
 
     /// Adds an environment variable to every git command. Values may be secrets: they are never
@@ -63,6 +66,15 @@ impl Git {
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.envs.push((key.into(), value.into()));
         self
+    }
+
+    /// Adds a configuration entry to every command, through the environment (never a file,
+    /// never the command line). Values may be secrets: they are never logged.
+    #[must_use]
+    pub fn with_config(&self, key: impl Into<String>, value: impl Into<String>) -> Git {
+        let mut git = self.clone();
+        git.configs.push((key.into(), value.into()));
+        git
     }
 
     pub fn program(&self) -> &Path {
@@ -87,8 +99,8 @@ impl Git {
     }
 
     #[cfg(test)]
-    pub(crate) fn env_value(&self, key: &str) -> Option<&std::ffi::OsStr> {
-        self.envs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_os_str())
+    pub(crate) fn config_keys(&self) -> Vec<&str> {
+        self.configs.iter().map(|(k, _)| k.as_str()).collect()
     }
 
     /// Whether ssh may need `BatchMode` forced: only when the user chose no ssh command of
@@ -115,7 +127,12 @@ impl fmt::Debug for Git {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Values are left out: they carry tokens.
         let keys: Vec<_> = self.envs.iter().map(|(k, _)| k).collect();
-        f.debug_struct("Git").field("program", &self.program).field("env_keys", &keys).finish()
+        let config_keys: Vec<_> = self.configs.iter().map(|(k, _)| k).collect();
+        f.debug_struct("Git")
+            .field("program", &self.program)
+            .field("env_keys", &keys)
+            .field("config_keys", &config_keys)
+            .finish()
     }
 }
 
@@ -288,6 +305,12 @@ impl<'a> Invocation<'a> {
                 cmd.arg("-c").arg(format!("safe.directory={}", work_tree.display()));
             }
             cmd.current_dir(dir);
+        }
+        if !self.git.configs.is_empty() {
+            cmd.env("GIT_CONFIG_COUNT", self.git.configs.len().to_string());
+            for (i, (key, value)) in self.git.configs.iter().enumerate() {
+                cmd.env(format!("GIT_CONFIG_KEY_{i}"), key).env(format!("GIT_CONFIG_VALUE_{i}"), value);
+            }
         }
         cmd.envs(self.envs.iter().copied());
         cmd.envs(self.path_envs.iter().map(|(k, v)| (k, v)));

@@ -42,6 +42,10 @@ pub enum Error {
     #[error("{} does not exist", path.display())]
     NotFound { path: PathBuf },
 
+    /// A repository points to Git LFS objects, and git-lfs is not installed to fetch them.
+    #[error("the repository uses Git LFS, but git-lfs is not installed: install it (Debian: apt install git-lfs)")]
+    LfsMissing,
+
     /// A remote could not be listed or fetched.
     #[error("cannot reach {url}: {stderr}")]
     Unreachable {

@@ -10,6 +10,7 @@
 mod auth;
 mod command;
 mod error;
+mod lfs;
 mod mirror;
 mod oid;
 mod pack;
@@ -21,6 +22,7 @@ mod source;
 pub use auth::HttpAuth;
 pub use command::Git;
 pub use error::Error;
+pub use lfs::{LfsPointer, Sha256Check, Sha256Writer, lfs_object_path, parse_pointer};
 pub use oid::{ObjectFormat, ObjectId};
 pub use pack::{PackFiles, StreamedPack};
 pub use refs::{Head, Ref, RefState};

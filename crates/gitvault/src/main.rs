@@ -686,7 +686,9 @@ fn apply_retention(
 }
 
 fn backup_exit_code(report: &backup::BackupReport) -> u8 {
-    match (report.snapshot, report.failures.is_empty()) {
+    // A repository whose LFS objects could not all be had is backed up only in part.
+    let whole = report.failures.is_empty() && report.repositories.iter().all(|r| r.lfs_missing == 0);
+    match (report.snapshot, whole) {
         (Some(_), true) => 0,
         (Some(_), false) => exit::PARTIAL,
         (None, _) => exit::FAILURE,

@@ -172,6 +172,15 @@ fn backup_table(r: &BackupReport) {
         }
     }
     for repo in &r.repositories {
+        if repo.lfs_objects > 0 || repo.lfs_added > 0 {
+            println!("{}: {} LFS objects ({} new)", repo.name, repo.lfs_objects, repo.lfs_added);
+        }
+        if repo.lfs_missing > 0 {
+            println!(
+                "warning: {}: {} LFS objects its history points to could not be fetched (or stored: see the log); the others are backed up",
+                repo.name, repo.lfs_missing
+            );
+        }
         for c in repo.changes.iter().filter(|c| c.change.is_warning()) {
             let detail = match (&c.old, &c.new) {
                 (Some(o), Some(n)) => format!(" {} -> {}", short(o), short(n)),
@@ -300,6 +309,9 @@ struct RepoRow<'a> {
     size: u64,
     objects_added: u64,
     bytes_added: u64,
+    /// Git LFS objects the repository's snapshot holds, and their stored bytes.
+    lfs_objects: usize,
+    lfs_size: u64,
 }
 
 fn snapshot_type(s: &Snapshot) -> &'static str {
@@ -337,6 +349,8 @@ pub fn snapshots(snaps: &[Snapshot], json: bool) -> Result<()> {
                             size: r.chain.iter().map(|p| p.stored_size()).sum(),
                             objects_added: new.map_or(0, |p| p.objects),
                             bytes_added: new.map_or(0, |p| p.stored_size()),
+                            lfs_objects: r.lfs_objects().len(),
+                            lfs_size: r.lfs_objects().iter().map(|l| l.data.size).sum(),
                         }
                     })
                     .collect(),

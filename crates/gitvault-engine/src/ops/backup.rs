@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gitvault_format::envelope::{Compression, Kind};
-use gitvault_format::ids::{PendingId, SnapshotId, paths};
+use gitvault_format::ids::{DataId, PendingId, SnapshotId, paths};
 use gitvault_format::ledger::Event;
 use gitvault_format::pending::Pending;
 use gitvault_format::snapshot::{BackupType, HeadRecord, PackRecord, RefRecord, RepoFailure, RepoSnapshot, Snapshot};
@@ -91,6 +91,13 @@ pub struct RepoReport {
     /// Stored bytes of packs an interrupted earlier run had stored, used instead of storing
     /// them again (included in `bytes_added`).
     pub bytes_resumed: u64,
+    /// Git LFS objects the snapshot holds for the repository, and how many this run stored
+    /// (their bytes are in `bytes_added`).
+    pub lfs_objects: usize,
+    pub lfs_added: u64,
+    /// LFS objects the history points to that could not be fetched (or, in a vault older than
+    /// format version 3, stored): the backup holds the rest, and the run counts as partial.
+    pub lfs_missing: usize,
     /// Ref changes since the repository's previous snapshot.
     pub changes: Vec<RefChange>,
     pub duration_ms: u64,
@@ -191,8 +198,7 @@ pub fn backup_many(
                 let result = match &prepared {
                     Ok(source) => {
                         let job = Job { name: &name, spec, source, prepare_time };
-                        backup_repo(run.vault, &git, &job, &run.history, &run.pending, run.id, opts, progress)
-                            .map_err(|e| crate::error::chain(&e))
+                        backup_repo(run, &git, &job, opts, progress).map_err(|e| crate::error::chain(&e))
                     }
                     Err(e) => Err(crate::error::chain(e)),
                 };
@@ -228,6 +234,10 @@ struct Run<'a> {
     history: Vec<Snapshot>,
     /// Pending packs of interrupted runs that may be resumed (none of their data marked).
     pending: Vec<Pending>,
+    /// Data a prune marked for deletion when the run started: never built upon.
+    marked: HashSet<DataId>,
+    /// LFS objects the vault holds (from the history, then from this run), by oid.
+    lfs_known: crate::lfs::Known,
     id: SnapshotId,
     /// What the workers found, each tagged with its source's position so that the snapshot
     /// lists repositories in the order given, however the work interleaved.
@@ -265,11 +275,7 @@ impl<'a> Run<'a> {
             .filter(|s| {
                 // A base must not lean on data a prune may delete: a snapshot referencing marked
                 // data (committed while that mark was written) is not built upon.
-                let leans = s
-                    .repositories
-                    .iter()
-                    .flat_map(|r| &r.chain)
-                    .any(|p| marked.contains(&p.pack.id) || marked.contains(&p.index.id));
+                let leans = s.repositories.iter().flat_map(RepoSnapshot::data_refs).any(|d| marked.contains(&d.id));
                 if leans {
                     tracing::info!(snapshot = %s.id.short(), "not building on a snapshot whose data a prune has marked");
                 }
@@ -281,8 +287,15 @@ impl<'a> Run<'a> {
             .into_iter()
             .filter(|p| p.packs.iter().all(|k| !marked.contains(&k.pack.id) && !marked.contains(&k.index.id)))
             .collect();
+        let lfs_known = crate::lfs::Known::new(
+            history
+                .iter()
+                .flat_map(|s| &s.repositories)
+                .flat_map(RepoSnapshot::lfs_objects)
+                .map(|l| (l.oid.clone(), l.data)),
+        );
         let id = SnapshotId::random()?;
-        Ok(Self { vault, started, history, pending, id, outcomes: Mutex::new(Outcomes::default()) })
+        Ok(Self { vault, started, history, pending, marked, lfs_known, id, outcomes: Mutex::new(Outcomes::default()) })
     }
 
     /// A repository's outcome in this vault; a failure comes as its message (a source that
@@ -332,7 +345,7 @@ impl<'a> Run<'a> {
             repositories: repos,
             failures: failures.clone(),
         };
-        let needed = snap.repositories.iter().flat_map(|r| &r.chain).flat_map(|p| [p.pack.id, p.index.id]);
+        let needed = snap.repositories.iter().flat_map(RepoSnapshot::data_refs).map(|d| d.id);
         vault.guard_commit(needed.collect(), started, recheck_after, &HashSet::new(), "backup")?;
         // The snapshot file is the commit point: every pack it names is already durable.
         let mac = vault.write_snapshot(&snap)?;
@@ -358,6 +371,8 @@ fn in_order<T>(mut v: Vec<(usize, T)>) -> Vec<T> {
 /// mirror in the cache otherwise) and the refs read from it.
 struct Prepared {
     path: PathBuf,
+    /// The remote URL of a mirrored source (credentials and all: never shown).
+    url: Option<String>,
     state: RefState,
     /// Held while the mirror is in use, so two runs never fetch into one mirror at once.
     _lock: Option<fs::File>,
@@ -373,7 +388,7 @@ fn prepare_unfiltered(ctx: &Context, git: &Git, spec: &SourceSpec) -> Result<Pre
     match gitvault_git::classify_source(&spec.source)? {
         SourceKind::Local(path) => {
             let state = git.read_refs(&path)?;
-            Ok(Prepared { path, state, _lock: None })
+            Ok(Prepared { path, url: None, state, _lock: None })
         }
         SourceKind::Remote(url) => {
             let dir = ctx.cache_dir.join("mirrors");
@@ -395,7 +410,7 @@ fn prepare_unfiltered(ctx: &Context, git: &Git, spec: &SourceSpec) -> Result<Pre
                 Some(c) if c.refs == remote.refs && c.head == remote.head => c,
                 _ => git.sync_mirror(&mirror, &url, remote.object_format, remote.head.as_ref(), &spec.exclude_refs)?,
             };
-            Ok(Prepared { path: mirror, state, _lock: Some(lock) })
+            Ok(Prepared { path: mirror, url: Some(url), state, _lock: Some(lock) })
         }
     }
 }
@@ -431,17 +446,14 @@ struct Job<'a> {
 
 /// Back up one repository into one vault. Also returns the pending records it used or wrote,
 /// to be removed once the snapshot is committed.
-#[allow(clippy::too_many_arguments)]
 fn backup_repo(
-    vault: &Vault,
+    run: &Run,
     git: &Git,
     job: &Job,
-    history: &[Snapshot],
-    pending: &[Pending],
-    snapshot: SnapshotId,
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<(RepoSnapshot, RepoReport, Vec<PendingId>)> {
+    let (vault, history, pending, snapshot) = (run.vault, &run.history, &run.pending, run.id);
     let started = Instant::now();
     let Job { name, spec, source, prepare_time } = *job;
     let (refs, head) = records(&source.state);
@@ -522,6 +534,20 @@ fn backup_repo(
         chain.extend(new_pack);
     }
 
+    let lfs_source = crate::lfs::LfsSource { name, git_dir: &source.path, url: source.url.as_deref() };
+    let include: Vec<ObjectId> = include.into_iter().collect();
+    let lfs = crate::lfs::backup(
+        vault,
+        git,
+        &lfs_source,
+        base.map(|(_, b)| b),
+        &include,
+        &run.lfs_known,
+        &run.marked,
+        progress,
+    )?;
+    bytes_added += lfs.bytes_added;
+
     let changes = match previous {
         Some((_, p)) => ref_changes(&p.refs, &refs, &mut ancestry_in(git, &source.path))?,
         None => Vec::new(),
@@ -539,6 +565,9 @@ fn backup_repo(
         objects_added,
         bytes_added,
         bytes_resumed,
+        lfs_objects: lfs.records.as_ref().map_or(0, Vec::len),
+        lfs_added: lfs.added,
+        lfs_missing: lfs.missing.len(),
         changes,
         duration_ms: u64::try_from((prepare_time + started.elapsed()).as_millis()).unwrap_or(u64::MAX),
     };
@@ -551,6 +580,7 @@ fn backup_repo(
         head,
         refs,
         chain,
+        lfs: lfs.records,
     };
     Ok((repo, report, done))
 }

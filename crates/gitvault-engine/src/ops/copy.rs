@@ -148,9 +148,8 @@ impl Destination {
         }
         let mut known = HashMap::new();
         for s in to.snapshots()? {
-            for pack in s.repositories.iter().flat_map(|r| &r.chain) {
-                known.entry(pack.pack.id).or_insert(pack.pack);
-                known.entry(pack.index.id).or_insert(pack.index);
+            for d in s.repositories.iter().flat_map(gitvault_format::snapshot::RepoSnapshot::data_refs) {
+                known.entry(d.id).or_insert(*d);
             }
         }
         let listed = to.store.list(paths::DATA_DIR)?.into_iter().map(|o| (o.path, o.size)).collect();
@@ -332,11 +331,13 @@ fn copy_snapshot(
     progress: &dyn Progress,
 ) -> Result<()> {
     let label = format!("snapshot {}", snap.id.short());
+    if to.config.version < crate::lfs::LFS_VERSION && snap.repositories.iter().any(|r| !r.lfs_objects().is_empty()) {
+        to.require_version("copying Git LFS objects", crate::lfs::LFS_VERSION)?;
+    }
     let missing: u64 = snap
         .repositories
         .iter()
-        .flat_map(|r| &r.chain)
-        .flat_map(|p| [&p.pack, &p.index])
+        .flat_map(gitvault_format::snapshot::RepoSnapshot::data_refs)
         .filter(|d| !dest.known.contains_key(&d.id))
         .map(|d| d.plain_size)
         .sum();
@@ -347,8 +348,14 @@ fn copy_snapshot(
             pack.pack = dest.ensure(from, to, &pack.pack, Kind::Pack, report, progress)?;
             pack.index = dest.ensure(from, to, &pack.index, Kind::PackIndex, report, progress)?;
         }
+        if to.config.version < crate::lfs::LFS_VERSION {
+            repo.lfs = None; // empty (checked above): an older vault's snapshots have no such field
+        }
+        for l in repo.lfs.iter_mut().flatten() {
+            l.data = dest.ensure(from, to, &l.data, Kind::LfsObject, report, progress)?;
+        }
     }
-    let needed = copied.repositories.iter().flat_map(|r| &r.chain).flat_map(|p| [p.pack.id, p.index.id]);
+    let needed = copied.repositories.iter().flat_map(gitvault_format::snapshot::RepoSnapshot::data_refs).map(|d| d.id);
     to.guard_commit(needed.collect(), dest.started, crate::ops::backup::RECHECK_AFTER, &dest.marked, "copy")?;
     // The snapshot file is the commit point: every data object it names is durable by now.
     let mac = match to.write_snapshot(&copied) {

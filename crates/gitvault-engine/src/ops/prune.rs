@@ -290,13 +290,9 @@ pub(crate) fn referenced_data(vault: &Vault) -> Result<(HashSet<DataId>, u64)> {
             )),
             other => other,
         })?;
-        for repo in &snap.repositories {
-            for pack in &repo.chain {
-                for d in [&pack.pack, &pack.index] {
-                    if set.insert(d.id) {
-                        bytes += d.size;
-                    }
-                }
+        for d in snap.repositories.iter().flat_map(gitvault_format::snapshot::RepoSnapshot::data_refs) {
+            if set.insert(d.id) {
+                bytes += d.size;
             }
         }
     }

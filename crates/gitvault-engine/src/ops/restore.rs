@@ -31,6 +31,8 @@ pub struct RestoredRepo {
     pub refs: usize,
     pub packs: usize,
     pub objects: u64,
+    /// Git LFS objects put into `lfs/objects/`.
+    pub lfs_objects: usize,
     pub bytes: u64,
 }
 
@@ -200,11 +202,7 @@ pub fn restore(
     let git = Git::new();
     let mut report = RestoreReport { snapshot: snap.id, repositories: Vec::new() };
     for (repo, path) in plan {
-        progress.start(
-            &repo.name,
-            "restoring",
-            Some(repo.chain.iter().map(|p| p.pack.plain_size + p.index.plain_size).sum()),
-        );
+        progress.start(&repo.name, "restoring", Some(repo.data_refs().map(|d| d.plain_size).sum()));
         let restored = restore_one(vault, &git, repo, &path, progress)?;
         progress.finish(&repo.name);
         report.repositories.push(restored);
@@ -249,6 +247,8 @@ fn restore_one(
         for pack in &repo.chain {
             bytes += install_pack(vault, &work, pack, progress)?;
         }
+        // Where git-lfs looks in a bare repository: a clone of it checks LFS files out.
+        bytes += crate::lfs::restore(vault, repo, &work, progress)?;
         git.write_refs(&work, &state)?;
         Ok(bytes)
     })();
@@ -274,6 +274,7 @@ fn restore_one(
         refs: repo.refs.len(),
         packs: repo.chain.len(),
         objects: repo.chain.iter().map(|p| p.objects).sum(),
+        lfs_objects: repo.lfs_objects().len(),
         bytes,
     })
 }

@@ -367,10 +367,13 @@ fn check_snapshots(vault: &Vault, facts: &LedgerFacts, c: &mut Check) -> Result<
             }
         }
         for repo in &snap.repositories {
+            let who = format!("repository {} of snapshot {}", repo.name, id.short());
             for pack in &repo.chain {
-                let who = format!("repository {} of snapshot {}", repo.name, id.short());
                 referenced.entry(pack.pack.id).or_insert((pack.pack, Kind::Pack, who.clone()));
-                referenced.entry(pack.index.id).or_insert((pack.index, Kind::PackIndex, who));
+                referenced.entry(pack.index.id).or_insert((pack.index, Kind::PackIndex, who.clone()));
+            }
+            for l in repo.lfs_objects() {
+                referenced.entry(l.data.id).or_insert((l.data, Kind::LfsObject, who.clone()));
             }
         }
     }

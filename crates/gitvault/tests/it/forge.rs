@@ -517,3 +517,116 @@ fn a_bitbucket_workspace_is_backed_up_with_a_token_or_a_user_and_api_token() {
     // One repository by its slug.
     other_forge(&s, Bitbucket, "bitbucket:team/api", &[("BITBUCKET_TOKEN", TOKEN)], &[("bitbucket:team/api", &api)]);
 }
+
+/// Push `work` to the fake forge with the token, LFS objects included (git-lfs's pre-push hook).
+fn push_with_lfs(s: &Setup, work: &Path, owner: &str, name: &str) {
+    let url = s.forge.clone_url(Github, owner, name);
+    let auth = format!("http.extraHeader=Authorization: Bearer {TOKEN}");
+    git(work, &["-c", &auth, "push", "-q", &url, "HEAD:refs/heads/main"]);
+}
+
+/// A work repository tracking `*.bin` with git-lfs, with `files` committed.
+fn lfs_work(s: &Setup, name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let work = new_repo(&s.w.path(&format!("lfs-work/{name}")));
+    git(&work, &["lfs", "install", "--local"]);
+    git(&work, &["lfs", "track", "*.bin"]);
+    for (file, content) in files {
+        std::fs::write(work.join(file), content).expect("write");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "binaries"]);
+    work
+}
+
+fn lfs_requests(s: &Setup) -> usize {
+    s.forge.requests().iter().filter(|r| r["kind"] == "lfs").count()
+}
+
+#[test]
+fn lfs_objects_are_stored_once_per_vault_and_restored_so_that_a_clone_checks_them_out() {
+    let s = Setup::new();
+    let shared = crate::common::noise(1, 300_000);
+    let (a, b, c) =
+        (crate::common::noise(2, 200_000), crate::common::noise(3, 100_000), crate::common::noise(4, 50_000));
+    s.forge.write_world(&world(vec![repo_entry("media", json!({"private": true})), repo_entry("media2", json!({}))]));
+    let media = lfs_work(&s, "media", &[("shared.bin", shared.clone()), ("a.bin", a.clone())]);
+    push_with_lfs(&s, &media, "acme", "media");
+    let media2 = lfs_work(&s, "media2", &[("shared.bin", shared.clone()), ("b.bin", b)]);
+    push_with_lfs(&s, &media2, "acme", "media2");
+
+    let first = s.backup(&["github:acme"]);
+    let repos = first["repositories"].as_array().expect("list");
+    assert!(repos.iter().all(|r| r["lfs_objects"] == 2 && r["lfs_missing"] == 0), "{first}");
+    let added: u64 = repos.iter().map(|r| r["lfs_added"].as_u64().expect("n")).sum();
+    assert_eq!(added, 3, "the object both repositories share is stored once: {first}");
+    let data = crate::common::files_under(&s.w.vault.join("data"));
+    assert_eq!(data.len(), 2 * 2 + 3, "a pack and an index per repository, and three LFS objects: {data:?}");
+
+    // The restored bare repository holds the objects where git-lfs looks: a clone of it
+    // (with git-lfs installed, as for the user) checks the files out.
+    let snapshot = first["snapshot"].as_str().expect("id");
+    let restored = s.restore(snapshot, "github:acme/media", "media");
+    let home = s.w.path("lfs-home");
+    std::fs::create_dir_all(&home).expect("home");
+    let run = |dir: &Path, args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", &home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GIT_CONFIG_GLOBAL")
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&home, &["lfs", "install"]);
+    let clone = s.w.path("lfs-clone");
+    run(s.w.dir.path(), &["clone", "-q", restored.to_str().expect("utf-8"), clone.to_str().expect("utf-8")]);
+    assert_eq!(std::fs::read(clone.join("shared.bin")).expect("read"), shared, "checked out, not a pointer");
+    assert_eq!(std::fs::read(clone.join("a.bin")).expect("read"), a);
+
+    // Nothing new: no LFS request, nothing stored.
+    s.forge.clear_requests();
+    let second = s.backup(&["github:acme"]);
+    assert!(second["repositories"].as_array().expect("list").iter().all(|r| r["lfs_added"] == 0), "{second}");
+    assert_eq!(lfs_requests(&s), 0, "no LFS traffic when nothing changed");
+    assert_eq!(crate::common::files_under(&s.w.vault.join("data")), data);
+
+    // One new object: fetched and stored, the others carried over.
+    std::fs::write(media.join("c.bin"), &c).expect("write");
+    git(&media, &["add", "-A"]);
+    git(&media, &["commit", "-q", "-m", "more"]);
+    push_with_lfs(&s, &media, "acme", "media");
+    let third = s.backup(&["github:acme"]);
+    let m = &third["repositories"][0];
+    assert_eq!(
+        (m["name"].as_str(), m["lfs_objects"].as_u64(), m["lfs_added"].as_u64()),
+        (Some("github:acme/media"), Some(3), Some(1)),
+        "{third}"
+    );
+    let verify: Value = serde_json::from_str(&s.w.ok(&["verify", "--read-data", "--json"])).expect("json");
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert_nowhere(s.w.dir.path(), TOKEN);
+}
+
+#[test]
+fn an_lfs_object_missing_upstream_is_reported_and_the_rest_is_backed_up() {
+    let s = Setup::new();
+    s.forge.write_world(&world(vec![repo_entry("media", json!({}))]));
+    let media = lfs_work(
+        &s,
+        "media",
+        &[("a.bin", crate::common::noise(5, 10_000)), ("b.bin", crate::common::noise(6, 20_000))],
+    );
+    push_with_lfs(&s, &media, "acme", "media");
+    // The server loses one object.
+    let lost = crate::common::files_under(&s.forge.root().join("lfs")).into_iter().next().expect("an object");
+    std::fs::remove_file(s.forge.root().join("lfs").join(&lost)).expect("remove");
+    let api = s.api();
+    let out = s.run(&["backup", "--json", "--api-url", &api, "github:acme"]);
+    assert_eq!(out.status.code(), Some(3), "partial: {}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let r = &report["repositories"][0];
+    assert_eq!((r["lfs_objects"].as_u64(), r["lfs_missing"].as_u64()), (Some(1), Some(1)), "{report}");
+    assert!(report["snapshot"].is_string());
+}

@@ -69,3 +69,34 @@ fn format_v2_golden_vault_with_forget_prune_and_a_pending_mark_verifies_and_rest
     assert_eq!(warnings.len(), 1, "{report}");
     assert!(warnings[0].as_str().expect("text").contains("6 of them already marked"), "{report}");
 }
+
+#[test]
+fn format_v3_golden_vault_with_lfs_objects_verifies_and_restores_them_exactly() {
+    golden_vault_verifies_and_restores_exactly("v3", "golden vault v3", 2);
+    let w = World::new();
+    copy_dir(&golden("v3").join("vault"), &w.vault);
+    for entry in std::fs::read_dir(golden("v3")).expect("read") {
+        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_prefix("lfs-").and_then(|n| n.strip_suffix(".txt")) else { continue };
+        let expected: Vec<String> =
+            std::fs::read_to_string(golden("v3").join(&name)).expect("read").lines().map(str::to_string).collect();
+        let target = w.path(&format!("lfs-{id}.git"));
+        let out = w
+            .cmd(&["restore", id, "--target", target.to_str().expect("utf-8")])
+            .env("GITVAULT_PASSWORD", "golden vault v3")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut found = Vec::new();
+        for oid in &expected {
+            let file = target.join("lfs/objects").join(&oid[..2]).join(&oid[2..4]).join(oid);
+            let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            use sha2::Digest;
+            assert_eq!(&hex::encode(sha2::Sha256::digest(&bytes)), oid, "{}", file.display());
+            found.push(oid.clone());
+        }
+        let all = crate::common::files_under(&target.join("lfs/objects"));
+        assert_eq!(all.len(), expected.len(), "exactly the snapshot's objects: {all:?}");
+        assert_eq!(found, expected);
+    }
+}
