@@ -138,7 +138,7 @@ class Bitbucket(Forge):
             "downloads": self.link(api + "/downloads"), "source": self.link(api + "/src"),
             "hooks": self.link(api + "/hooks"),
             "clone": [{"name": "https", "href": self.url(f"/bitbucket/git/{repo.full_name}.git")},
-                      {"name": "ssh", "href": f"git@{host}:{repo.full_name}.git"}],
+                      {"name": "ssh", "href": self.ssh_url(repo.full_name, f"git@{host}:{repo.full_name}.git")}],
         })
         body.update({
             "slug": repo.name, "description": repo.description, "scm": "git", "website": None,

@@ -431,6 +431,13 @@ class Forge:
     def url(self, path):
         return self.app.base_url + path
 
+    def ssh_url(self, full_name, default):
+        """The SSH clone URL of `full_name`: under world.json's `"ssh": {"<forge>": BASE}` when the
+        test runs an sshd that serves the repositories (`BASE/<full_name>.git`), else `default`."""
+        _, data = self.app.world.current()
+        base = data.get("ssh", {}).get(self.name)
+        return f"{base.rstrip('/')}/{full_name}.git" if base else default
+
     def token_identity(self, token):
         """The identity of a token that was sent; an empty one is invalid, not anonymous."""
         return self.app.world.token(token, self.name) if token else INVALID

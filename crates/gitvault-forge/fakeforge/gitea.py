@@ -119,7 +119,7 @@ class Gitea(Forge):
             "fork": repo.fork, "template": False, "parent": parent, "mirror": False, "size": repo.size_kib(root),
             "language": "", "languages_url": self.url(f"{self.api_base}/repos/{repo.full_name}/languages"),
             "html_url": html, "url": self.url(f"{self.api_base}/repos/{repo.full_name}"), "link": "",
-            "ssh_url": f"git@{host}:{repo.full_name}.git", "clone_url": html + ".git", "original_url": "",
+            "ssh_url": self.ssh_url(repo.full_name, f"git@{host}:{repo.full_name}.git"), "clone_url": html + ".git", "original_url": "",
             "website": "", "stars_count": 0, "forks_count": 0, "watchers_count": 0, "open_issues_count": 0,
             "open_pr_counter": 0, "release_counter": 0, "default_branch": repo.default_branch,
             "archived": repo.archived, "created_at": rfc3339(repo.created), "updated_at": rfc3339(repo.updated(root)),

@@ -132,7 +132,7 @@ class GitHub(Forge):
             "created_at": rfc3339(repo.created), "updated_at": rfc3339(repo.updated(root)),
             "pushed_at": rfc3339(repo.pushed(root)),
             "git_url": f"git://{host}/github/{repo.full_name}.git",
-            "ssh_url": f"git@{host.split(':')[0]}:{repo.full_name}.git",
+            "ssh_url": self.ssh_url(repo.full_name, f"git@{host.split(':')[0]}:{repo.full_name}.git"),
             "clone_url": self.url(f"/github/{repo.full_name}.git"),
             "svn_url": html, "homepage": raw.get("homepage"), "mirror_url": None, "size": repo.size_kib(root),
             "stargazers_count": 0, "watchers_count": 0, "language": raw.get("language"), "has_issues": True,

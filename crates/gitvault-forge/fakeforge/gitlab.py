@@ -152,7 +152,7 @@ class GitLab(Forge):
             "name_with_namespace": " / ".join([*project.owner.split("/"), raw.get("title", project.name)]),
             "path": project.name, "path_with_namespace": path, "created_at": rfc3339(project.created, millis=True),
             "default_branch": None if empty else project.default_branch, "tag_list": project.topics,
-            "topics": project.topics, "ssh_url_to_repo": f"git@{host}:{path}.git",
+            "topics": project.topics, "ssh_url_to_repo": self.ssh_url(path, f"git@{host}:{path}.git"),
             "http_url_to_repo": self.web(f"{path}.git"), "web_url": self.web(path), "readme_url": None,
             "forks_count": 0, "avatar_url": None, "star_count": 0,
             "last_activity_at": rfc3339(project.pushed(root), millis=True), "namespace": namespace,

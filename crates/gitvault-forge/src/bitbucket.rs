@@ -40,6 +40,15 @@ fn parse_repo(v: &Value, what: &str) -> Result<RemoteRepo> {
         .and_then(Value::as_str)
         .map(without_userinfo)
         .ok_or_else(|| missing("links.clone https href"))?;
+    let ssh_url = v
+        .get("links")
+        .and_then(|l| l.get("clone"))
+        .and_then(Value::as_array)
+        .and_then(|links| {
+            links.iter().find(|l| l.get("name").and_then(Value::as_str) == Some("ssh")).and_then(|l| l.get("href"))
+        })
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let has_wiki = v.get("has_wiki").and_then(Value::as_bool).unwrap_or(false);
     Ok(RemoteRepo {
         forge: ForgeKind::Bitbucket,
@@ -51,6 +60,7 @@ fn parse_repo(v: &Value, what: &str) -> Result<RemoteRepo> {
         topics: Vec::new(),
         default_branch: v.get("mainbranch").and_then(|b| b.get("name")).and_then(Value::as_str).map(str::to_string),
         description: v.get("description").and_then(Value::as_str).filter(|d| !d.is_empty()).map(str::to_string),
+        ssh_url,
         clone_url,
     })
 }
@@ -85,6 +95,7 @@ mod tests {
         assert_eq!(r.vault_name(), "bitbucket:team/api");
         assert_eq!(r.clone_url, "https://bitbucket.org/team/api.git");
         assert_eq!(r.wiki_url.as_deref(), Some("https://bitbucket.org/team/api.git/wiki"));
+        assert_eq!(r.ssh_wiki_url().as_deref(), Some("git@bitbucket.org:team/api.git/wiki"));
         assert!(r.private && r.fork);
         assert_eq!(r.default_branch.as_deref(), Some("main"));
     }

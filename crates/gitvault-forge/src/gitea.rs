@@ -86,6 +86,7 @@ fn parse_repo(v: &Value, what: &str) -> Result<RemoteRepo> {
             .unwrap_or_default(),
         default_branch: str_field("default_branch").map(str::to_string),
         description: str_field("description").filter(|d| !d.is_empty()).map(str::to_string),
+        ssh_url: str_field("ssh_url").map(str::to_string),
         clone_url,
     })
 }

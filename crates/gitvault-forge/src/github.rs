@@ -78,6 +78,7 @@ fn parse_repo(v: &Value, what: &str) -> Result<RemoteRepo> {
             .unwrap_or_default(),
         default_branch: str_field("default_branch").map(str::to_string),
         description: str_field("description").map(str::to_string),
+        ssh_url: str_field("ssh_url").map(str::to_string),
         clone_url,
     })
 }
@@ -102,6 +103,7 @@ mod tests {
         let r = parse_repo(&v, "test").expect("parses");
         assert_eq!(r.vault_name(), "github:acme/api");
         assert_eq!(r.wiki_url.as_deref(), Some("http://127.0.0.1:9/github/acme/api.wiki.git"));
+        assert_eq!(r.ssh_url, None);
         assert!(r.private && r.archived && !r.fork);
         assert_eq!(r.topics, ["go", "backend"]);
         assert_eq!(r.description, None);

@@ -84,6 +84,7 @@ fn parse_project(v: &Value, what: &str) -> Result<RemoteRepo> {
         topics: topics.map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default(),
         default_branch: str_field("default_branch").map(str::to_string),
         description: str_field("description").filter(|d| !d.is_empty()).map(str::to_string),
+        ssh_url: str_field("ssh_url_to_repo").map(str::to_string),
         clone_url,
     })
 }

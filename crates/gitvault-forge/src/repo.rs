@@ -16,6 +16,8 @@ pub struct RemoteRepo {
     /// The wiki's clone URL when the forge has wikis and this repository's is enabled (it may
     /// still never have been created: then it is skipped without error).
     pub wiki_url: Option<String>,
+    /// The SSH clone URL from the API answer (`ssh_url`, `ssh_url_to_repo`, `links.clone`).
+    pub ssh_url: Option<String>,
     pub fork: bool,
     pub archived: bool,
     pub private: bool,
@@ -25,6 +27,17 @@ pub struct RemoteRepo {
 }
 
 impl RemoteRepo {
+    /// The wiki's SSH clone URL, beside [`RemoteRepo::ssh_url`] as the HTTPS one is beside
+    /// `clone_url`.
+    pub fn ssh_wiki_url(&self) -> Option<String> {
+        let (ssh, https_wiki) = (self.ssh_url.as_deref()?, self.wiki_url.as_deref()?);
+        Some(if https_wiki.ends_with("/wiki") {
+            format!("{}/wiki", ssh.trim_end_matches('/'))
+        } else {
+            crate::github::wiki_url(ssh)
+        })
+    }
+
     /// The repository's name in the vault: `FORGE:OWNER/REPO`.
     pub fn vault_name(&self) -> String {
         format!("{}:{}", self.forge, self.path)
@@ -137,6 +150,7 @@ mod tests {
             path: path.into(),
             clone_url: format!("https://example.invalid/{path}.git"),
             wiki_url: None,
+            ssh_url: None,
             fork: false,
             archived: false,
             private: false,

@@ -291,6 +291,11 @@ pub struct ForgeArgs {
     /// Also back up pull/merge-request refs (refs/pull/*, refs/merge-requests/*).
     #[arg(long)]
     pub pull_refs: bool,
+    /// Fetch git data over SSH with your ssh keys and known_hosts (the forge's SSH clone
+    /// URLs), instead of HTTPS with the token; the token still lists repositories and fetches
+    /// LFS objects.
+    #[arg(long)]
+    pub ssh: bool,
 }
 
 impl ForgeArgs {
@@ -303,6 +308,7 @@ impl ForgeArgs {
             || !self.topic.is_empty()
             || self.no_wikis
             || self.pull_refs
+            || self.ssh
     }
 }
 

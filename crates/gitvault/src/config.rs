@@ -78,6 +78,8 @@ struct RawSource {
     topics: Vec<String>,
     wikis: Option<bool>,
     pull_refs: Option<bool>,
+    /// `https` (default) or `ssh`: how git data is fetched.
+    clone: Option<Spanned<String>>,
 }
 
 impl RawSource {
@@ -93,6 +95,7 @@ impl RawSource {
             || !self.topics.is_empty()
             || self.wikis.is_some()
             || self.pull_refs.is_some()
+            || self.clone.is_some()
     }
 }
 
@@ -263,7 +266,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
                         v.get_ref().parse().map_err(|e| anyhow::anyhow!("{}: visibility {e}", at(v.span())))?;
                 }
                 filter.topics = s.topics.clone();
+                let ssh = match s.clone.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+                    None | Some(("https", _)) => false,
+                    Some(("ssh", _)) => true,
+                    Some((other, span)) => bail!("{}: clone {other:?} is not https or ssh", at(span)),
+                };
                 let options = crate::forges::AccountOptions {
+                    ssh,
                     api_url: s.api_url.clone(),
                     token_file: s.token_file.as_ref().map(|f| base.join(f)),
                     token_env: s.token_env.clone(),
@@ -276,7 +285,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             None => {
                 if s.has_forge_keys() {
                     bail!(
-                        "{}: api_url, token_*, include/exclude, forks, archived, visibility, topics, wikis and pull_refs apply to forge sources (github:ORG ...) only",
+                        "{}: api_url, token_*, include/exclude, forks, archived, visibility, topics, wikis, pull_refs and clone apply to forge sources (github:ORG ...) only",
                         at(s.url.span())
                     );
                 }

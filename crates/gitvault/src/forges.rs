@@ -28,6 +28,9 @@ pub struct AccountOptions {
     pub wikis: bool,
     /// Keep pull/merge request refs (`refs/pull/*`, `refs/merge-requests/*`).
     pub pull_refs: bool,
+    /// Fetch git data over SSH (the forge's SSH clone URLs, the user's ssh keys and
+    /// known_hosts) instead of HTTPS with the token.
+    pub ssh: bool,
 }
 
 /// One forge source, ready to list.
@@ -177,22 +180,40 @@ pub fn specs(account: &Account, listing: &Listing) -> Vec<SourceSpec> {
         if account.options.pull_refs { Vec::new() } else { REVIEW_REFS.iter().map(|s| s.to_string()).collect() };
     let mut out = Vec::new();
     for r in listing.found.iter().filter(|r| listing.repositories.contains(&r.vault_name())) {
+        // Over SSH, git authenticates with the user's keys; the token still serves LFS, which
+        // is fetched over HTTPS.
+        let (source, wiki, lfs_url, wiki_lfs_url) = if account.options.ssh {
+            let Some(ssh) = r.ssh_url.clone() else {
+                out.push(SourceSpec {
+                    source: r.clone_url.clone(),
+                    name: Some(r.vault_name()),
+                    failed: Some(format!("{}: the forge gave no SSH clone URL; back it up over HTTPS", r.vault_name())),
+                    ..SourceSpec::default()
+                });
+                continue;
+            };
+            (ssh, r.ssh_wiki_url(), Some(r.clone_url.clone()), r.wiki_url.clone())
+        } else {
+            (r.clone_url.clone(), r.wiki_url.clone(), None, None)
+        };
         out.push(SourceSpec {
-            source: r.clone_url.clone(),
+            source,
             name: Some(r.vault_name()),
             auth: auth.clone(),
             optional: false,
             exclude_refs: exclude_refs.clone(),
             failed: None,
+            lfs_url,
         });
-        if let (true, Some(wiki)) = (account.options.wikis, &r.wiki_url) {
+        if let (true, Some(wiki)) = (account.options.wikis, wiki) {
             out.push(SourceSpec {
-                source: wiki.clone(),
+                source: wiki,
                 name: Some(r.wiki_vault_name()),
                 auth: auth.clone(),
                 optional: true,
                 exclude_refs: Vec::new(),
                 failed: None,
+                lfs_url: wiki_lfs_url,
             });
         }
     }

@@ -715,6 +715,7 @@ fn account_options(f: &cli::ForgeArgs, api_url: Option<String>) -> Result<forges
         filter,
         wikis: !f.no_wikis,
         pull_refs: f.pull_refs,
+        ssh: f.ssh,
     })
 }
 

@@ -40,6 +40,9 @@ pub struct SourceSpec {
     /// Known to have failed before the run (a forge account that could not be listed): the
     /// error is recorded as this source's failure in every vault.
     pub failed: Option<String>,
+    /// The HTTP(S) URL of the repository for Git LFS when `source` is not one (a clone over
+    /// SSH): LFS objects are fetched from `<lfs_url>/info/lfs`, and `auth` goes to its host.
+    pub lfs_url: Option<String>,
 }
 
 impl SourceSpec {
@@ -178,7 +181,7 @@ pub fn backup_many(
             progress.start(&name, "reading refs", None);
             let started = Instant::now();
             let git = match &spec.auth {
-                Some(auth) => git.with_http_auth(&spec.source, auth),
+                Some(auth) => git.with_http_auth(spec.lfs_url.as_deref().unwrap_or(&spec.source), auth),
                 None => git.clone(),
             };
             let prepared = prepare(&first.ctx, &git, spec);
@@ -534,7 +537,8 @@ fn backup_repo(
         chain.extend(new_pack);
     }
 
-    let lfs_source = crate::lfs::LfsSource { name, git_dir: &source.path, url: source.url.as_deref() };
+    let lfs_url = spec.lfs_url.as_deref().or(source.url.as_deref());
+    let lfs_source = crate::lfs::LfsSource { name, git_dir: &source.path, url: lfs_url };
     let include: Vec<ObjectId> = include.into_iter().collect();
     let lfs = crate::lfs::backup(
         vault,

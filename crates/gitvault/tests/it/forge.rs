@@ -630,3 +630,61 @@ fn an_lfs_object_missing_upstream_is_reported_and_the_rest_is_backed_up() {
     assert_eq!((r["lfs_objects"].as_u64(), r["lfs_missing"].as_u64()), (Some(1), Some(1)), "{report}");
     assert!(report["snapshot"].is_string());
 }
+
+#[test]
+fn with_ssh_git_data_comes_over_ssh_and_the_token_only_lists() {
+    let Some(sshd) = gitvault_storage::testing::Sshd::start_unless_skipped() else { return };
+    let s = Setup::new();
+    let api_repo = s.repo("acme", "api", 2);
+    let wiki = s.repo("acme", "api.wiki", 1);
+    let mut w = world(vec![repo_entry("api", json!({"private": true, "has_wiki": true}))]);
+    let base =
+        format!("ssh://{}@127.0.0.1:{}{}", sshd.user(), sshd.port(), s.forge.root().join("git/github").display());
+    w["ssh"] = json!({"github": base});
+    s.forge.write_world(&w);
+    let api = s.api();
+    s.forge.clear_requests();
+    let out =
+        s.w.cmd(&["backup", "--json", "--ssh", "--api-url", &api, "github:acme"])
+            .env("GITHUB_TOKEN", TOKEN)
+            .env("GIT_SSH_COMMAND", format!("ssh -F {}", sshd.ssh_config().display()))
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}\nsshd: {}", show(&out), sshd.log());
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(names(&report["repositories"]), ["github:acme/api", "github:acme/api.wiki"]);
+    assert!(report["repositories"][0]["source"].as_str().expect("source").starts_with("ssh://"), "{report}");
+    assert!(s.git_requests().is_empty(), "no git over HTTP: {:?}", s.git_requests());
+    let snapshot = report["snapshot"].as_str().expect("id");
+    assert_eq!(refs(&s.restore(snapshot, "github:acme/api", "ssh-api")).refs, refs(&api_repo).refs);
+    assert_eq!(refs(&s.restore(snapshot, "github:acme/api.wiki", "ssh-wiki")).refs, refs(&wiki).refs);
+}
+
+#[test]
+fn a_429_from_bitbucket_is_waited_out() {
+    use FakeForgeKind::Bitbucket;
+    let s = Setup::new();
+    let api = s.repo_on(Bitbucket, "team", "api", 1);
+    s.forge.write_world(&json!({
+        "tokens": {TOKEN: {"login": "alice"}},
+        "bitbucket": {"workspaces": ["team"], "repos": [{"workspace": "team", "slug": "api"}]},
+        "faults": {"bitbucket": {"secondary": {"after": 0, "retry_after": 1, "status": 429}}},
+    }));
+    let report =
+        other_forge(&s, Bitbucket, "bitbucket:team", &[("BITBUCKET_TOKEN", TOKEN)], &[("bitbucket:team/api", &api)]);
+    let statuses: Vec<i64> = s.api_requests().iter().filter_map(|r| r["status"].as_i64()).collect();
+    assert_eq!(statuses, [429, 200], "{report}");
+}
+
+#[test]
+fn an_empty_repository_is_backed_up_as_empty_not_failed() {
+    let s = Setup::new();
+    s.repo("acme", "api", 1);
+    // Listed, but nothing was ever pushed.
+    s.forge.write_world(&world(vec![repo_entry("api", json!({})), repo_entry("fresh", json!({"has_wiki": true}))]));
+    let report = s.backup(&["github:acme"]);
+    assert_eq!(names(&report["repositories"]), ["github:acme/api", "github:acme/fresh"], "{report}");
+    assert_eq!(report["repositories"][1]["refs"], 0);
+    assert_eq!(names(&report["skipped"]), ["github:acme/fresh.wiki"]);
+    assert_eq!(report["failures"], json!([]));
+}
