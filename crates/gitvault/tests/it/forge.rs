@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use base64::Engine as _;
 use gitvault_forge::testing::{FakeForge, FakeForgeKind, FakeForgeKind::Github};
 use serde_json::{Value, json};
 
@@ -107,11 +108,20 @@ fn world(repos: Vec<Value>) -> Value {
     })
 }
 
-/// No file under `dir` contains `needle`.
+/// No file under `dir` contains `needle`, nor the Basic credentials git sends for it (base64 of
+/// `USER:needle` with each forge's token user, at any alignment of the encoding).
 fn assert_nowhere(dir: &Path, needle: &str) {
+    let mut needles = vec![needle.as_bytes().to_vec()];
+    for user in ["x-access-token", "oauth2", "x-token-auth", "gitvault", "alice"] {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{needle}"));
+        // The token's own characters sit in the middle of the encoding whatever comes before.
+        needles.push(encoded.as_bytes()[8..encoded.len() - 8].to_vec());
+    }
     for rel in crate::common::files_under(dir) {
         let bytes = std::fs::read(dir.join(&rel)).unwrap_or_default();
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "the token is in {rel}");
+        for n in &needles {
+            assert!(!bytes.windows(n.len()).any(|w| w == n.as_slice()), "the token is in {rel}");
+        }
     }
 }
 
@@ -629,6 +639,9 @@ fn an_lfs_object_missing_upstream_is_reported_and_the_rest_is_backed_up() {
     let r = &report["repositories"][0];
     assert_eq!((r["lfs_objects"].as_u64(), r["lfs_missing"].as_u64()), (Some(1), Some(1)), "{report}");
     assert!(report["snapshot"].is_string());
+    // git-lfs writes error logs into the mirror: the token must not be in them either.
+    assert_nowhere(s.w.dir.path(), TOKEN);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(TOKEN));
 }
 
 #[test]
