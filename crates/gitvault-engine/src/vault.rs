@@ -178,6 +178,11 @@ impl Vault {
         Ok(self.store.remove_incomplete()?)
     }
 
+    /// The preferred data id of the Git LFS object `oid` in this vault (FORMAT.md §7.6).
+    pub fn lfs_object_id(&self, oid: &str) -> DataId {
+        self.mac_key.lfs_data_id(oid)
+    }
+
     pub fn location(&self) -> String {
         self.store.describe()
     }

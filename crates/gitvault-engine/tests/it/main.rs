@@ -18,6 +18,7 @@ use gitvault_git::Git;
 use gitvault_storage::faulty::{Faults, FaultyStore};
 use gitvault_storage::{LocalStore, Store};
 
+mod lfs;
 mod retention;
 
 const WEAK: KdfParams = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
