@@ -29,10 +29,10 @@ pub fn discover(api: &Api, source: &ForgeSource) -> Result<Vec<RemoteRepo>> {
         return Err(Error::Usage(format!("{source} cannot be listed through a {} API client", api.forge)));
     }
     let mut repos = match source.forge {
-        ForgeKind::Github => github::discover(api, source)?,
+        ForgeKind::Github => github::discover(api, source, &github::GITHUB)?,
         ForgeKind::Gitlab => gitlab::discover(api, source)?,
         ForgeKind::Bitbucket => bitbucket::discover(api, source)?,
-        ForgeKind::Gitea => gitea::discover(api, source)?,
+        ForgeKind::Gitea => github::discover(api, source, &gitea::GITEA)?,
     };
     repos.sort_by(|a, b| a.path.cmp(&b.path));
     repos.dedup_by(|a, b| a.path == b.path);
