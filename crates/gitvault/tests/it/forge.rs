@@ -701,3 +701,32 @@ fn an_empty_repository_is_backed_up_as_empty_not_failed() {
     assert_eq!(names(&report["skipped"]), ["github:acme/fresh.wiki"]);
     assert_eq!(report["failures"], json!([]));
 }
+
+#[test]
+fn a_repository_the_token_cannot_see_is_not_listed_and_one_it_loses_is_reported_gone() {
+    let s = Setup::new();
+    s.repo("acme", "api", 1);
+    s.repo("acme", "secret", 1);
+    s.repo("acme", "payroll", 1);
+    let mut w = world(vec![
+        repo_entry("api", json!({"private": true})),
+        repo_entry("secret", json!({"private": true})),
+        repo_entry("payroll", json!({"private": true})),
+    ]);
+    w["tokens"] = json!({TOKEN: {"login": "alice", "deny": ["github:acme/secret"]}});
+    s.forge.write_world(&w);
+    let first = s.backup(&["github:acme"]);
+    assert_eq!(names(&first["repositories"]), ["github:acme/api", "github:acme/payroll"]);
+    // The token loses access to payroll: it is gone from the listing, a warning, not a failure.
+    w["tokens"] = json!({TOKEN: {"login": "alice", "deny": ["github:acme/secret", "github:acme/payroll"]}});
+    s.forge.write_world(&w);
+    let second = s.backup(&["github:acme"]);
+    assert_eq!(names(&second["repositories"]), ["github:acme/api"]);
+    assert_eq!(second["gone_upstream"][0]["name"], "github:acme/payroll", "{second}");
+    // Asked for by name, a repository the token cannot see is a clear failure.
+    let api = s.api();
+    let out = s.run(&["backup", "--api-url", &api, "github:acme/secret"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("acme/secret") && stderr.contains("not found, or the token cannot see it"), "{stderr}");
+}
