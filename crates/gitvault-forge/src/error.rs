@@ -28,6 +28,12 @@ pub enum Error {
     RateLimitTooLong { forge: ForgeKind, wait_seconds: u64, max_seconds: u64 },
     #[error("{forge}: unexpected answer for {what}: {detail}")]
     Parse { forge: ForgeKind, what: String, detail: String },
+    #[error("writing metadata under {}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid glob {pattern:?}: {detail}")]
     Glob { pattern: String, detail: String },
 }

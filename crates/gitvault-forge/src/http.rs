@@ -59,12 +59,21 @@ pub struct Api {
     patience: Patience,
     waiting: Arc<dyn Waiting>,
     requests: Arc<AtomicU64>,
+    not_modified: Arc<AtomicU64>,
 }
 
 /// A successful answer.
 pub(crate) struct Page {
     pub body: serde_json::Value,
     pub headers: HeaderMap,
+}
+
+/// The answer to a conditional GET.
+pub(crate) enum Fetched {
+    /// 304: what the caller has is current (GitHub does not charge it against the rate limit).
+    NotModified,
+    /// The content, with its `ETag` to send next time.
+    Fresh(Page, Option<String>),
 }
 
 impl Api {
@@ -88,6 +97,7 @@ impl Api {
             patience,
             waiting,
             requests: Arc::new(AtomicU64::new(0)),
+            not_modified: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -104,6 +114,11 @@ impl Api {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Of [`Api::requests`], those answered `304 Not Modified`.
+    pub fn not_modified(&self) -> u64 {
+        self.not_modified.load(Ordering::Relaxed)
+    }
+
     /// `path` (starting with `/`) under the base URL.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -111,12 +126,27 @@ impl Api {
 
     /// GET one URL as JSON; `what` names it in errors ("the organisation acme").
     pub(crate) fn get(&self, url: &str, what: &str) -> Result<Page> {
+        match self.get_if(url, what, None)? {
+            Fetched::Fresh(page, _) => Ok(page),
+            Fetched::NotModified => Err(Error::Parse {
+                forge: self.forge,
+                what: what.to_string(),
+                detail: "304 Not Modified to an unconditional request".into(),
+            }),
+        }
+    }
+
+    /// GET one URL as JSON, conditionally when `etag` is given (`If-None-Match`).
+    pub(crate) fn get_if(&self, url: &str, what: &str, etag: Option<&str>) -> Result<Fetched> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let mut req = self.http.get(url).header("Accept", self.forge.accept());
             if let Some((name, value)) = self.credentials.api_header(self.forge) {
                 req = req.header(name, value);
+            }
+            if let Some(etag) = etag {
+                req = req.header("If-None-Match", etag);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let resp = match req.send() {
@@ -131,6 +161,10 @@ impl Api {
             };
             let status = resp.status();
             let headers = resp.headers().clone();
+            if status == StatusCode::NOT_MODIFIED && etag.is_some() {
+                self.not_modified.fetch_add(1, Ordering::Relaxed);
+                return Ok(Fetched::NotModified);
+            }
             let body = match resp.bytes() {
                 Ok(b) => b,
                 Err(source) => {
@@ -147,7 +181,8 @@ impl Api {
                     what: what.to_string(),
                     detail: format!("not JSON: {e}"),
                 })?;
-                return Ok(Page { body, headers });
+                let etag = headers.get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+                return Ok(Fetched::Fresh(Page { body, headers }, etag));
             }
             if let Some(wait) = rate_limit_wait(status, &headers) {
                 if wait > self.patience.max_wait {
@@ -175,6 +210,50 @@ impl Api {
                 StatusCode::NOT_FOUND => Error::NotFound { forge: self.forge, what, message },
                 _ => Error::Http { forge: self.forge, what, status: status.as_u16(), message },
             });
+        }
+    }
+
+    /// Download `url` (asking for `application/octet-stream`, following redirects: a release
+    /// asset lives behind one) into `out`, with retries of transient failures before the first
+    /// byte arrives. Returns the bytes written.
+    pub(crate) fn download(&self, url: &str, what: &str, out: &mut dyn std::io::Write) -> Result<u64> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut req = self.http.get(url).header("Accept", "application/octet-stream");
+            if let Some((name, value)) = self.credentials.api_header(self.forge) {
+                req = req.header(name, value);
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let mut resp = match req.send() {
+                Ok(r) => r,
+                Err(source) if attempt < self.patience.attempts => {
+                    let _ = source;
+                    self.pause(self.backoff(attempt), "connection failed, retrying");
+                    continue;
+                }
+                Err(source) => return Err(Error::Unreachable { forge: self.forge, url: url.to_string(), source }),
+            };
+            let status = resp.status();
+            if status.is_success() {
+                return resp.copy_to(out).map_err(|source| Error::Unreachable {
+                    forge: self.forge,
+                    url: url.to_string(),
+                    source,
+                });
+            }
+            let headers = resp.headers().clone();
+            if let Some(wait) = rate_limit_wait(status, &headers).filter(|w| *w <= self.patience.max_wait) {
+                attempt -= 1;
+                self.pause(wait, "rate limited");
+                continue;
+            }
+            if status.is_server_error() && attempt < self.patience.attempts {
+                self.pause(self.backoff(attempt), &format!("HTTP {}, retrying", status.as_u16()));
+                continue;
+            }
+            let message = error_message(&resp.bytes().unwrap_or_default());
+            return Err(Error::Http { forge: self.forge, what: what.to_string(), status: status.as_u16(), message });
         }
     }
 

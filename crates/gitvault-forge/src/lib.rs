@@ -9,8 +9,10 @@ mod bitbucket;
 mod error;
 mod gitea;
 mod github;
+mod github_meta;
 mod gitlab;
 mod http;
+pub mod meta;
 mod repo;
 mod source;
 #[cfg(feature = "testing")]
@@ -18,7 +20,9 @@ pub mod testing;
 
 pub use auth::{Credentials, Secret};
 pub use error::{Error, Result};
+pub use github_meta::fetch as fetch_github_metadata;
 pub use http::{Api, LogWaiting, Patience, Waiting};
+pub use meta::MetaReport;
 pub use repo::{Filter, RemoteRepo, Visibility};
 pub use source::{ForgeKind, ForgeSource};
 

@@ -178,6 +178,12 @@ impl<'a> Invocation<'a> {
         self
     }
 
+    /// An environment variable with a computed value, for this command only.
+    pub(crate) fn env_owned(mut self, key: &'static str, value: &str) -> Self {
+        self.path_envs.push((key, OsString::from(value)));
+        self
+    }
+
     /// An environment variable holding a path, for this command only.
     pub(crate) fn env_path(mut self, key: &'static str, value: &Path) -> Self {
         self.path_envs.push((key, value.as_os_str().to_owned()));

@@ -18,6 +18,7 @@ mod refname;
 mod refs;
 mod repo;
 mod source;
+mod worktree;
 
 pub use auth::HttpAuth;
 pub use command::Git;

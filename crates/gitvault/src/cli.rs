@@ -296,6 +296,10 @@ pub struct ForgeArgs {
     /// LFS objects.
     #[arg(long)]
     pub ssh: bool,
+    /// Do not back up issues, pull requests, reviews, comments, labels, milestones, releases
+    /// and settings (GitHub sources; backed up by default).
+    #[arg(long)]
+    pub no_metadata: bool,
 }
 
 impl ForgeArgs {
@@ -309,6 +313,7 @@ impl ForgeArgs {
             || self.no_wikis
             || self.pull_refs
             || self.ssh
+            || self.no_metadata
     }
 }
 

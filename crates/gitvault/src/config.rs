@@ -80,6 +80,8 @@ struct RawSource {
     pull_refs: Option<bool>,
     /// `https` (default) or `ssh`: how git data is fetched.
     clone: Option<Spanned<String>>,
+    /// Back up issues, pull requests, releases... (default true).
+    metadata: Option<bool>,
 }
 
 impl RawSource {
@@ -96,6 +98,7 @@ impl RawSource {
             || self.wikis.is_some()
             || self.pull_refs.is_some()
             || self.clone.is_some()
+            || self.metadata.is_some()
     }
 }
 
@@ -273,6 +276,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
                 };
                 let options = crate::forges::AccountOptions {
                     ssh,
+                    metadata: s.metadata.unwrap_or(true),
                     api_url: s.api_url.clone(),
                     token_file: s.token_file.as_ref().map(|f| base.join(f)),
                     token_env: s.token_env.clone(),
@@ -285,7 +289,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             None => {
                 if s.has_forge_keys() {
                     bail!(
-                        "{}: api_url, token_*, include/exclude, forks, archived, visibility, topics, wikis, pull_refs and clone apply to forge sources (github:ORG ...) only",
+                        "{}: api_url, token_*, include/exclude, forks, archived, visibility, topics, wikis, pull_refs, clone and metadata apply to forge sources (github:ORG ...) only",
                         at(s.url.span())
                     );
                 }

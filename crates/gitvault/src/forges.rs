@@ -31,6 +31,8 @@ pub struct AccountOptions {
     /// Fetch git data over SSH (the forge's SSH clone URLs, the user's ssh keys and
     /// known_hosts) instead of HTTPS with the token.
     pub ssh: bool,
+    /// Back up issues, pull requests, releases... too (GitHub; default on).
+    pub metadata: bool,
 }
 
 /// One forge source, ready to list.
@@ -131,6 +133,11 @@ pub struct LeftOut {
 }
 
 impl Listing {
+    /// The repositories the filters kept.
+    pub fn kept(&self) -> Vec<RemoteRepo> {
+        self.found.iter().filter(|r| self.repositories.contains(&r.vault_name())).cloned().collect()
+    }
+
     /// Every repository the account holds (filtered or not), by vault name.
     pub fn all_names(&self) -> impl Iterator<Item = String> + '_ {
         self.found.iter().map(RemoteRepo::vault_name)

@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod destination;
 mod forges;
+mod metadata;
 mod output;
 mod progress;
 mod secrets;
@@ -283,7 +284,7 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             let mut listings = std::collections::BTreeMap::new();
             for src in &cfg.sources {
                 if let Some(options) = &src.forge {
-                    let (_, found) = resolve_sources(&[(src.url.clone(), None, options.clone())])?;
+                    let (_, found, _) = resolve_sources(&[(src.url.clone(), None, options.clone())])?;
                     listings.extend(found.accounts.into_iter().map(|l| (src.name.clone(), l)));
                 }
             }
@@ -462,7 +463,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
     if a.api_url.is_some() && !given.iter().any(|(src, _, _)| gitvault_forge::ForgeSource::parse(src).is_some()) {
         return Err(UsageError("--api-url applies to forge sources (github:ORG ...), and none was given".into()).into());
     }
-    let (sources, mut found) = resolve_sources(&given)?;
+    let (mut sources, mut found, accounts) = resolve_sources(&given)?;
     let opts = backup::BackupOptions {
         backup_type: a.backup_type.map(|t| match t {
             TypeArg::Full => BackupType::Full,
@@ -477,6 +478,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
         let mut vault = s.unlock()?;
         set_lock(&mut vault, lock)?;
         found.gone_upstream = gone_upstream(&vault, &found.accounts);
+        add_metadata(&mut sources, &mut found, &accounts, &s.ctx, Some(&vault), opts.jobs);
         let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
         output::backup(&report, &found, s.json)?;
         return Ok(backup_exit_code(&report));
@@ -501,6 +503,7 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
     if let Some(first) = vaults.first() {
         found.gone_upstream = gone_upstream(first, &found.accounts);
     }
+    add_metadata(&mut sources, &mut found, &accounts, &s.ctx, vaults.first().copied(), opts.jobs);
     let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
     let outcomes: Vec<output::DestinationOutcome> = s
         .vaults
@@ -568,7 +571,7 @@ fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>, jobs: Option
                 }
             })
             .collect();
-        let (sources, mut found) = resolve_sources(&given)?;
+        let (mut sources, mut found, accounts) = resolve_sources(&given)?;
         let opened: Vec<Result<Vault>> = policy
             .vaults
             .iter()
@@ -578,9 +581,11 @@ fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>, jobs: Option
         if let Some(first) = vaults.first() {
             found.gone_upstream = gone_upstream(first, &found.accounts);
         }
+        let job_count = jobs.or(cfg.jobs).unwrap_or(DEFAULT_JOBS);
+        add_metadata(&mut sources, &mut found, &accounts, &ctx, vaults.first().copied(), job_count);
         let opts = backup::BackupOptions {
             backup_type: policy.backup_type,
-            jobs: jobs.or(cfg.jobs).unwrap_or(DEFAULT_JOBS),
+            jobs: job_count,
             ..backup::BackupOptions::default()
         };
         let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
@@ -716,6 +721,7 @@ fn account_options(f: &cli::ForgeArgs, api_url: Option<String>) -> Result<forges
         wikis: !f.no_wikis,
         pull_refs: f.pull_refs,
         ssh: f.ssh,
+        metadata: !f.no_metadata,
     })
 }
 
@@ -723,9 +729,10 @@ fn account_options(f: &cli::ForgeArgs, api_url: Option<String>) -> Result<forges
 /// repositories (and wikis); anything else is a path or git URL.
 fn resolve_sources(
     given: &[(String, Option<String>, forges::AccountOptions)],
-) -> Result<(Vec<backup::SourceSpec>, output::Forges)> {
+) -> Result<(Vec<backup::SourceSpec>, output::Forges, Vec<forges::Account>)> {
     let mut sources = Vec::new();
     let mut found = output::Forges::default();
+    let mut accounts = Vec::new();
     for (src, name, options) in given {
         match gitvault_forge::ForgeSource::parse(src) {
             None => sources.push(backup::SourceSpec::new(src.clone(), name.clone())),
@@ -745,10 +752,38 @@ fn resolve_sources(
                 }
                 sources.extend(forges::specs(&account, &listing));
                 found.accounts.push(listing);
+                accounts.push(account);
             }
         }
     }
-    Ok((sources, found))
+    Ok((sources, found, accounts))
+}
+
+/// The metadata of every repository the forge accounts listed (those whose options ask for
+/// it), as more sources; `vault` restores a metadata repository the cache lost.
+fn add_metadata(
+    sources: &mut Vec<backup::SourceSpec>,
+    found: &mut output::Forges,
+    accounts: &[forges::Account],
+    ctx: &Context,
+    vault: Option<&Vault>,
+    jobs: usize,
+) {
+    let work: Vec<(&forges::Account, Vec<gitvault_forge::RemoteRepo>)> = accounts
+        .iter()
+        .zip(&found.accounts)
+        .filter(|(a, l)| a.options.metadata && l.error.is_none())
+        .map(|(a, l)| (a, l.kept()))
+        .collect();
+    if work.is_empty() {
+        return;
+    }
+    let now = gitvault_format::timestamp::now()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
+    let (more, runs) = metadata::prepare(&work, &ctx.cache_dir, vault, jobs, &now);
+    sources.extend(more);
+    found.metadata = runs;
 }
 
 /// Repositories an account held at its newest backup in `vault` that its listing no longer

@@ -65,6 +65,9 @@ pub struct Forges {
     /// Repositories a forge source held at its newest backup that it no longer lists.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gone_upstream: Vec<Gone>,
+    /// The metadata fetched for each repository.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<crate::metadata::MetaRun>,
 }
 
 #[derive(Serialize)]
@@ -96,6 +99,33 @@ impl Forges {
         }
     }
 
+    fn print_metadata(&self) {
+        if self.metadata.is_empty() {
+            return;
+        }
+        let reports: Vec<&gitvault_forge::MetaReport> =
+            self.metadata.iter().filter_map(|m| m.report.as_ref()).collect();
+        let requests: u64 = reports.iter().map(|r| r.requests).sum();
+        let free: u64 = reports.iter().map(|r| r.not_modified).sum();
+        println!(
+            "metadata of {} repositories: {} changed, {} API requests ({} answered 304 Not Modified)",
+            self.metadata.len(),
+            self.metadata.iter().filter(|m| m.changed).count(),
+            requests,
+            free
+        );
+        for m in &self.metadata {
+            if let Some(e) = &m.error {
+                eprintln!("error: metadata of {}: {e}", m.name);
+            }
+            if let Some(r) = &m.report {
+                for d in &r.deleted {
+                    println!("warning: {}: {d} was deleted upstream; kept, marked deleted", m.name);
+                }
+            }
+        }
+    }
+
     fn print_gone(&self) {
         for g in &self.gone_upstream {
             println!(
@@ -120,6 +150,7 @@ pub fn backup(r: &BackupReport, forges: &Forges, json: bool) -> Result<()> {
         return print_json(&Out { report: r, forges });
     }
     forges.print_accounts();
+    forges.print_metadata();
     backup_table(r);
     forges.print_gone();
     Ok(())
@@ -258,6 +289,7 @@ pub fn backup_many(outcomes: &[DestinationOutcome], forges: &Forges, json: bool)
         return print_json(&Destinations { destinations: destination_rows(outcomes), forges });
     }
     forges.print_accounts();
+    forges.print_metadata();
     for o in outcomes {
         println!("destination {}:", o.vault);
         match &o.result {

@@ -58,7 +58,7 @@ impl Setup {
 
     fn backup(&self, extra: &[&str]) -> Value {
         let api = self.api();
-        let mut args = vec!["backup", "--json", "--api-url", &api];
+        let mut args = vec!["backup", "--no-metadata", "--json", "--api-url", &api];
         args.extend_from_slice(extra);
         let out = self.run(&args);
         assert_eq!(out.status.code(), Some(0), "backup {extra:?}: {}", show(&out));
@@ -177,7 +177,7 @@ fn an_organisation_is_listed_filtered_backed_up_and_restored_exactly() {
 
     // Without a token only public repositories are seen.
     let out =
-        s.w.cmd(&["backup", "--json", "--api-url", &s.api(), "--exclude", "svc-*", "github:acme"])
+        s.w.cmd(&["backup", "--no-metadata", "--json", "--api-url", &s.api(), "--exclude", "svc-*", "github:acme"])
             .output()
             .expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -253,7 +253,7 @@ fn a_repository_gone_upstream_is_a_warning_and_its_backups_stay() {
 
     s.forge.write_world(&world(vec![repo_entry("keep", json!({}))]));
     let api = s.api();
-    let out = s.run(&["backup", "--json", "--api-url", &api, "github:acme"]);
+    let out = s.run(&["backup", "--no-metadata", "--json", "--api-url", &api, "github:acme"]);
     assert_eq!(out.status.code(), Some(0), "a repository deleted upstream is not a failure: {}", show(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["gone_upstream"][0]["name"], "github:acme/doomed", "{report}");
@@ -264,9 +264,11 @@ fn a_repository_gone_upstream_is_a_warning_and_its_backups_stay() {
     s.forge.write_world(&world(vec![repo_entry("keep", json!({})), repo_entry("doomed", json!({}))]));
     s.backup(&["github:acme"]);
     s.forge.write_world(&world(vec![repo_entry("keep", json!({}))]));
-    let text = String::from_utf8_lossy(&s.run(&["backup", "--api-url", &api, "github:acme"]).stdout).into_owned();
+    let text = String::from_utf8_lossy(&s.run(&["backup", "--no-metadata", "--api-url", &api, "github:acme"]).stdout)
+        .into_owned();
     assert!(text.contains("warning: github:acme/doomed is no longer in github:acme"), "{text}");
-    let text = String::from_utf8_lossy(&s.run(&["backup", "--api-url", &api, "github:acme"]).stdout).into_owned();
+    let text = String::from_utf8_lossy(&s.run(&["backup", "--no-metadata", "--api-url", &api, "github:acme"]).stdout)
+        .into_owned();
     assert!(!text.contains("no longer in"), "{text}");
 
     let restored = s.restore(&first_id, "github:acme/doomed", "doomed");
@@ -282,7 +284,7 @@ fn a_repository_that_fails_is_reported_and_the_others_are_backed_up() {
     w["faults"] = json!({"github": {"errors": [{"path": "acme/broken", "status": 500, "times": 1000, "kind": "git"}]}});
     s.forge.write_world(&w);
     let api = s.api();
-    let out = s.run(&["backup", "--json", "--api-url", &api, "github:acme"]);
+    let out = s.run(&["backup", "--no-metadata", "--json", "--api-url", &api, "github:acme"]);
     assert_eq!(out.status.code(), Some(3), "partial: {}", show(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(names(&report["repositories"]), ["github:acme/good"]);
@@ -306,7 +308,7 @@ fn rate_limits_and_server_errors_during_listing_are_waited_out() {
     }});
     s.forge.write_world(&w);
     let api = s.api();
-    let out = s.run(&["backup", "--json", "--api-url", &api, "--include", "api", "github:acme"]);
+    let out = s.run(&["backup", "--no-metadata", "--json", "--api-url", &api, "--include", "api", "github:acme"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rate limited; waiting"), "the wait is said: {stderr}");
@@ -325,7 +327,7 @@ fn a_rejected_token_is_a_clear_error_that_never_shows_it() {
     w["tokens"] = json!({TOKEN: {"login": "alice", "expired": true}});
     s.forge.write_world(&w);
     let api = s.api();
-    let out = s.run(&["backup", "--api-url", &api, "github:acme"]);
+    let out = s.run(&["backup", "--no-metadata", "--api-url", &api, "github:acme"]);
     assert_eq!(out.status.code(), Some(1), "nothing could be backed up: {}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rejected the credentials") && stderr.contains("GITHUB_TOKEN"), "{stderr}");
@@ -361,7 +363,7 @@ fn a_config_file_declares_the_account_and_config_check_lists_it() {
     std::fs::write(
         &config,
         format!(
-            "jobs = 2\n[[vault]]\nname = \"main\"\nurl = {:?}\n\n[[source]]\nurl = \"github:acme\"\napi_url = {:?}\ntoken_file = \"github-token\"\nexclude = [\"web\"]\n",
+            "jobs = 2\n[[vault]]\nname = \"main\"\nurl = {:?}\n\n[[source]]\nurl = \"github:acme\"\napi_url = {:?}\ntoken_file = \"github-token\"\nexclude = [\"web\"]\nmetadata = false\n",
             s.w.vault.to_str().expect("utf-8"),
             s.api()
         ),
@@ -400,7 +402,7 @@ fn other_forge(
     expected: &[(&str, &Path)],
 ) -> Value {
     let api = s.forge.api_url(kind);
-    let mut cmd = s.w.cmd(&["backup", "--json", "--api-url", &api, source]);
+    let mut cmd = s.w.cmd(&["backup", "--no-metadata", "--json", "--api-url", &api, source]);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -477,7 +479,7 @@ fn a_gitea_organisation_is_backed_up_over_pages_of_fifty() {
     s.forge.write_world(&json!({"tokens": {TOKEN: {"login": "alice"}}, "gitea": {"orgs": ["acme"], "repos": repos}}));
     let gitea_api = s.forge.api_url(Gitea);
     let out =
-        s.w.cmd(&["backup", "--json", "--api-url", &gitea_api, "--exclude", "svc-*", "gitea:acme"])
+        s.w.cmd(&["backup", "--no-metadata", "--json", "--api-url", &gitea_api, "--exclude", "svc-*", "gitea:acme"])
             .env("GITEA_TOKEN", TOKEN)
             .output()
             .expect("run");
@@ -509,7 +511,8 @@ fn a_bitbucket_workspace_is_backed_up_with_a_token_or_a_user_and_api_token() {
         vec![("BITBUCKET_TOKEN", TOKEN)],
         vec![("BITBUCKET_USERNAME", "alice"), ("BITBUCKET_API_TOKEN", "ATATT-api-token-secret")],
     ] {
-        let mut cmd = s.w.cmd(&["backup", "--json", "--api-url", &bb_api, "--include", "api", "bitbucket:team"]);
+        let mut cmd =
+            s.w.cmd(&["backup", "--no-metadata", "--json", "--api-url", &bb_api, "--include", "api", "bitbucket:team"]);
         for (k, v) in &env {
             cmd.env(k, v);
         }
@@ -633,7 +636,7 @@ fn an_lfs_object_missing_upstream_is_reported_and_the_rest_is_backed_up() {
     let lost = crate::common::files_under(&s.forge.root().join("lfs")).into_iter().next().expect("an object");
     std::fs::remove_file(s.forge.root().join("lfs").join(&lost)).expect("remove");
     let api = s.api();
-    let out = s.run(&["backup", "--json", "--api-url", &api, "github:acme"]);
+    let out = s.run(&["backup", "--no-metadata", "--json", "--api-url", &api, "github:acme"]);
     assert_eq!(out.status.code(), Some(3), "partial: {}", show(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
     let r = &report["repositories"][0];
@@ -658,7 +661,7 @@ fn with_ssh_git_data_comes_over_ssh_and_the_token_only_lists() {
     let api = s.api();
     s.forge.clear_requests();
     let out =
-        s.w.cmd(&["backup", "--json", "--ssh", "--api-url", &api, "github:acme"])
+        s.w.cmd(&["backup", "--no-metadata", "--json", "--ssh", "--api-url", &api, "github:acme"])
             .env("GITHUB_TOKEN", TOKEN)
             .env("GIT_SSH_COMMAND", format!("ssh -F {}", sshd.ssh_config().display()))
             .output()
@@ -725,7 +728,7 @@ fn a_repository_the_token_cannot_see_is_not_listed_and_one_it_loses_is_reported_
     assert_eq!(second["gone_upstream"][0]["name"], "github:acme/payroll", "{second}");
     // Asked for by name, a repository the token cannot see is a clear failure.
     let api = s.api();
-    let out = s.run(&["backup", "--api-url", &api, "github:acme/secret"]);
+    let out = s.run(&["backup", "--no-metadata", "--api-url", &api, "github:acme/secret"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("acme/secret") && stderr.contains("not found, or the token cannot see it"), "{stderr}");

@@ -1,0 +1,381 @@
+//! GitHub metadata of one repository (see `meta.rs` for the layout and the conditional walk).
+//!
+//! Every listing is sorted by creation, so that a page changes only when an item on it does (or
+//! one before it is deleted). Issues and pull requests share numbers: `/issues` returns both, and
+//! a pull request is recognised by its `pull_request` object; its own data comes from `/pulls`.
+//! Reviews are asked for only for pull requests whose `updated_at` moved since the last backup
+//! (GitHub has no repository-wide review listing); review comments and conversation comments
+//! come from the repository-wide listings.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::Value;
+use sha2::Digest;
+
+use crate::error::{Error, Result};
+use crate::http::{Api, Fetched};
+use crate::meta::{
+    MetaReport, State, entries, file_key, io_error, lfs_object_path, mark_deleted, read_json, walk, write_json,
+};
+use crate::{ForgeKind, RemoteRepo};
+
+const PER_PAGE: usize = 100;
+
+/// Fetch the metadata of `repo` into `dir` (the work tree of its metadata repository, holding
+/// the previous backup's files), release assets into `git_dir`'s LFS store. `now` (RFC 3339)
+/// dates items first found deleted.
+pub fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, now: &str) -> Result<MetaReport> {
+    if api.forge != ForgeKind::Github {
+        return Err(Error::Usage(format!(
+            "{}: metadata of {} repositories is not supported yet",
+            repo.vault_name(),
+            api.forge
+        )));
+    }
+    let (before_requests, before_304) = (api.requests(), api.not_modified());
+    let mut state = State::load(dir);
+    let mut report = MetaReport::default();
+    let r = format!("/repos/{}", repo.path);
+    let what = |x: &str| format!("the {x} of {}", repo.vault_name());
+
+    // Settings: the repository object (description, homepage, topics, default branch,
+    // visibility, features).
+    if let Fetched::Fresh(page, etag) =
+        api.get_if(&api.url(&r), &what("settings"), state.etags.get("repository").map(String::as_str))?
+    {
+        write_json(&dir.join("repository.json"), &page.body)?;
+        set_etag(&mut state, "repository", etag);
+    }
+
+    // Labels and milestones.
+    let labels = walk(
+        api,
+        &mut state,
+        "labels",
+        &api.url(&format!("{r}/labels?per_page=100")),
+        PER_PAGE,
+        &what("labels"),
+        |v| str_of(v, "name").map(file_key),
+    )?;
+    for v in &labels.fresh {
+        if let Some(name) = str_of(v, "name") {
+            write_json(&dir.join(format!("labels/{}.json", file_key(name))), v)?;
+        }
+    }
+    report.deleted.extend(mark_deleted(
+        dir,
+        "labels/{}.json",
+        entries(&dir.join("labels"), ".json"),
+        &labels.keys,
+        now,
+    )?);
+    let milestones = walk(
+        api,
+        &mut state,
+        "milestones",
+        &api.url(&format!("{r}/milestones?state=all&per_page=100")),
+        PER_PAGE,
+        &what("milestones"),
+        |v| num_of(v, "number"),
+    )?;
+    for v in &milestones.fresh {
+        if let Some(n) = num_of(v, "number") {
+            write_json(&dir.join(format!("milestones/{n}.json")), v)?;
+        }
+    }
+    report.deleted.extend(mark_deleted(
+        dir,
+        "milestones/{}.json",
+        entries(&dir.join("milestones"), ".json"),
+        &milestones.keys,
+        now,
+    )?);
+
+    // Issues (pull requests appear there too, keyed `pr-<n>`).
+    let issues = walk(
+        api,
+        &mut state,
+        "issues",
+        &api.url(&format!("{r}/issues?state=all&sort=created&direction=asc&per_page=100")),
+        PER_PAGE,
+        &what("issues"),
+        |v| num_of(v, "number").map(|n| if v.get("pull_request").is_some() { format!("pr-{n}") } else { n }),
+    )?;
+    for v in issues.fresh.iter().filter(|v| v.get("pull_request").is_none()) {
+        if let Some(n) = num_of(v, "number") {
+            write_json(&dir.join(format!("issues/{n}/issue.json")), &without_reactions(v))?;
+        }
+    }
+    let alive_issues: BTreeSet<String> = issues.keys.iter().filter(|k| !k.starts_with("pr-")).cloned().collect();
+    report.deleted.extend(mark_deleted(
+        dir,
+        "issues/{}/issue.json",
+        entries(&dir.join("issues"), ""),
+        &alive_issues,
+        now,
+    )?);
+    let is_pull = |n: &str| issues.keys.contains(&format!("pr-{n}"));
+
+    // Conversation comments of issues and pull requests alike.
+    let comments = walk(
+        api,
+        &mut state,
+        "issue_comments",
+        &api.url(&format!("{r}/issues/comments?sort=created&direction=asc&per_page=100")),
+        PER_PAGE,
+        &what("comments"),
+        |v| {
+            let n = str_of(v, "issue_url")?.rsplit('/').next()?.to_string();
+            Some(format!("{n}/{}", num_of(v, "id")?))
+        },
+    )?;
+    for v in &comments.fresh {
+        let (Some(n), Some(id)) = (str_of(v, "issue_url").and_then(|u| u.rsplit('/').next()), num_of(v, "id")) else {
+            continue;
+        };
+        let kind = if is_pull(n) { "pulls" } else { "issues" };
+        write_json(&dir.join(format!("{kind}/{n}/comments/{id}.json")), &without_reactions(v))?;
+    }
+    for kind in ["issues", "pulls"] {
+        let existing = nested(dir, kind, "comments");
+        report.deleted.extend(mark_deleted(
+            dir,
+            &format!("{kind}/{{}}.json"),
+            existing,
+            &prefixed(&comments.keys, "comments"),
+            now,
+        )?);
+    }
+    report.comments = comments.keys.len();
+
+    // Pull requests, their reviews (when they moved) and review comments.
+    let pulls = walk(
+        api,
+        &mut state,
+        "pulls",
+        &api.url(&format!("{r}/pulls?state=all&sort=created&direction=asc&per_page=100")),
+        PER_PAGE,
+        &what("pull requests"),
+        |v| num_of(v, "number"),
+    )?;
+    for v in &pulls.fresh {
+        let Some(n) = num_of(v, "number") else { continue };
+        let path = dir.join(format!("pulls/{n}/pull.json"));
+        let moved = read_json(&path).is_none_or(|old| old.get("updated_at") != v.get("updated_at"));
+        write_json(&path, &without_reactions(v))?;
+        if moved {
+            let reviews = api.get_all(&api.url(&format!("{r}/pulls/{n}/reviews?per_page=100")), &what("reviews"))?;
+            for review in &reviews {
+                if let Some(id) = num_of(review, "id") {
+                    write_json(&dir.join(format!("pulls/{n}/reviews/{id}.json")), review)?;
+                }
+            }
+        }
+    }
+    report.deleted.extend(mark_deleted(dir, "pulls/{}/pull.json", entries(&dir.join("pulls"), ""), &pulls.keys, now)?);
+    let review_comments = walk(
+        api,
+        &mut state,
+        "review_comments",
+        &api.url(&format!("{r}/pulls/comments?sort=created&direction=asc&per_page=100")),
+        PER_PAGE,
+        &what("review comments"),
+        |v| {
+            let n = str_of(v, "pull_request_url")?.rsplit('/').next()?.to_string();
+            Some(format!("{n}/{}", num_of(v, "id")?))
+        },
+    )?;
+    for v in &review_comments.fresh {
+        let (Some(n), Some(id)) = (str_of(v, "pull_request_url").and_then(|u| u.rsplit('/').next()), num_of(v, "id"))
+        else {
+            continue;
+        };
+        write_json(&dir.join(format!("pulls/{n}/review_comments/{id}.json")), &without_reactions(v))?;
+    }
+    report.deleted.extend(mark_deleted(
+        dir,
+        "pulls/{}.json",
+        nested(dir, "pulls", "review_comments"),
+        &prefixed(&review_comments.keys, "review_comments"),
+        now,
+    )?);
+
+    // Releases and the bytes of every asset.
+    let releases = walk(
+        api,
+        &mut state,
+        "releases",
+        &api.url(&format!("{r}/releases?per_page=100")),
+        PER_PAGE,
+        &what("releases"),
+        |v| num_of(v, "id"),
+    )?;
+    for v in &releases.fresh {
+        let Some(id) = num_of(v, "id") else { continue };
+        let mut release = v.clone();
+        let assets = release.as_object_mut().and_then(|o| o.remove("assets")).unwrap_or(Value::Null);
+        write_json(&dir.join(format!("releases/{id}/release.json")), &release)?;
+        for asset in assets.as_array().into_iter().flatten() {
+            let Some(aid) = num_of(asset, "id") else { continue };
+            let path = dir.join(format!("releases/{id}/assets/{aid}.json"));
+            let mut asset = asset.clone();
+            if let Some(o) = asset.as_object_mut() {
+                // Changes with every download: not the asset, and churn in the history.
+                o.remove("download_count");
+            }
+            let old = read_json(&path);
+            let same = old.as_ref().is_some_and(|o| {
+                o.get("updated_at") == asset.get("updated_at")
+                    && o.get("size") == asset.get("size")
+                    && o.get("sha256").is_some()
+            });
+            let oid = if same {
+                old.and_then(|o| o.get("sha256").and_then(Value::as_str).map(str::to_string))
+            } else {
+                let url = api.url(&format!("{r}/releases/assets/{aid}"));
+                let (oid, bytes) = download_asset(api, &url, git_dir, &what("release assets"))?;
+                report.assets_downloaded += 1;
+                report.asset_bytes += bytes;
+                fs::write(dir.join(format!("releases/{id}/assets/{aid}.bin")).with_parent()?, lfs_pointer(&oid, bytes))
+                    .map_err(|e| io_error(dir, e))?;
+                Some(oid)
+            };
+            if let (Some(o), Some(oid)) = (asset.as_object_mut(), oid) {
+                o.insert("sha256".into(), Value::String(oid));
+            }
+            write_json(&path, &asset)?;
+        }
+    }
+    report.deleted.extend(mark_deleted(
+        dir,
+        "releases/{}/release.json",
+        entries(&dir.join("releases"), ""),
+        &releases.keys,
+        now,
+    )?);
+    report.releases = releases.keys.len();
+
+    // Who has access, and how the default branch is protected: read-only records for access
+    // reviews; a token without admin rights cannot read them, which is said, not fatal.
+    for (name, path) in
+        [("collaborators", "collaborators?affiliation=all&per_page=100"), ("teams", "teams?per_page=100")]
+    {
+        match api.get_all(&api.url(&format!("{r}/{path}")), &what(name)) {
+            Ok(list) => write_json(&dir.join(format!("access/{name}.json")), &Value::Array(list))?,
+            Err(e @ (Error::Http { .. } | Error::NotFound { .. })) => report.unavailable.push(format!("{name}: {e}")),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(branch) = &repo.default_branch {
+        let url = api.url(&format!("{r}/branches/{branch}/protection"));
+        let file = dir.join(format!("protection/{}.json", file_key(branch)));
+        match api.get(&url, &what("branch protection")) {
+            Ok(page) => write_json(&file, &page.body)?,
+            Err(Error::NotFound { .. }) => write_json(&file, &serde_json::json!({"protected": false}))?,
+            Err(e @ Error::Http { .. }) => report.unavailable.push(format!("branch protection: {e}")),
+            Err(e) => return Err(e),
+        }
+    }
+
+    state.save(dir)?;
+    report.issues = entries(&dir.join("issues"), "").len();
+    report.pulls = entries(&dir.join("pulls"), "").len();
+    report.requests = api.requests() - before_requests;
+    report.not_modified = api.not_modified() - before_304;
+    Ok(report)
+}
+
+fn set_etag(state: &mut State, name: &str, etag: Option<String>) {
+    match etag {
+        Some(e) => state.etags.insert(name.to_string(), e),
+        None => state.etags.remove(name),
+    };
+}
+
+fn str_of<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    v.get(field).and_then(Value::as_str)
+}
+
+fn num_of(v: &Value, field: &str) -> Option<String> {
+    v.get(field).and_then(Value::as_u64).map(|n| n.to_string())
+}
+
+/// Reaction counts change without the item changing: left out, so that they do not churn.
+fn without_reactions(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("reactions");
+    }
+    v
+}
+
+/// `<n>/<sub>/<id>` for every `<dir>/<kind>/<n>/<sub>/<id>.json`.
+fn nested(dir: &Path, kind: &str, sub: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in entries(&dir.join(kind), "") {
+        for id in entries(&dir.join(kind).join(&n).join(sub), ".json") {
+            out.push(format!("{n}/{sub}/{id}"));
+        }
+    }
+    out
+}
+
+/// Keys `<n>/<id>` as `<n>/<sub>/<id>`, to compare with [`nested`].
+fn prefixed(keys: &BTreeSet<String>, sub: &str) -> BTreeSet<String> {
+    keys.iter().filter_map(|k| k.split_once('/').map(|(n, id)| format!("{n}/{sub}/{id}"))).collect()
+}
+
+/// Download a release asset into the metadata repository's LFS store; returns its SHA-256 and
+/// size.
+fn download_asset(api: &Api, url: &str, git_dir: &Path, what: &str) -> Result<(String, u64)> {
+    let tmp_dir = git_dir.join("lfs").join("tmp");
+    fs::create_dir_all(&tmp_dir).map_err(|e| io_error(&tmp_dir, e))?;
+    let tmp = tmp_dir.join(format!("asset-{}", std::process::id()));
+    let file = fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    let mut out = HashingWriter { inner: std::io::BufWriter::new(file), hasher: sha2::Sha256::new() };
+    let bytes = api.download(url, what, &mut out)?;
+    out.inner.flush().map_err(|e| io_error(&tmp, e))?;
+    let oid = hex::encode(out.hasher.finalize());
+    let dest = lfs_object_path(git_dir, &oid);
+    fs::create_dir_all(dest.parent().expect("an object path has a parent")).map_err(|e| io_error(&dest, e))?;
+    fs::rename(&tmp, &dest).map_err(|e| io_error(&dest, e))?;
+    Ok((oid, bytes))
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A Git LFS pointer file for an object.
+fn lfs_pointer(oid: &str, size: u64) -> String {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
+}
+
+trait WithParent {
+    fn with_parent(self) -> Result<std::path::PathBuf>;
+}
+
+impl WithParent for std::path::PathBuf {
+    /// The path, once its parent directory exists.
+    fn with_parent(self) -> Result<std::path::PathBuf> {
+        if let Some(dir) = self.parent() {
+            fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        }
+        Ok(self)
+    }
+}
