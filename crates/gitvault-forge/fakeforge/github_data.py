@@ -147,9 +147,6 @@ class Model:
         self.assets = {}             # id -> Asset
         self.cache = {}              # shaped JSON fragments, see github_meta
 
-    def ordered_issues(self):
-        return sorted(self.issues.values(), key=lambda i: i.number)
-
 
 def build(root, repo, owner_login):
     """The model of `repo` (a core.Repo of the GitHub section) from its world entry."""
@@ -282,8 +279,13 @@ def branch_sha(git_dir, branch):
 
 
 def finish(model):
-    """Derived values: comment lists in order, activity bumping `updated_at`, milestone counts."""
+    """Derived values: comments and reviews oldest first, activity bumping `updated_at`, milestone
+    counts."""
     for issue in model.issues.values():
+        issue.comments.sort(key=lambda c: (c.created, c.id))
+        if issue.pull is not None:
+            issue.pull.reviews.sort(key=lambda r: (r.submitted, r.id))
+            issue.pull.review_comments.sort(key=lambda c: (c.created, c.id))
         # A new comment, review or review comment is activity on the issue, as on GitHub; editing
         # one changes only its own updated_at.
         newest = [c.created for c in issue.comments]

@@ -171,7 +171,8 @@ class Metadata:
         return {
             "url": f"{api}/milestones/{m.number}", "html_url": f"{model.context.html}/milestone/{m.number}",
             "labels_url": f"{api}/milestones/{m.number}/labels", "id": m.id,
-            "node_id": github.node_id("Milestone", m.id), "number": m.number, "title": m.title, "description": m.description, "creator": self.user(m.creator),
+            "node_id": github.node_id("Milestone", m.id), "number": m.number, "title": m.title,
+            "description": m.description, "creator": self.user(m.creator),
             "open_issues": m.open_issues, "closed_issues": m.closed_issues, "state": m.state,
             "created_at": rfc3339(m.created), "updated_at": rfc3339(m.updated), "due_on": time_field(m.due_on),
             "closed_at": time_field(m.closed),
@@ -190,7 +191,8 @@ class Metadata:
         body = {
             "url": url, "repository_url": api, "labels_url": url + "/labels{/name}", "comments_url": url + "/comments",
             "events_url": url + "/events", "html_url": html, "id": issue.id,
-            "node_id": github.node_id("Issue", issue.id), "number": n, "title": issue.title, "user": self.user(issue.user),
+            "node_id": github.node_id("Issue", issue.id), "number": n, "title": issue.title,
+            "user": self.user(issue.user),
             "labels": [self.label(model, name) for name in issue.labels], "state": issue.state,
             "locked": issue.locked, "assignee": assignees[0] if assignees else None, "assignees": assignees,
             "milestone": self.milestone(model, issue.milestone), "comments": len(issue.comments),
@@ -397,10 +399,11 @@ class Metadata:
 
     # Answers.
 
-    def listing(self, req, items, fragment, updated):
+    def listing(self, req, items, fragment, updated, newest=None):
         """One page of `items` as a JSON array of `fragment(item)` texts, with `Link` as the
         repository listings write it and `Last-Modified` the newest `updated(item)` of the whole
-        list (every page changes when any item does, since items move between pages)."""
+        list (every page changes when any item does, since items move between pages); `newest`
+        when the caller knows it."""
         per_page = min(req.int_arg("per_page", 30), 100)
         page = req.int_arg("page", 1)
         chosen, last = page_slice(items, page, per_page)
@@ -409,7 +412,7 @@ class Metadata:
         if len(items) > per_page:
             headers.append(("Link", github.link_header(self.forge.app.base_url, req.path, req.query, page, last)))
         if items:
-            headers.append(("Last-Modified", http_date(max(updated(item) for item in items))))
+            headers.append(("Last-Modified", http_date(newest or max(updated(item) for item in items))))
         return Response(200, body, headers)
 
     def one(self, body, updated):
@@ -507,28 +510,28 @@ class Metadata:
         since, error = self.since(req)
         if error:
             return error
-        items = [c for c in comments if c.updated >= since] if since is not None else list(comments)
+        items = [c for c in comments if c.updated >= since] if since is not None else comments
         sort = req.arg("sort") if sortable else None
         if sort == "updated":
-            items.sort(key=lambda c: (c.updated, c.id))
+            items = sorted(items, key=lambda c: (c.updated, c.id))
         if sort is not None and req.arg("direction", "asc") == "desc":
-            items.reverse()
+            items = items[::-1]
         return self.listing(req, items, lambda c: self.cached(model, ("comment", c.id), lambda: self.comment(model, c)),
-                            lambda c: c.updated)
+                            lambda c: c.updated, newest_of(model, comments))
 
     def list_review_comments(self, req, model, comments):
         since, error = self.since(req)
         if error:
             return error
-        items = [c for c in comments if c.updated >= since] if since is not None else list(comments)
+        items = [c for c in comments if c.updated >= since] if since is not None else comments
         sort = req.arg("sort")
         if sort == "updated":
-            items.sort(key=lambda c: (c.updated, c.id))
+            items = sorted(items, key=lambda c: (c.updated, c.id))
         if sort is not None and req.arg("direction", "asc") == "desc":
-            items.reverse()
+            items = items[::-1]
         return self.listing(req, items, lambda c: self.cached(model, ("review-comment", c.id),
                                                               lambda: self.review_comment(model, c)),
-                            lambda c: c.updated)
+                            lambda c: c.updated, newest_of(model, comments))
 
     def list_pulls(self, req, model, repo):
         # GitHub's pulls listing has no `since`; a client that sends one gets everything.
@@ -684,6 +687,16 @@ class Metadata:
                 return None
         return Response(200, asset.data(), [("Content-Disposition", f"attachment; filename={asset.name}")],
                         content_type="application/octet-stream")
+
+
+def newest_of(model, comments):
+    """The newest `updated` of a collection of comments, remembered per model. `since` keeps the
+    newest item, so a `since`-filtered list has the same newest item (or none)."""
+    key = ("newest", id(comments))
+    found = model.cache.get(key)
+    if found is None and comments:
+        found = model.cache[key] = max(c.updated for c in comments)
+    return found
 
 
 def signature(repo, asset):
