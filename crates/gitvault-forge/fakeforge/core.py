@@ -10,6 +10,7 @@ answer is framed (ETag, 304, rate-limit headers).
 import base64
 import binascii
 import datetime
+import email.utils
 import fnmatch
 import hashlib
 import json
@@ -401,6 +402,18 @@ def etag_of(body):
     return 'W/"' + hashlib.sha256(body).hexdigest() + '"'
 
 
+def not_modified_since(if_modified_since, last_modified):
+    """Whether an answer stamped `last_modified` (an HTTP date) is no newer than the request's
+    `If-Modified-Since`; false when either is missing or unreadable."""
+    if not if_modified_since or not last_modified:
+        return False
+    try:
+        return email.utils.parsedate_to_datetime(last_modified) <= email.utils.parsedate_to_datetime(
+            if_modified_since)
+    except (TypeError, ValueError):
+        return False
+
+
 def etag_matches(if_none_match, etag):
     if if_none_match is None:
         return False
@@ -462,6 +475,14 @@ class Forge:
         return self.default_identity(req)
 
     def handle_api(self, req, segments):
+        raise NotImplementedError
+
+    def is_download(self, segments):
+        """Whether `segments` (after the forge prefix) name a file download outside the API."""
+        return False
+
+    def download(self, req, identity, segments):
+        """The answer to a download URL; `identity` may be None or INVALID."""
         raise NotImplementedError
 
     def git_target(self, segments):
@@ -551,6 +572,9 @@ class Handler(BaseHTTPRequestHandler):
         if api_segments is not None:
             self.serve_api(forge, req, api_segments)
             return
+        if forge.is_download(segments[1:]):
+            self.serve_download(forge, req, segments[1:])
+            return
         target = forge.git_target(segments[1:])
         if target is not None:
             from githttp import serve_git  # imported late: githttp imports this module
@@ -591,7 +615,10 @@ class Handler(BaseHTTPRequestHandler):
         if forge.etags and response.status == 200:
             etag = etag_of(response.body)
             response.headers.append(("ETag", etag))
-            if etag_matches(self.headers.get("If-None-Match"), etag):
+            # If-None-Match, when sent, decides alone (RFC 9110 13.2.2).
+            if_none_match = self.headers.get("If-None-Match")
+            if (etag_matches(if_none_match, etag) if if_none_match is not None
+                    else not_modified_since(self.headers.get("If-Modified-Since"), response.header("Last-Modified"))):
                 not_modified = Response(304, b"", [h for h in response.headers if h[0] != "Content-Type"],
                                         content_type=None)
                 forge.decorate(req, not_modified, limiter.peek(faults, now))
@@ -605,6 +632,19 @@ class Handler(BaseHTTPRequestHandler):
             info = limiter.peek(faults, now)
         forge.decorate(req, response, info)
         self.finish_response(response, forge, "api", req.path, req.query_string, sent)
+
+    def serve_download(self, forge, req, segments):
+        """A file outside the API (release assets): not rate-limited; injected errors of kind
+        `download` apply."""
+        self.drain()
+        limiter = self.app.limiters[forge.name]
+        entry = limiter.injected_error(self.app.faults(forge), "download", req.method, req.path)
+        if entry is not None:
+            response = Response(entry["status"], entry.get("body", f"injected {entry['status']}\n"),
+                                list(entry.get("headers", {}).items()), content_type="text/plain; charset=utf-8")
+        else:
+            response = forge.download(req, forge.api_identity(req), segments)
+        self.finish_response(response, forge, "download", req.path, req.query_string, req.credentials.present)
 
     def finish_response(self, response, forge, kind, path, query, token_sent):
         self.app.log.write(forge=forge.name if forge else None, kind=kind, method=self.command, path=path,

@@ -1,12 +1,14 @@
 """GitHub's REST API (v3, as GitHub Enterprise Server serves it under /api/v3), in the shapes of
 @octokit/openapi's api.github.com.json: `minimal-repository` for org and user listings,
 `repository` for /user/repos, `full-repository` for one repository, `public-user` /
-`private-user`, `organization-full`."""
+`private-user`, `organization-full`. The repository metadata endpoints (issues, pull requests,
+releases...) are in github_meta.py."""
 
 import base64
 
 from core import (Forge, Repo, can_see, EPOCH, json_response, page_slice, page_url, rfc3339, stable_id,
                   unquote)
+from github_meta import Metadata, collaborators, permission, permissions_object
 
 DOCS = "https://docs.github.com/rest"
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
@@ -22,6 +24,10 @@ class GitHub(Forge):
     api_base = "/github/api/v3"
     realm = "GitHub"
     etags = True
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.meta = Metadata(self)
 
     # The world.
 
@@ -72,6 +78,13 @@ class GitHub(Forge):
                 name = name[: -len(suffix)]
                 break
         return self.find_repo(unquote(owner), unquote(name)), wiki, rest
+
+    def is_download(self, segments):
+        # OWNER/REPO/releases/download/TAG/NAME: release assets, outside the API.
+        return len(segments) == 6 and segments[2:4] == ["releases", "download"]
+
+    def download(self, req, identity, segments):
+        return self.meta.download(req, identity, [unquote(s) for s in segments]) or self.not_found()
 
     # Shapes.
 
@@ -144,8 +157,8 @@ class GitHub(Forge):
             "forks": 0, "open_issues": 0, "watchers": 0, "default_branch": repo.default_branch,
         })
         if identity is not None:
-            admin = identity.login.lower() == repo.owner.lower()
-            body["permissions"] = {"admin": admin, "maintain": admin, "push": True, "triage": True, "pull": True}
+            # What the world says (owner, collaborator entry); else push without admin.
+            body["permissions"] = permissions_object(permission(repo, identity) or "push")
         if shape == "full":
             body.update({"temp_clone_token": "" if repo.private else None, "allow_squash_merge": True,
                          "allow_merge_commit": True, "allow_rebase_merge": True, "allow_auto_merge": False,
@@ -275,7 +288,7 @@ class GitHub(Forge):
                 kind = req.arg("type", "owner")
                 repos = [r for r in self.repos() if not r.private and can_see(identity, r)
                          and (kind in ("all", "owner") and r.owner.lower() == login.lower()
-                              or kind in ("all", "member") and login in r.raw.get("collaborators", []))]
+                              or kind in ("all", "member") and login in [c for c, _ in collaborators(r)])]
                 return self.paged(req, repos, "minimal", identity, default_sort="full_name")
             case ["orgs", login]:
                 login, entry = self.account(login)
@@ -302,6 +315,11 @@ class GitHub(Forge):
                 if repo is None or not can_see(identity, repo):
                     return self.not_found()
                 return json_response(200, self.repo_shape(repo, "full", identity))
+            case ["repos", owner, name, *rest]:
+                repo = self.find_repo(owner, name)
+                if repo is None or not can_see(identity, repo):
+                    return self.not_found()
+                return self.meta.handle(req, repo, rest) or self.not_found()
             case ["rate_limit"]:
                 limit, remaining, used, reset = self.app.limiters[self.name].peek(self.app.faults(self), 0)
                 core = {"limit": limit, "remaining": remaining, "reset": reset, "used": used, "resource": "core"}
@@ -334,7 +352,7 @@ class GitHub(Forge):
             owner = repo.owner.lower()
             if ("owner" in affiliation and owner == me
                     or "organization_member" in affiliation and owner in orgs
-                    or "collaborator" in affiliation and me in [c.lower() for c in repo.raw.get("collaborators", [])]):
+                    or "collaborator" in affiliation and me in [c.lower() for c, _ in collaborators(repo)]):
                 repos.append(repo)
         return self.paged(req, repos, "repository", identity, default_sort="full_name")
 

@@ -61,6 +61,59 @@
 //! repositories from it (absent from listings, 404). An unknown or `expired` token — or one whose
 //! `forges` does not name the forge — gets 401 with the forge's real error body.
 //!
+//! # GitHub repository metadata
+//!
+//! A GitHub repository entry may also hold its issues, pull requests (with reviews and review
+//! comments), labels, milestones, releases (with asset bytes), collaborators, teams and branch
+//! protection, served under `/github/api/v3/repos/{owner}/{repo}/…` as GitHub serves them
+//! (lists with `since`, `state`, `sort`, `direction`, `per_page`, `page` and `Link`; content
+//! ETags and `Last-Modified`, with 304s that do not count against the rate limit):
+//!
+//! ```json
+//! {"owner": "acme", "name": "api",
+//!  "issues": [{"number": 1, "title": "Crash", "body": "…", "state": "open", "user": "bob",
+//!              "labels": ["bug"], "assignees": [], "milestone": 1,
+//!              "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
+//!              "closed_at": null, "locked": false,
+//!              "comments": [{"id": 11, "user": "alice", "body": "…", "created_at": "…",
+//!                            "updated_at": "…"}]}],
+//!  "pulls": [{"number": 2, "title": "Fix", "head": "fix", "base": "main", "merged_at": null,
+//!             "draft": false,
+//!             "reviews": [{"id": 21, "user": "alice", "state": "APPROVED", "body": "",
+//!                          "submitted_at": "…", "commit_id": "…"}],
+//!             "review_comments": [{"id": 31, "user": "alice", "body": "…", "path": "src/a.rs",
+//!                                  "position": 4, "line": 12, "side": "RIGHT",
+//!                                  "diff_hunk": "@@ …", "commit_id": "…", "in_reply_to_id": null,
+//!                                  "pull_request_review_id": 21, "created_at": "…",
+//!                                  "updated_at": "…"}]}],
+//!  "labels": [{"name": "bug", "color": "d73a4a", "description": null}],
+//!  "milestones": [{"number": 1, "title": "v1", "state": "open", "due_on": null}],
+//!  "releases": [{"id": 7, "tag_name": "v1.0", "name": "One", "draft": false, "prerelease": false,
+//!                "author": "alice", "created_at": "…", "published_at": "…",
+//!                "assets": [{"id": 70, "name": "tool.tar.gz", "content_type": "application/gzip",
+//!                            "file": "assets/tool.tar.gz"},
+//!                           {"id": 71, "name": "a.txt", "text": "hi"}]}],
+//!  "collaborators": ["bob", {"login": "carol", "permission": "admin"}],
+//!  "teams": [{"slug": "core", "permission": "push"}],
+//!  "protection": {"main": {"enforce_admins": true,
+//!                          "required_status_checks": {"strict": true, "contexts": ["ci"]}}},
+//!  "generate": {"issues": 5000, "pulls": 500, "comments": 20000, "seed": 1,
+//!               "updated_base": "2024-01-01T00:00:00Z", "touch": [17],
+//!               "touched_at": "2025-01-01T00:00:00Z"}}
+//! ```
+//!
+//! Issues and pull requests share one sequence of numbers; `/issues` lists pull requests too,
+//! with a `pull_request` object. Every field has a default (authors: the owner; times: spread
+//! from the repository's `created_at`; ids: derived from names and numbers, stable across
+//! rewrites). A new comment bumps its issue's `updated_at`; an edit changes only the comment's.
+//! `since` keeps items updated at or after it. An asset's `file` is relative to
+//! [`FakeForge::root`] (write it with [`FakeForge::write_file`]); `GET /releases/assets/{id}`
+//! with `Accept: application/octet-stream` is a 302 to its `browser_download_url` with a
+//! signature that works without the token. Branch protection: 404 `Branch not protected` when
+//! there is none, 403 for a collaborator below admin. `generate` makes many deterministic
+//! items without a big world.json; `touch` marks some as changed (updated at `touched_at`, a
+//! comment edited). `fakeforge/README.md` has every default, parameter and order.
+//!
 //! # Git repositories
 //!
 //! They live at [`FakeForge::git_dir`] (`ROOT/git/<forge>/<owner path>/<name>.git`, wikis with
@@ -70,9 +123,9 @@
 //!
 //! # Request log
 //!
-//! Every request appends a line to `ROOT/requests.jsonl` — `time`, `forge`, `kind` (`api`, `git`
-//! or `lfs`), `method`, `path`, `query`, `status`, `token` (whether credentials were sent; never the
-//! credentials) — before its answer is complete; [`FakeForge::requests`] reads it.
+//! Every request appends a line to `ROOT/requests.jsonl` — `time`, `forge`, `kind` (`api`, `git`,
+//! `lfs` or `download`), `method`, `path`, `query`, `status`, `token` (whether credentials were
+//! sent; never the credentials) — before its answer is complete; [`FakeForge::requests`] reads it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -222,6 +275,17 @@ impl FakeForge {
         let text = serde_json::to_vec_pretty(world).expect("serialize world");
         std::fs::write(&tmp, text).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
         std::fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
+    }
+
+    /// Write `bytes` to `relative` under [`FakeForge::root`], parent directories made: files the
+    /// world names, such as release assets (`"file": "assets/tool.tar.gz"`). Returns the path.
+    pub fn write_file(&self, relative: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.root().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        }
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
     }
 
     /// Every request logged since the start or the last [`FakeForge::clear_requests`], oldest

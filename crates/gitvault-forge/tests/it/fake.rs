@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 use FakeForgeKind::{Bitbucket, Gitea, Github, Gitlab};
 
+mod metadata;
+
 /// One answer, its headers lower-cased.
 struct Answer {
     status: u16,
