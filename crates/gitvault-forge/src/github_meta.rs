@@ -260,22 +260,47 @@ pub fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, now: &str
 
     // Who has access, and how the default branch is protected: read-only records for access
     // reviews; a token without admin rights cannot read them, which is said, not fatal.
-    for (name, path) in
-        [("collaborators", "collaborators?affiliation=all&per_page=100"), ("teams", "teams?per_page=100")]
-    {
-        match api.get_all(&api.url(&format!("{r}/{path}")), &what(name)) {
-            Ok(list) => write_json(&dir.join(format!("access/{name}.json")), &Value::Array(list))?,
-            Err(e @ (Error::Http { .. } | Error::NotFound { .. })) => report.unavailable.push(format!("{name}: {e}")),
+    for (name, path, key) in [
+        ("collaborators", "collaborators?affiliation=all&per_page=100", "login"),
+        ("teams", "teams?per_page=100", "slug"),
+    ] {
+        let listing = format!("{r}/{path}");
+        match walk(api, &mut state, name, &api.url(&listing), PER_PAGE, &what(name), |v| str_of(v, key).map(file_key)) {
+            Ok(walked) => {
+                for v in &walked.fresh {
+                    if let Some(k) = str_of(v, key) {
+                        write_json(&dir.join(format!("access/{name}/{}.json", file_key(k))), v)?;
+                    }
+                }
+                let existing = entries(&dir.join("access").join(name), ".json");
+                report.deleted.extend(mark_deleted(
+                    dir,
+                    &format!("access/{name}/{{}}.json"),
+                    existing,
+                    &walked.keys,
+                    now,
+                )?);
+            }
+            Err(e @ (Error::Http { .. } | Error::NotFound { .. } | Error::Unauthorized { .. })) => {
+                report.unavailable.push(format!("{name}: {e}"))
+            }
             Err(e) => return Err(e),
         }
     }
     if let Some(branch) = &repo.default_branch {
         let url = api.url(&format!("{r}/branches/{branch}/protection"));
         let file = dir.join(format!("protection/{}.json", file_key(branch)));
-        match api.get(&url, &what("branch protection")) {
-            Ok(page) => write_json(&file, &page.body)?,
+        let tag = format!("protection/{branch}");
+        match api.get_if(&url, &what("branch protection"), state.etags.get(&tag).map(String::as_str)) {
+            Ok(Fetched::NotModified) => {}
+            Ok(Fetched::Fresh(page, etag)) => {
+                write_json(&file, &page.body)?;
+                set_etag(&mut state, &tag, etag);
+            }
             Err(Error::NotFound { .. }) => write_json(&file, &serde_json::json!({"protected": false}))?,
-            Err(e @ Error::Http { .. }) => report.unavailable.push(format!("branch protection: {e}")),
+            Err(e @ (Error::Http { .. } | Error::Unauthorized { .. })) => {
+                report.unavailable.push(format!("branch protection: {e}"))
+            }
             Err(e) => return Err(e),
         }
     }

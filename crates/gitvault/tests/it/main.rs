@@ -10,6 +10,7 @@ mod destinations;
 mod forge;
 mod golden;
 mod lock;
+mod metadata;
 mod resume;
 mod retention;
 mod s3;
