@@ -7,6 +7,7 @@
 mod auth;
 mod bitbucket;
 mod error;
+pub mod export;
 mod gitea;
 mod github;
 mod github_meta;

@@ -73,6 +73,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Rebuild bare repositories whose refs are exactly those of a snapshot.
     Restore(RestoreArgs),
+    /// Write a repository's forge metadata of a snapshot as JSON, a static HTML rendering and
+    /// its release assets' original bytes.
+    Export(ExportArgs),
     /// Check the vault: structure, ledger chain, snapshots, data files (every byte with --read-data).
     Verify(VerifyArgs),
     /// Copy snapshots from one vault into another (which must exist: `init` it first), sending
@@ -323,6 +326,19 @@ pub struct DiffArgs {
     pub from: String,
     /// Second snapshot.
     pub to: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Snapshot: id, unique id prefix, or `latest`.
+    pub snapshot: String,
+    /// The repository whose metadata to export: its full name (`github:acme/api`) or an
+    /// unambiguous suffix (`acme/api`).
+    #[arg(long)]
+    pub repo: String,
+    /// A new or empty directory.
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
 }
 
 #[derive(Args, Debug)]

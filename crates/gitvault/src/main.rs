@@ -250,6 +250,15 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             output::restore(&report, s.json)?;
             Ok(0)
         }
+        Command::Export(a) => {
+            let vault = s.unlock()?;
+            let snaps = vault.snapshots()?;
+            let snap = resolve_snapshot(&snaps, &a.snapshot)?;
+            let report = metadata::export(&vault, snap, &a.repo, &a.target, &s.ctx)
+                .with_context(|| format!("exporting the metadata of {} from snapshot {}", a.repo, snap.id.short()))?;
+            output::export(&report, s.json)?;
+            Ok(0)
+        }
         Command::Verify(a) => {
             let subset = a
                 .read_data_subset

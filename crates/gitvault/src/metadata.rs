@@ -147,3 +147,56 @@ fn recover(vault: &Vault, name: &str, dir: &Path, git: &Git) -> Result<bool> {
     tracing::info!(repo = name, snapshot = %snap.id.short(), "metadata repository restored from the vault");
     Ok(true)
 }
+
+/// What `gitvault export` did.
+#[derive(Serialize)]
+pub struct Exported {
+    pub snapshot: String,
+    pub repository: String,
+    pub target: PathBuf,
+    #[serde(flatten)]
+    pub report: gitvault_forge::export::ExportReport,
+}
+
+/// Export the metadata of the repository `query` names in `snap` into `target` (new or empty).
+pub fn export(
+    vault: &Vault,
+    snap: &gitvault_format::snapshot::Snapshot,
+    query: &str,
+    target: &Path,
+    ctx: &gitvault_engine::Context,
+) -> Result<Exported> {
+    let wanted = query.strip_suffix(SUFFIX).unwrap_or(query);
+    let found: Vec<&str> = snap
+        .repositories
+        .iter()
+        .filter_map(|r| r.name.strip_suffix(SUFFIX))
+        .filter(|base| gitvault_engine::ops::restore::name_matches(base, wanted))
+        .collect();
+    let base = match found.as_slice() {
+        [one] => *one,
+        [] => anyhow::bail!(
+            "snapshot {} holds no metadata of a repository named {query:?} (metadata is backed up for GitHub sources; see `gitvault snapshots --json`)",
+            snap.id.short()
+        ),
+        many => anyhow::bail!("{query:?} names several repositories: {}; give the full name", many.join(", ")),
+    };
+    if target.exists() && std::fs::read_dir(target).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        anyhow::bail!("{} is not an empty directory; export into a new or empty one", target.display());
+    }
+    let name = format!("{base}{SUFFIX}");
+    let scratch = ctx.cache_dir.join("tmp").join(format!("export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let result = (|| -> Result<gitvault_forge::export::ExportReport> {
+        restore(vault, snap, Some(&name), &scratch.join(".git"), &RestoreOptions::default(), &NoProgress)?;
+        Git::new().adopt_work_tree(&scratch)?;
+        Ok(gitvault_forge::export::export(&scratch, &scratch.join(".git"), target, base)?)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(Exported {
+        snapshot: snap.id.to_string(),
+        repository: base.to_string(),
+        target: target.to_path_buf(),
+        report: result?,
+    })
+}

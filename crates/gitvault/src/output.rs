@@ -902,3 +902,26 @@ pub fn storage_check(r: &gitvault_storage::check::CheckReport, json: bool) -> Re
     }
     Ok(())
 }
+
+pub fn export(r: &crate::metadata::Exported, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let x = &r.report;
+    println!(
+        "exported the metadata of {} (snapshot {}) into {}: {} issues, {} pull requests, {} releases, {} assets ({})",
+        r.repository,
+        &r.snapshot[..r.snapshot.len().min(8)],
+        r.target.display(),
+        x.issues,
+        x.pulls,
+        x.releases,
+        x.assets,
+        human_bytes(x.asset_bytes)
+    );
+    println!("open {}", r.target.join("index.html").display());
+    for m in &x.missing_assets {
+        println!("warning: {m}: the backup does not hold its bytes");
+    }
+    Ok(())
+}

@@ -33,7 +33,7 @@ fn metadata() -> Value {
              "labels": ["bug"], "milestone": 1, "created_at": "2024-01-01T10:00:00Z", "updated_at": "2024-01-02T10:00:00Z",
              "comments": [{"id": 1001, "user": "alice", "body": "Confirmed.", "created_at": "2024-01-02T10:00:00Z",
                            "updated_at": "2024-01-02T10:00:00Z"}]},
-            {"number": 2, "title": "Typo", "body": "teh", "state": "open", "user": "carol",
+            {"number": 2, "title": "Typo", "body": "<b>teh</b> & co", "state": "open", "user": "carol",
              "created_at": "2024-01-03T10:00:00Z", "updated_at": "2024-01-03T10:00:00Z"},
         ],
         "pulls": [
@@ -185,6 +185,41 @@ fn metadata_is_backed_up_item_by_item_and_a_second_run_costs_only_304s() {
         std::fs::read(bare.join("lfs/objects").join(&oid[..2]).join(&oid[2..4]).join(&oid)).expect("asset bytes");
     assert_eq!(stored, asset, "the asset's original bytes");
     assert!(std::fs::read_to_string(meta.join("releases/501/assets/601.bin")).expect("pointer").contains(&oid));
+
+    // Export: the JSON as stored, a static HTML rendering, the assets' original bytes.
+    let out = s.w.path("export");
+    let exported: Value = serde_json::from_str(&s.w.ok(&[
+        "export",
+        snapshot,
+        "--repo",
+        "acme/api",
+        "--target",
+        out.to_str().expect("utf-8"),
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(
+        (exported["issues"].as_u64(), exported["pulls"].as_u64(), exported["assets"].as_u64()),
+        (Some(2), Some(1), Some(1)),
+        "{exported}"
+    );
+    assert_eq!(read(&out, "json/issues/1/issue.json"), comparable(s.api_get("issues/1")));
+    assert_eq!(std::fs::read(out.join("assets/501/tool.bin")).expect("asset"), asset);
+    let html = |rel: &str| std::fs::read_to_string(out.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    assert!(html("index.html").contains("Crash on start") && html("index.html").contains("Fix the crash"));
+    assert!(html("issues/1.html").contains("Confirmed."));
+    assert!(html("issues/2.html").contains("&lt;b&gt;teh&lt;/b&gt; &amp; co"), "bodies are escaped");
+    let pull = html("pulls/3.html");
+    assert!(
+        pull.contains("LGTM")
+            && pull.contains("nit: rename")
+            && pull.contains("src/main.rs")
+            && pull.contains("Thanks!")
+    );
+    assert!(html("releases.html").contains("Notes for v1.0") && html("releases.html").contains("assets/501/tool.bin"));
+    // Not into a directory that holds something.
+    let again = s.w.run(&["export", snapshot, "--repo", "acme/api", "--target", out.to_str().expect("utf-8")]);
+    assert_eq!(again.status.code(), Some(1));
 
     // Nothing changed: every listing answers 304, nothing new is stored.
     let data_before = crate::common::files_under(&s.w.vault.join("data"));
