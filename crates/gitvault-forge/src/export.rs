@@ -83,7 +83,7 @@ pub fn export(tree: &Path, git_dir: &Path, target: &Path, title: &str) -> Result
         }
         releases.push((release, assets));
     }
-    releases.sort_by(|a, b| field(&b.0, "created_at").cmp(&field(&a.0, "created_at")));
+    releases.sort_by_key(|r| std::cmp::Reverse(field(&r.0, "created_at")));
     report.releases = releases.len();
     write(&target.join("releases.html"), &releases_page(title, &releases))?;
     write(&target.join("index.html"), &index_page(tree, title, &issues, &pulls, releases.len()))?;
