@@ -35,8 +35,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::http::{Api, Fetched};
 
-/// The field added to an item the forge no longer returns.
-pub const DELETED_FIELD: &str = "gitvault_deleted_at";
+pub use gitvault_format::metadata::DELETED_FIELD;
 
 /// What the previous run learned about each listing, to ask again conditionally.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod keys;
 pub mod ledger;
 pub mod mark;
+pub mod metadata;
 pub mod pending;
 pub mod snapshot;
 

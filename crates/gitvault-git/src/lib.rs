@@ -28,3 +28,4 @@ pub use oid::{ObjectFormat, ObjectId};
 pub use pack::{PackFiles, StreamedPack};
 pub use refs::{Head, Ref, RefState};
 pub use source::{SourceKind, classify_source, redact_source, source_name};
+pub use worktree::TreeChange;

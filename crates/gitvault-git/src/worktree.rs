@@ -68,3 +68,68 @@ impl Git {
         Ok(true)
     }
 }
+
+/// One path that differs between two commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeChange {
+    /// `A` added, `M` modified, `D` deleted, `T` type changed.
+    pub status: char,
+    pub path: String,
+}
+
+impl Git {
+    /// The paths that differ between the trees of commits `old` and `new` (no rename
+    /// detection), in path order.
+    pub fn diff_trees(&self, repo: &Path, old: &str, new: &str) -> Result<Vec<TreeChange>, Error> {
+        let out = self
+            .cmd(Some(repo))
+            .args(["-c", "core.quotePath=false", "diff-tree", "-r", "-z", "--name-status", "--no-renames", old, new])
+            .run()?;
+        let mut fields = out.split(|&b| b == 0).filter(|f| !f.is_empty());
+        let mut changes = Vec::new();
+        while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+            changes.push(TreeChange {
+                status: status.first().map_or('?', |&b| char::from(b)),
+                path: String::from_utf8_lossy(path).into_owned(),
+            });
+        }
+        Ok(changes)
+    }
+
+    /// The contents of `<commit>:<path>` for each of `paths` (`None` where there is no such
+    /// blob), read by one `git cat-file --batch`.
+    pub fn read_blobs(&self, repo: &Path, commit: &str, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut input = Vec::new();
+        for p in paths {
+            input.extend_from_slice(format!("{commit}:{p}\n").as_bytes());
+        }
+        let out = self.cmd(Some(repo)).args(["cat-file", "--batch"]).input(input).run()?;
+        let mut blobs = Vec::with_capacity(paths.len());
+        let mut rest = out.as_slice();
+        for _ in paths {
+            let nl = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .ok_or(Error::Parse { what: "cat-file --batch answer", line: "cut short".into() })?;
+            let header = String::from_utf8_lossy(&rest[..nl]).into_owned();
+            if header.ends_with(" missing") || header.ends_with(" ambiguous") {
+                blobs.push(None);
+                rest = &rest[nl + 1..];
+                continue;
+            }
+            let size: usize = header
+                .rsplit(' ')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| Error::Parse { what: "cat-file --batch header", line: header.clone() })?;
+            let body =
+                rest.get(nl + 1..nl + 1 + size).ok_or(Error::Parse { what: "cat-file --batch body", line: header })?;
+            blobs.push(Some(body.to_vec()));
+            rest = rest.get(nl + 1 + size + 1..).unwrap_or_default();
+        }
+        Ok(blobs)
+    }
+}

@@ -23,9 +23,7 @@ use serde::Serialize;
 
 use crate::forges::Account;
 
-/// The suffix of a metadata repository's name in the vault: `#` is in no forge's repository
-/// names, so it cannot collide with a real repository.
-pub const SUFFIX: &str = "#metadata";
+use gitvault_format::metadata::SUFFIX;
 
 /// What one repository's metadata run did.
 #[derive(Serialize)]

@@ -442,6 +442,33 @@ pub fn diff(d: &SnapshotDiff, json: bool) -> Result<()> {
         if r.objects_added > 0 {
             println!("  +{} objects, +{}", r.objects_added, human_bytes(r.bytes_added));
         }
+        if let Some(m) = &r.metadata {
+            for (what, c) in [
+                ("issues", &m.issues),
+                ("pull requests", &m.pulls),
+                ("comments and reviews", &m.comments),
+                ("releases", &m.releases),
+            ] {
+                let list = |v: &[String]| {
+                    v.iter().take(10).cloned().collect::<Vec<_>>().join(", ") + if v.len() > 10 { ", ..." } else { "" }
+                };
+                for (n, verb) in [(&c.created, "created"), (&c.changed, "changed"), (&c.deleted, "deleted upstream")] {
+                    if !n.is_empty() {
+                        let mark = if verb.starts_with("deleted") { "!" } else { " " };
+                        println!("  {mark} {what}: {} {verb}: {}", n.len(), list(n));
+                    }
+                }
+            }
+            if !m.other.is_empty() {
+                println!(
+                    "    {} other metadata files changed (labels, milestones, settings, access, assets)",
+                    m.other.len()
+                );
+            }
+            if let Some(incident) = &m.incident {
+                println!("  ! {incident}");
+            }
+        }
     }
     Ok(())
 }

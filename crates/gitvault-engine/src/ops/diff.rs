@@ -118,6 +118,41 @@ pub struct RepoDiff {
     /// Objects and stored bytes in the second snapshot's chain that the first one's lacks.
     pub objects_added: u64,
     pub bytes_added: u64,
+    /// For a forge metadata repository (`…#metadata`, FORMAT.md §7.7) in both snapshots: the
+    /// items created, changed and deleted upstream between them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MetadataDiff>,
+}
+
+/// What changed in a repository's forge metadata between two snapshots.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MetadataDiff {
+    pub issues: ItemChanges,
+    pub pulls: ItemChanges,
+    /// Conversation comments, reviews and review comments: `issues/<n>/comments/<id>`, ...
+    pub comments: ItemChanges,
+    pub releases: ItemChanges,
+    /// Labels, milestones, settings, access records and assets that changed.
+    pub other: Vec<String>,
+    /// Set when many issues or pull requests were deleted at once: a possible incident.
+    pub incident: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ItemChanges {
+    pub created: Vec<String>,
+    pub changed: Vec<String>,
+    /// Items the forge stopped returning (their files gained `gitvault_deleted_at`).
+    pub deleted: Vec<String>,
+}
+
+impl MetadataDiff {
+    pub fn is_empty(&self) -> bool {
+        [&self.issues, &self.pulls, &self.comments, &self.releases]
+            .iter()
+            .all(|c| c.created.is_empty() && c.changed.is_empty() && c.deleted.is_empty())
+            && self.other.is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -140,6 +175,80 @@ fn head_text(r: &RepoSnapshot) -> Option<String> {
     })
 }
 
+/// A scratch repository with the packs of both chains, built on first need: ancestry and
+/// metadata trees need the objects, and the vault holds nothing else that knows them.
+fn both_chains<'s>(
+    vault: &Vault,
+    a: &RepoSnapshot,
+    b: &RepoSnapshot,
+    slot: &'s mut Option<Scratch>,
+) -> Result<&'s Scratch> {
+    if slot.is_none() {
+        let s = Scratch::new(vault, &a.object_format)?;
+        let mut seen = HashSet::new();
+        for p in a.chain.iter().chain(&b.chain) {
+            if seen.insert(p.pack.id) {
+                s.install(vault, p)?;
+            }
+        }
+        *slot = Some(s);
+    }
+    Ok(slot.as_ref().expect("just built"))
+}
+
+fn branch_tip(r: &RepoSnapshot) -> Option<&str> {
+    r.refs.iter().find(|x| x.name == gitvault_format::metadata::BRANCH).map(|x| x.oid.as_str())
+}
+
+/// The items of a metadata repository that differ between commits `old` and `new` of `repo`.
+fn metadata_diff(git: &Git, repo: &std::path::Path, old: &str, new: &str) -> Result<MetadataDiff> {
+    let changes = git.diff_trees(repo, old, new)?;
+    // A modified item is "deleted" when it gained the deletion field.
+    let modified: Vec<String> = changes.iter().filter(|c| c.status == 'M').map(|c| c.path.clone()).collect();
+    let before = git.read_blobs(repo, old, &modified)?;
+    let after = git.read_blobs(repo, new, &modified)?;
+    let field = format!("\"{}\"", gitvault_format::metadata::DELETED_FIELD);
+    let has = |b: &Option<Vec<u8>>| b.as_deref().is_some_and(|b| b.windows(field.len()).any(|w| w == field.as_bytes()));
+    let newly_deleted: HashSet<&str> = modified
+        .iter()
+        .zip(before.iter().zip(&after))
+        .filter(|(_, (b, a))| !has(b) && has(a))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let mut d = MetadataDiff::default();
+    for c in &changes {
+        let parts: Vec<&str> = c.path.split('/').collect();
+        let (list, key) = match parts.as_slice() {
+            ["issues", n, "issue.json"] => (&mut d.issues, (*n).to_string()),
+            ["pulls", n, "pull.json"] => (&mut d.pulls, (*n).to_string()),
+            [kind @ ("issues" | "pulls"), n, sub @ ("comments" | "reviews" | "review_comments"), id] => {
+                (&mut d.comments, format!("{kind}/{n}/{sub}/{}", id.trim_end_matches(".json")))
+            }
+            ["releases", id, "release.json"] => (&mut d.releases, (*id).to_string()),
+            [".gitvault", ..] => continue,
+            _ => {
+                d.other.push(c.path.clone());
+                continue;
+            }
+        };
+        match c.status {
+            'A' => list.created.push(key),
+            _ if newly_deleted.contains(c.path.as_str()) => list.deleted.push(key),
+            _ => list.changed.push(key),
+        }
+    }
+    let deleted = d.issues.deleted.len() + d.pulls.deleted.len();
+    if deleted >= MASS_DELETION {
+        d.incident = Some(format!(
+            "{deleted} issues and pull requests were deleted upstream between these snapshots: a possible incident (mass deletion)"
+        ));
+    }
+    Ok(d)
+}
+
+/// Deleted issues and pull requests between two snapshots from which `diff` flags an incident.
+pub const MASS_DELETION: usize = 10;
+
 /// Compare two snapshots repository by repository.
 pub fn diff(vault: &Vault, from: &Snapshot, to: &Snapshot) -> Result<SnapshotDiff> {
     let git = Git::new();
@@ -156,6 +265,7 @@ pub fn diff(vault: &Vault, from: &Snapshot, to: &Snapshot) -> Result<SnapshotDif
                 changes: ref_changes(&[], &b.refs, &mut |_, _| Ok(false))?,
                 objects_added: b.chain.iter().map(|p| p.objects).sum(),
                 bytes_added: b.chain.iter().map(|p| p.stored_size()).sum(),
+                metadata: None,
             },
             (Some(a), None) => RepoDiff {
                 name: name.into(),
@@ -164,6 +274,7 @@ pub fn diff(vault: &Vault, from: &Snapshot, to: &Snapshot) -> Result<SnapshotDif
                 changes: ref_changes(&a.refs, &[], &mut |_, _| Ok(false))?,
                 objects_added: 0,
                 bytes_added: 0,
+                metadata: None,
             },
             (None, None) => continue,
         };
@@ -179,20 +290,22 @@ fn diff_repo(vault: &Vault, git: &Git, a: &RepoSnapshot, b: &RepoSnapshot) -> Re
     // scratch repository (the vault holds nothing else that knows the commit graph).
     let mut scratch: Option<Scratch> = None;
     let mut is_ancestor = |old: &str, new: &str| -> Result<bool> {
-        if scratch.is_none() {
-            let s = Scratch::new(vault, &a.object_format)?;
-            let mut seen = HashSet::new();
-            for p in a.chain.iter().chain(&b.chain) {
-                if seen.insert(p.pack.id) {
-                    s.install(vault, p)?;
-                }
-            }
-            scratch = Some(s);
-        }
-        let s = scratch.as_ref().expect("scratch was just built");
+        let s = both_chains(vault, a, b, &mut scratch)?;
         ancestry_in(git, s.path())(old, new)
     };
     let changes = ref_changes(&a.refs, &b.refs, &mut is_ancestor)?;
+    let metadata = if b.name.ends_with(gitvault_format::metadata::SUFFIX) {
+        let (old, new) = (branch_tip(a), branch_tip(b));
+        match (old, new) {
+            (Some(old), Some(new)) if old != new => {
+                let s = both_chains(vault, a, b, &mut scratch)?;
+                Some(metadata_diff(git, s.path(), old, new)?)
+            }
+            _ => Some(MetadataDiff::default()),
+        }
+    } else {
+        None
+    };
     let (ha, hb) = (head_text(a), head_text(b));
     let status = if changes.is_empty() && ha == hb { RepoStatus::Unchanged } else { RepoStatus::Changed };
     Ok(RepoDiff {
@@ -200,6 +313,7 @@ fn diff_repo(vault: &Vault, git: &Git, a: &RepoSnapshot, b: &RepoSnapshot) -> Re
         status,
         head: (ha != hb).then_some(HeadChange { old: ha, new: hb }),
         changes,
+        metadata,
         objects_added: added.iter().map(|p| p.objects).sum(),
         bytes_added: added.iter().map(|p| p.stored_size()).sum(),
     })

@@ -260,6 +260,22 @@ fn metadata_is_backed_up_item_by_item_and_a_second_run_costs_only_304s() {
     let gone = read(&meta, "issues/2/issue.json");
     assert_eq!(gone["title"], "Typo", "a deleted issue stays");
     assert!(gone["gitvault_deleted_at"].is_string(), "and says when it was found gone: {gone}");
+    // diff names what changed upstream between the two snapshots.
+    let d: Value =
+        serde_json::from_str(&s.w.ok(&["diff", snapshot, third["snapshot"].as_str().expect("id"), "--json"]))
+            .expect("json");
+    let m = &d["repositories"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| r["name"] == "github:acme/api#metadata")
+        .expect("metadata")["metadata"];
+    assert_eq!(m["issues"]["deleted"], json!(["2"]), "{m}");
+    assert_eq!(m["issues"]["changed"], json!(["1"]), "{m}");
+    assert_eq!(m["comments"]["created"], json!(["issues/1/comments/1002"]), "{m}");
+    assert_eq!(m["comments"]["changed"], json!(["issues/1/comments/1001"]), "{m}");
+    assert!(m["other"].as_array().expect("other").contains(&json!("labels/area%2Fui.json")), "{m}");
+    assert!(m["incident"].is_null());
     // The first snapshot still has the issue as it was.
     assert!(read(&s.metadata_at(snapshot, "first-again"), "issues/2/issue.json").get("gitvault_deleted_at").is_none());
 }
@@ -297,4 +313,23 @@ fn no_metadata_skips_it() {
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(report.get("metadata").is_none(), "{report}");
     assert_eq!(report["repositories"].as_array().expect("list").len(), 1);
+}
+
+#[test]
+fn a_mass_deletion_of_issues_is_flagged_by_diff() {
+    let s = Setup::new();
+    let issues: Vec<Value> = (1..=12)
+        .map(|n| {
+            json!({"number": n, "title": format!("issue {n}"), "body": "b", "state": "open",
+                        "created_at": "2024-01-01T10:00:00Z", "updated_at": "2024-01-01T10:00:00Z"})
+        })
+        .collect();
+    s.forge.write_world(&world(json!({"issues": issues})));
+    let first = s.backup();
+    s.forge.write_world(&world(json!({"issues": []})));
+    let second = s.backup();
+    let (a, b) = (first["snapshot"].as_str().expect("id"), second["snapshot"].as_str().expect("id"));
+    let text = s.w.ok(&["diff", a, b]);
+    assert!(text.contains("issues: 12 deleted upstream"), "{text}");
+    assert!(text.contains("possible incident"), "{text}");
 }
