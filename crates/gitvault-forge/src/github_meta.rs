@@ -15,12 +15,12 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::Digest;
 
+use crate::RemoteRepo;
 use crate::error::{Error, Result};
 use crate::http::{Api, Fetched};
 use crate::meta::{
     MetaReport, State, entries, file_key, io_error, lfs_object_path, mark_deleted, read_json, walk, write_json,
 };
-use crate::{ForgeKind, RemoteRepo};
 
 const PER_PAGE: usize = 100;
 

@@ -21,7 +21,6 @@ pub mod testing;
 
 pub use auth::{Credentials, Secret};
 pub use error::{Error, Result};
-pub use github_meta::fetch as fetch_github_metadata;
 pub use http::{Api, LogWaiting, Patience, Waiting};
 pub use meta::MetaReport;
 pub use repo::{Filter, RemoteRepo, Visibility};
@@ -42,4 +41,28 @@ pub fn discover(api: &Api, source: &ForgeSource) -> Result<Vec<RemoteRepo>> {
     repos.sort_by(|a, b| a.path.cmp(&b.path));
     repos.dedup_by(|a, b| a.path == b.path);
     Ok(repos)
+}
+
+/// Whether gitvault backs up the metadata (issues, pull requests, releases...) of `forge`'s
+/// repositories yet.
+pub fn metadata_supported(forge: ForgeKind) -> bool {
+    matches!(forge, ForgeKind::Github)
+}
+
+/// Fetch the metadata of `repo` into `dir`, the work tree of its metadata repository holding the
+/// previous backup's files (FORMAT.md §7.7); release assets go into `git_dir`'s LFS store.
+/// `now` (RFC 3339) dates the items first found deleted.
+pub fn fetch_metadata(
+    api: &Api,
+    repo: &RemoteRepo,
+    dir: &std::path::Path,
+    git_dir: &std::path::Path,
+    now: &str,
+) -> Result<MetaReport> {
+    match repo.forge {
+        ForgeKind::Github => github_meta::fetch(api, repo, dir, git_dir, now),
+        other => {
+            Err(Error::Usage(format!("{}: metadata of {other} repositories is not supported yet", repo.vault_name())))
+        }
+    }
 }

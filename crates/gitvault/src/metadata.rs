@@ -17,7 +17,7 @@ use gitvault_engine::Vault;
 use gitvault_engine::ops::backup::SourceSpec;
 use gitvault_engine::ops::restore::{RestoreOptions, restore};
 use gitvault_engine::progress::NoProgress;
-use gitvault_forge::{ForgeKind, MetaReport, RemoteRepo};
+use gitvault_forge::{MetaReport, RemoteRepo};
 use gitvault_git::Git;
 use serde::Serialize;
 
@@ -38,8 +38,8 @@ pub struct MetaRun {
     pub error: Option<String>,
 }
 
-/// Fetch and commit the metadata of every repository `accounts` found (GitHub accounts; other
-/// forges' metadata is not supported yet), `jobs` at a time. Returns the engine sources (one
+/// Fetch and commit the metadata of every repository `accounts` found (on the forges whose
+/// metadata is supported: [`gitvault_forge::metadata_supported`]), `jobs` at a time. Returns the engine sources (one
 /// per repository: the metadata repository, or a failed source saying why) and the runs.
 pub fn prepare(
     work: &[(&Account, Vec<RemoteRepo>)],
@@ -50,7 +50,7 @@ pub fn prepare(
 ) -> (Vec<SourceSpec>, Vec<MetaRun>) {
     let items: Vec<(&Account, &RemoteRepo)> = work
         .iter()
-        .filter(|(a, _)| a.source.forge == ForgeKind::Github)
+        .filter(|(a, _)| gitvault_forge::metadata_supported(a.source.forge))
         .flat_map(|(a, repos)| repos.iter().map(move |r| (*a, r)))
         .collect();
     let next = AtomicUsize::new(0);
@@ -126,7 +126,7 @@ fn one(
             git.init_work_tree(&dir)?;
         }
     }
-    let report = gitvault_forge::fetch_github_metadata(&account.api, repo, &dir, &dir.join(".git"), now)
+    let report = gitvault_forge::fetch_metadata(&account.api, repo, &dir, &dir.join(".git"), now)
         .with_context(|| format!("fetching the metadata of {}", repo.vault_name()))?;
     let changed = git.commit_all(&dir, &format!("gitvault: metadata of {} at {now}", repo.vault_name()), now)?;
     Ok((dir, report, changed, recovered))
