@@ -27,14 +27,7 @@ const PER_PAGE: usize = 100;
 /// Fetch the metadata of `repo` into `dir` (the work tree of its metadata repository, holding
 /// the previous backup's files), release assets into `git_dir`'s LFS store. `now` (RFC 3339)
 /// dates items first found deleted.
-pub fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, now: &str) -> Result<MetaReport> {
-    if api.forge != ForgeKind::Github {
-        return Err(Error::Usage(format!(
-            "{}: metadata of {} repositories is not supported yet",
-            repo.vault_name(),
-            api.forge
-        )));
-    }
+pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, now: &str) -> Result<MetaReport> {
     let (before_requests, before_304) = (api.requests(), api.not_modified());
     let mut state = State::load(dir);
     let mut report = MetaReport::default();
