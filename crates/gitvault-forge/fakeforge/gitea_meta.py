@@ -272,9 +272,11 @@ class Metadata:
     # Answers.
 
     def listing(self, req, items, fragment):
-        """One page of `items` (`limit` default 30, at most 50; `page`) with `X-Total-Count` and
-        `Link` as Gitea's repository listings write them."""
-        limit = min(req.int_arg("limit", DEFAULT_LIMIT), MAX_LIMIT)
+        """One page of `items` (`limit` default 30, at most 50 or the world's `gitea.max_response_items`,
+        as a server's `MAX_RESPONSE_ITEMS`; `page`) with `X-Total-Count` and `Link` as Gitea's
+        repository listings write them."""
+        most = int(self.forge.section().get("max_response_items", MAX_LIMIT))
+        limit = min(req.int_arg("limit", min(DEFAULT_LIMIT, most)), most)
         page = req.int_arg("page", 1)
         chosen, last = page_slice(items, page, limit)
         body = ("[" + ",".join(fragment(item) for item in chosen) + "]").encode()

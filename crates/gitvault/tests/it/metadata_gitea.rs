@@ -324,6 +324,24 @@ fn gitea_listings_of_more_than_fifty_are_walked_page_by_page() {
 }
 
 #[test]
+fn a_server_that_pages_by_less_than_fifty_is_followed_by_its_links() {
+    let s = Setup::new();
+    let mut w = world(json!({"generate": {"issues": 45, "comments": 0, "seed": 5}}));
+    w["gitea"]["max_response_items"] = json!(20);
+    s.forge.write_world(&w);
+    let first = s.backup();
+    assert_eq!(first["metadata"][0]["issues"], 45, "{first}");
+    s.forge.clear_requests();
+    let second = s.backup();
+    assert_eq!(second["metadata"][0]["changed"], false);
+    let requests = s.metadata_requests();
+    let issue_pages: Vec<&str> =
+        requests.iter().filter(|(p, _)| p.starts_with("/issues?")).map(|(p, _)| p.as_str()).collect();
+    assert_eq!(issue_pages.len(), 3, "pages of 20, 20 and 5, each asked again: {requests:?}");
+    assert!(requests.iter().all(|(_, status)| *status == 304), "{requests:?}");
+}
+
+#[test]
 fn a_token_that_may_not_read_branch_protections_says_so() {
     let s = Setup::new();
     s.forge.write_file("assets/tool.bin", b"tool");
