@@ -508,6 +508,11 @@ class Forge:
         body = entry.get("body", {"message": f"injected {status}"})
         return json_response(status, body, list(entry.get("headers", {}).items()))
 
+    def conditional(self, segments):
+        """Whether the answer to the API path `segments` carries an ETag and honours
+        `If-None-Match` (and `If-Modified-Since`) with 304s."""
+        return self.etags
+
     def decorate(self, req, response, info):
         """Add the headers every API answer of this forge carries (rate limits...)."""
 
@@ -612,7 +617,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         req.identity = identity
         response = forge.handle_api(req, segments)
-        if forge.etags and response.status == 200:
+        if forge.conditional(segments) and response.status == 200:
             etag = etag_of(response.body)
             response.headers.append(("ETag", etag))
             # If-None-Match, when sent, decides alone (RFC 9110 13.2.2).

@@ -8,6 +8,7 @@ import time
 import urllib.parse
 
 from core import EPOCH, Forge, Repo, can_see, json_response, page_slice, rfc3339, stable_id, unquote
+from gitea_meta import Metadata
 
 DEFAULT_LIMIT = 30
 MAX_LIMIT = 50
@@ -18,6 +19,15 @@ class Gitea(Forge):
     prefix = "/gitea"
     api_base = "/gitea/api/v1"
     realm = "Gitea"
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.meta = Metadata(self)
+
+    def conditional(self, segments):
+        # A repository and its metadata (gitea_meta.py) answer with ETags and 304s; the account
+        # listings do not.
+        return len(segments) >= 3 and segments[0] == "repos"
 
     # The world.
 
@@ -76,6 +86,13 @@ class Gitea(Forge):
                 name = name[: -len(suffix)]
                 break
         return self.find_repo(unquote(owner), unquote(name)), wiki, rest
+
+    def is_download(self, segments):
+        # OWNER/REPO/releases/download/TAG/NAME: release attachments, outside the API.
+        return len(segments) == 6 and segments[2:4] == ["releases", "download"]
+
+    def download(self, req, identity, segments):
+        return self.meta.download(identity, [unquote(s) for s in segments]) or self.not_found()
 
     # Shapes.
 
@@ -220,6 +237,11 @@ class Gitea(Forge):
                 if repo is None or not can_see(identity, repo):
                     return self.not_found()
                 return json_response(200, self.repo_shape(repo, identity))
+            case ["repos", owner, name, *rest]:
+                repo = self.find_repo(owner, name)
+                if repo is None or not can_see(identity, repo):
+                    return self.not_found()
+                return self.meta.handle(req, repo, rest) or self.not_found()
         return self.not_found()
 
     def paged(self, req, repos, identity):

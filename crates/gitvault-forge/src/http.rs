@@ -361,7 +361,7 @@ fn error_message(body: &[u8]) -> String {
 }
 
 /// The `rel="next"` target of a `Link` header.
-fn link_next(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn link_next(headers: &HeaderMap) -> Option<String> {
     for value in headers.get_all("link") {
         let Ok(value) = value.to_str() else { continue };
         for part in value.split(',') {
