@@ -157,7 +157,6 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
         let Some(n) = num_of(v, "number") else { continue };
         let path = dir.join(format!("pulls/{n}/pull.json"));
         let moved = read_json(&path).is_none_or(|old| old.get("updated_at") != v.get("updated_at"));
-        write_json(&path, &without_reactions(v))?;
         if moved {
             let reviews = api.get_all(&api.url(&format!("{r}/pulls/{n}/reviews?per_page=100")), &what("reviews"))?;
             for review in &reviews {
@@ -166,6 +165,9 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
                 }
             }
         }
+        // Written after its reviews: should fetching them fail, the pull request still looks
+        // moved next time, and they are fetched then.
+        write_json(&path, &without_reactions(v))?;
     }
     report.deleted.extend(mark_deleted(dir, "pulls/{}/pull.json", entries(&dir.join("pulls"), ""), &pulls.keys, now)?);
     let review_comments = walk(
