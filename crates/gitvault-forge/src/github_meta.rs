@@ -9,17 +9,16 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::Value;
-use sha2::Digest;
 
 use crate::RemoteRepo;
 use crate::error::{Error, Result};
 use crate::http::{Api, Fetched};
 use crate::meta::{
-    MetaReport, State, entries, file_key, io_error, lfs_object_path, mark_deleted, read_json, walk, write_json,
+    MetaReport, State, WithParent, download_asset, entries, file_key, io_error, lfs_pointer, mark_deleted, nested,
+    num_of, prefixed, read_json, set_etag, str_of, walk, write_json,
 };
 
 const PER_PAGE: usize = 100;
@@ -306,21 +305,6 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
     Ok(report)
 }
 
-fn set_etag(state: &mut State, name: &str, etag: Option<String>) {
-    match etag {
-        Some(e) => state.etags.insert(name.to_string(), e),
-        None => state.etags.remove(name),
-    };
-}
-
-fn str_of<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
-    v.get(field).and_then(Value::as_str)
-}
-
-fn num_of(v: &Value, field: &str) -> Option<String> {
-    v.get(field).and_then(Value::as_u64).map(|n| n.to_string())
-}
-
 /// Reaction counts change without the item changing: left out, so that they do not churn.
 fn without_reactions(v: &Value) -> Value {
     let mut v = v.clone();
@@ -328,72 +312,4 @@ fn without_reactions(v: &Value) -> Value {
         o.remove("reactions");
     }
     v
-}
-
-/// `<n>/<sub>/<id>` for every `<dir>/<kind>/<n>/<sub>/<id>.json`.
-fn nested(dir: &Path, kind: &str, sub: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for n in entries(&dir.join(kind), "") {
-        for id in entries(&dir.join(kind).join(&n).join(sub), ".json") {
-            out.push(format!("{n}/{sub}/{id}"));
-        }
-    }
-    out
-}
-
-/// Keys `<n>/<id>` as `<n>/<sub>/<id>`, to compare with [`nested`].
-fn prefixed(keys: &BTreeSet<String>, sub: &str) -> BTreeSet<String> {
-    keys.iter().filter_map(|k| k.split_once('/').map(|(n, id)| format!("{n}/{sub}/{id}"))).collect()
-}
-
-/// Download a release asset into the metadata repository's LFS store; returns its SHA-256 and
-/// size.
-fn download_asset(api: &Api, url: &str, git_dir: &Path, what: &str) -> Result<(String, u64)> {
-    let tmp_dir = git_dir.join("lfs").join("tmp");
-    fs::create_dir_all(&tmp_dir).map_err(|e| io_error(&tmp_dir, e))?;
-    let tmp = tmp_dir.join(format!("asset-{}", std::process::id()));
-    let file = fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
-    let mut out = HashingWriter { inner: std::io::BufWriter::new(file), hasher: sha2::Sha256::new() };
-    let bytes = api.download(url, what, &mut out)?;
-    out.inner.flush().map_err(|e| io_error(&tmp, e))?;
-    let oid = hex::encode(out.hasher.finalize());
-    let dest = lfs_object_path(git_dir, &oid);
-    fs::create_dir_all(dest.parent().expect("an object path has a parent")).map_err(|e| io_error(&dest, e))?;
-    fs::rename(&tmp, &dest).map_err(|e| io_error(&dest, e))?;
-    Ok((oid, bytes))
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: sha2::Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A Git LFS pointer file for an object.
-fn lfs_pointer(oid: &str, size: u64) -> String {
-    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
-}
-
-trait WithParent {
-    fn with_parent(self) -> Result<std::path::PathBuf>;
-}
-
-impl WithParent for std::path::PathBuf {
-    /// The path, once its parent directory exists.
-    fn with_parent(self) -> Result<std::path::PathBuf> {
-        if let Some(dir) = self.parent() {
-            fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        }
-        Ok(self)
-    }
 }

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::error::{Error, Result};
 use crate::http::{Api, Fetched};
@@ -229,6 +230,89 @@ pub struct MetaReport {
 /// backup stores it content-addressed like any LFS object (FORMAT.md §7.6).
 pub(crate) fn lfs_object_path(git_dir: &Path, oid: &str) -> PathBuf {
     git_dir.join("lfs").join("objects").join(&oid[..2]).join(&oid[2..4]).join(oid)
+}
+
+pub(crate) fn set_etag(state: &mut State, name: &str, etag: Option<String>) {
+    match etag {
+        Some(e) => state.etags.insert(name.to_string(), e),
+        None => state.etags.remove(name),
+    };
+}
+
+pub(crate) fn str_of<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    v.get(field).and_then(Value::as_str)
+}
+
+pub(crate) fn num_of(v: &Value, field: &str) -> Option<String> {
+    v.get(field).and_then(Value::as_u64).map(|n| n.to_string())
+}
+
+/// `<n>/<sub>/<id>` for every `<dir>/<kind>/<n>/<sub>/<id>.json`.
+pub(crate) fn nested(dir: &Path, kind: &str, sub: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in entries(&dir.join(kind), "") {
+        for id in entries(&dir.join(kind).join(&n).join(sub), ".json") {
+            out.push(format!("{n}/{sub}/{id}"));
+        }
+    }
+    out
+}
+
+/// Keys `<n>/<id>` as `<n>/<sub>/<id>`, to compare with [`nested`].
+pub(crate) fn prefixed(keys: &BTreeSet<String>, sub: &str) -> BTreeSet<String> {
+    keys.iter().filter_map(|k| k.split_once('/').map(|(n, id)| format!("{n}/{sub}/{id}"))).collect()
+}
+
+/// Download a release asset into the metadata repository's LFS store; returns its SHA-256 and
+/// size.
+pub(crate) fn download_asset(api: &Api, url: &str, git_dir: &Path, what: &str) -> Result<(String, u64)> {
+    let tmp_dir = git_dir.join("lfs").join("tmp");
+    fs::create_dir_all(&tmp_dir).map_err(|e| io_error(&tmp_dir, e))?;
+    let tmp = tmp_dir.join(format!("asset-{}", std::process::id()));
+    let file = fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    let mut out = HashingWriter { inner: std::io::BufWriter::new(file), hasher: sha2::Sha256::new() };
+    let bytes = api.download(url, what, &mut out)?;
+    out.inner.flush().map_err(|e| io_error(&tmp, e))?;
+    let oid = hex::encode(out.hasher.finalize());
+    let dest = lfs_object_path(git_dir, &oid);
+    fs::create_dir_all(dest.parent().expect("an object path has a parent")).map_err(|e| io_error(&dest, e))?;
+    fs::rename(&tmp, &dest).map_err(|e| io_error(&dest, e))?;
+    Ok((oid, bytes))
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A Git LFS pointer file for an object.
+pub(crate) fn lfs_pointer(oid: &str, size: u64) -> String {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
+}
+
+pub(crate) trait WithParent {
+    fn with_parent(self) -> Result<std::path::PathBuf>;
+}
+
+impl WithParent for std::path::PathBuf {
+    /// The path, once its parent directory exists.
+    fn with_parent(self) -> Result<std::path::PathBuf> {
+        if let Some(dir) = self.parent() {
+            fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        }
+        Ok(self)
+    }
 }
 
 #[cfg(test)]
