@@ -11,6 +11,7 @@ mod forge;
 mod golden;
 mod lock;
 mod metadata;
+mod metadata_gitlab;
 mod resume;
 mod retention;
 mod s3;
