@@ -9,6 +9,7 @@ import time
 
 from core import (EPOCH, INVALID, Forge, Repo, can_see, json_response, page_slice, page_url, Response, rfc3339, stable_id,
                   unquote)
+from gitlab_meta import Metadata
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
@@ -29,6 +30,13 @@ class GitLab(Forge):
     prefix = "/gitlab"
     api_base = "/gitlab/api/v4"
     realm = "GitLab"
+    # GitLab's API answers carry a weak ETag and honour If-None-Match (Rack::ETag and
+    # Rack::ConditionalGet in front of the API).
+    etags = True
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.meta = Metadata(self)
 
     # The world.
 
@@ -103,6 +111,13 @@ class GitLab(Forge):
                 path = "/".join(unquote(s) for s in segments[:i] + [name])
                 return self.find_project(path), wiki, "/".join(segments[i + 1:])
         return None
+
+    def is_download(self, segments):
+        # Release link targets: PROJECT/uploads/SECRET/NAME, PROJECT/-/releases/TAG/downloads/PATH.
+        return self.meta.download_target([unquote(s) for s in segments]) is not None
+
+    def download(self, req, identity, segments):
+        return self.meta.download(req, identity, [unquote(s) for s in segments]) or self.not_found()
 
     # Shapes.
 
@@ -293,6 +308,11 @@ class GitLab(Forge):
                 if project is None or not can_see(identity, project):
                     return self.not_found("Project")
                 return json_response(200, self.project_shape(project, identity))
+            case ["projects", key, *rest]:
+                project = self.find_project(key)
+                if project is None or not can_see(identity, project):
+                    return self.not_found("Project")
+                return self.meta.handle(req, project, rest) or self.not_found()
         return self.not_found()
 
     def project_list(self, req, projects, identity):

@@ -133,8 +133,25 @@ fn field(v: &Value, name: &str) -> String {
     }
 }
 
+/// Who `v` is by: its `name` user (GitHub's `user`, or GitLab's `author` — a `username`, not a
+/// `login`).
 fn login(v: &Value, name: &str) -> String {
-    v.get(name).and_then(|u| u.get("login")).and_then(Value::as_str).unwrap_or("ghost").to_string()
+    [name, "author"]
+        .iter()
+        .filter_map(|n| v.get(*n))
+        .find_map(|u| u.get("login").or_else(|| u.get("username")).and_then(Value::as_str))
+        .unwrap_or("ghost")
+        .to_string()
+}
+
+/// The first of `names` that `v` has (GitHub's and GitLab's names for one thing).
+fn either(v: &Value, names: &[&str]) -> String {
+    names.iter().map(|n| field(v, n)).find(|s| !s.is_empty()).unwrap_or_default()
+}
+
+/// A field of a nested object: `v[outer][inner]`.
+fn inner(v: &Value, outer: &str, inner: &str) -> String {
+    v.get(outer).map(|o| field(o, inner)).unwrap_or_default()
 }
 
 /// Text for HTML: `&`, `<`, `>`, `"` and `'` escaped.
@@ -189,7 +206,7 @@ fn item_page(title: &str, kind: &str, item: &Value, thread: &[(String, &'static 
     let _ = write!(
         body,
         "<p class=\"meta\">#{} · {}{} · opened by <b>{}</b> on {}{}</p>",
-        field(item, "number"),
+        either(item, &["number", "iid"]),
         escape(&state),
         merged,
         escape(&login(item, "user")),
@@ -197,31 +214,37 @@ fn item_page(title: &str, kind: &str, item: &Value, thread: &[(String, &'static 
         deleted_note(item)
     );
     if kind == "pulls" {
-        let head = item.get("head").and_then(|h| h.get("ref")).and_then(Value::as_str).unwrap_or_default();
-        let base = item.get("base").and_then(|h| h.get("ref")).and_then(Value::as_str).unwrap_or_default();
+        let head = [inner(item, "head", "ref"), field(item, "source_branch")].concat();
+        let base = [inner(item, "base", "ref"), field(item, "target_branch")].concat();
         let _ = write!(
             body,
             "<p class=\"meta\">wants to merge <code>{}</code> into <code>{}</code></p>",
-            escape(head),
-            escape(base)
+            escape(&head),
+            escape(&base)
         );
     }
+    // GitHub's labels are objects, GitLab's names.
     let labels: Vec<String> = item
         .get("labels")
         .and_then(Value::as_array)
-        .map(|l| l.iter().filter_map(|x| x.get("name").and_then(Value::as_str)).map(escape).collect())
+        .map(|l| l.iter().filter_map(|x| x.get("name").unwrap_or(x).as_str()).map(escape).collect())
         .unwrap_or_default();
     if !labels.is_empty() {
         let _ = write!(body, "<p class=\"meta\">labels: {}</p>", labels.join(", "));
     }
-    let _ = write!(body, "<div class=\"body\">{}</div>", escape(&field(item, "body")));
+    let _ = write!(body, "<div class=\"body\">{}</div>", escape(&either(item, &["body", "description"])));
     for (when, label, v) in thread {
         let mut what = (*label).to_string();
-        if let Some(path) = v.get("path").and_then(Value::as_str) {
-            let line = field(v, "line");
+        // GitHub's review comments say `path` and `line`; GitLab's diff notes, `position`.
+        let path = [field(v, "path"), inner(v, "position", "new_path")].concat();
+        if !path.is_empty() {
+            let line = [field(v, "line"), inner(v, "position", "new_line"), inner(v, "position", "old_line")]
+                .into_iter()
+                .find(|l| !l.is_empty())
+                .unwrap_or_default();
             what = format!(
                 "{what} on <code>{}</code>{}",
-                escape(path),
+                escape(&path),
                 if line.is_empty() { String::new() } else { format!(" line {}", escape(&line)) }
             );
         }
@@ -248,20 +271,26 @@ fn releases_page(title: &str, releases: &[(Value, Vec<(Value, PathBuf)>)]) -> St
             "<h2>{} <code>{}</code></h2><p class=\"meta\">published {} by <b>{}</b>{}</p><div class=\"body\">{}</div>",
             escape(&field(r, "name")),
             escape(&field(r, "tag_name")),
-            escape(&field(r, "published_at")),
+            escape(&either(r, &["published_at", "released_at"])),
             escape(&login(r, "author")),
             deleted_note(r),
-            escape(&field(r, "body"))
+            escape(&either(r, &["body", "description"]))
         );
         if !assets.is_empty() {
             body.push_str("<ul>");
             for (a, file) in assets {
+                // GitLab's release links carry no size; one whose bytes were not backed up (a
+                // link to another host) keeps its address.
+                let note = match (field(a, "size"), a.get("sha256")) {
+                    (size, _) if !size.is_empty() => format!("{size} bytes"),
+                    (_, Some(_)) => "link".to_string(),
+                    (_, None) => format!("not backed up: {}", escape(&field(a, "url"))),
+                };
                 let _ = write!(
                     body,
-                    "<li><a href=\"{}\">{}</a> ({} bytes)</li>",
+                    "<li><a href=\"{}\">{}</a> ({note})</li>",
                     escape(&file.to_string_lossy()),
                     escape(&field(a, "name")),
-                    field(a, "size")
                 );
             }
             body.push_str("</ul>");

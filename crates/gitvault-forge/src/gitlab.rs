@@ -47,7 +47,7 @@ pub(crate) fn discover(api: &Api, source: &ForgeSource) -> Result<Vec<RemoteRepo
 }
 
 /// A path as one URL path segment (`acme/sub` → `acme%2Fsub`), as GitLab wants ids.
-fn encode(path: &str) -> String {
+pub(crate) fn encode(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

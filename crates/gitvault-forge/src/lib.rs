@@ -13,6 +13,7 @@ mod gitea_meta;
 mod github;
 mod github_meta;
 mod gitlab;
+mod gitlab_meta;
 mod http;
 pub mod meta;
 mod repo;
@@ -47,7 +48,7 @@ pub fn discover(api: &Api, source: &ForgeSource) -> Result<Vec<RemoteRepo>> {
 /// Whether gitvault backs up the metadata (issues, pull requests, releases...) of `forge`'s
 /// repositories yet.
 pub fn metadata_supported(forge: ForgeKind) -> bool {
-    matches!(forge, ForgeKind::Github | ForgeKind::Gitea)
+    matches!(forge, ForgeKind::Github | ForgeKind::Gitlab | ForgeKind::Gitea)
 }
 
 /// Fetch the metadata of `repo` into `dir`, the work tree of its metadata repository holding the
@@ -62,6 +63,7 @@ pub fn fetch_metadata(
 ) -> Result<MetaReport> {
     match repo.forge {
         ForgeKind::Github => github_meta::fetch(api, repo, dir, git_dir, now),
+        ForgeKind::Gitlab => gitlab_meta::fetch(api, repo, dir, git_dir, now),
         ForgeKind::Gitea => gitea_meta::fetch(api, repo, dir, git_dir, now),
         other => {
             Err(Error::Usage(format!("{}: metadata of {other} repositories is not supported yet", repo.vault_name())))

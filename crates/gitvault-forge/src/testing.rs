@@ -114,6 +114,15 @@
 //! items without a big world.json; `touch` marks some as changed (updated at `touched_at`, a
 //! comment edited). `fakeforge/README.md` has every default, parameter and order.
 //!
+//! # GitLab project metadata
+//!
+//! A GitLab project entry may hold `issues` (with `notes`), `merge_requests` (with `notes`,
+//! `diff_notes` — `reply_to` threads them — and `approved_by`), `labels`, `milestones`,
+//! `releases` (with `links`: `file` or `text` bytes served at an upload URL of the fake, or a
+//! `url` elsewhere), `members` and `protected_branches`, served under
+//! `/gitlab/api/v4/projects/{id}/…` in GitLab's shapes, with ETags and 304s. Items are keyed by
+//! `iid`; saving a note moves its item's `updated_at`. `fakeforge/README.md` has the details.
+//!
 //! # Git repositories
 //!
 //! They live at [`FakeForge::git_dir`] (`ROOT/git/<forge>/<owner path>/<name>.git`, wikis with

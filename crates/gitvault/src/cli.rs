@@ -300,7 +300,7 @@ pub struct ForgeArgs {
     #[arg(long)]
     pub ssh: bool,
     /// Do not back up issues, pull requests, reviews, comments, labels, milestones, releases
-    /// and settings (GitHub and Gitea/Forgejo sources; backed up by default).
+    /// and settings (GitHub, GitLab and Gitea/Forgejo sources; backed up by default).
     #[arg(long)]
     pub no_metadata: bool,
 }

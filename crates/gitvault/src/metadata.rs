@@ -174,7 +174,7 @@ pub fn export(
     let base = match found.as_slice() {
         [one] => *one,
         [] => anyhow::bail!(
-            "snapshot {} holds no metadata of a repository named {query:?} (metadata is backed up for GitHub and Gitea sources; see `gitvault snapshots --json`)",
+            "snapshot {} holds no metadata of a repository named {query:?} (metadata is backed up for GitHub, GitLab and Gitea sources; see `gitvault snapshots --json`)",
             snap.id.short()
         ),
         many => anyhow::bail!("{query:?} names several repositories: {}; give the full name", many.join(", ")),

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use FakeForgeKind::{Bitbucket, Gitea, Github, Gitlab};
 
+mod gitlab_metadata;
 mod metadata;
 
 /// One answer, its headers lower-cased.

@@ -12,6 +12,7 @@ mod golden;
 mod lock;
 mod metadata;
 mod metadata_gitea;
+mod metadata_gitlab;
 mod resume;
 mod retention;
 mod s3;
