@@ -105,14 +105,16 @@ impl Run<'_> {
 
     fn labels_and_milestones(&mut self) -> Result<()> {
         let labels = self.walk("labels", "labels?limit=50", |v| str_of(v, "name").map(file_key))?;
-        for v in &labels.fresh {
+        for v in labels.fresh()? {
+            let v = &v?;
             if let Some(name) = str_of(v, "name") {
                 write_json(&self.dir.join(format!("labels/{}.json", file_key(name))), v)?;
             }
         }
         self.mark("labels/{}.json", entries(&self.dir.join("labels"), ".json"), &labels.keys)?;
         let milestones = self.walk("milestones", "milestones?state=all&limit=50", |v| num_of(v, "id"))?;
-        for v in &milestones.fresh {
+        for v in milestones.fresh()? {
+            let v = &v?;
             if let Some(id) = num_of(v, "id") {
                 write_json(&self.dir.join(format!("milestones/{id}.json")), v)?;
             }
@@ -123,7 +125,8 @@ impl Run<'_> {
     fn issues(&mut self) -> Result<()> {
         let issues =
             self.walk("issues", "issues?state=all&type=issues&sort=oldest&limit=50", |v| num_of(v, "number"))?;
-        for v in &issues.fresh {
+        for v in issues.fresh()? {
+            let v = &v?;
             if let Some(n) = num_of(v, "number") {
                 write_json(&self.dir.join(format!("issues/{n}/issue.json")), v)?;
             }
@@ -134,7 +137,8 @@ impl Run<'_> {
     /// Pull requests, and the reviews of those that moved.
     fn pulls(&mut self) -> Result<()> {
         let pulls = self.walk("pulls", "pulls?state=all&sort=oldest&limit=50", |v| num_of(v, "number"))?;
-        for v in &pulls.fresh {
+        for v in pulls.fresh()? {
+            let v = &v?;
             let Some(n) = num_of(v, "number") else { continue };
             let path = self.dir.join(format!("pulls/{n}/pull.json"));
             if read_json(&path).is_none_or(|old| old.get("updated_at") != v.get("updated_at")) {
@@ -184,7 +188,8 @@ impl Run<'_> {
             let (_, n) = thread_of(v)?;
             Some(format!("{n}/{}", num_of(v, "id")?))
         })?;
-        for v in &comments.fresh {
+        for v in comments.fresh()? {
+            let v = &v?;
             let (Some((kind, n)), Some(id)) = (thread_of(v), num_of(v, "id")) else { continue };
             write_json(&self.dir.join(format!("{kind}/{n}/comments/{id}.json")), v)?;
         }
@@ -199,7 +204,8 @@ impl Run<'_> {
     /// Releases (drafts too, for a token that may write) and the bytes of every attachment.
     fn releases(&mut self) -> Result<()> {
         let releases = self.walk("releases", "releases?limit=50", |v| num_of(v, "id"))?;
-        for v in &releases.fresh {
+        for v in releases.fresh()? {
+            let v = &v?;
             let Some(id) = num_of(v, "id") else { continue };
             let mut release = v.clone();
             let assets = release.as_object_mut().and_then(|o| {
@@ -258,7 +264,8 @@ impl Run<'_> {
     fn access(&mut self) -> Result<()> {
         match self.walk("collaborators", "collaborators?limit=50", |v| str_of(v, "login").map(file_key)) {
             Ok(walked) => {
-                for v in &walked.fresh {
+                for v in walked.fresh()? {
+                    let v = &v?;
                     if let Some(login) = str_of(v, "login") {
                         write_json(&self.dir.join(format!("access/collaborators/{}.json", file_key(login))), v)?;
                     }

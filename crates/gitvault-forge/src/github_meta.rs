@@ -52,7 +52,8 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
         &what("labels"),
         |v| str_of(v, "name").map(file_key),
     )?;
-    for v in &labels.fresh {
+    for v in labels.fresh()? {
+        let v = &v?;
         if let Some(name) = str_of(v, "name") {
             write_json(&dir.join(format!("labels/{}.json", file_key(name))), v)?;
         }
@@ -73,7 +74,8 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
         &what("milestones"),
         |v| num_of(v, "number"),
     )?;
-    for v in &milestones.fresh {
+    for v in milestones.fresh()? {
+        let v = &v?;
         if let Some(n) = num_of(v, "number") {
             write_json(&dir.join(format!("milestones/{n}.json")), v)?;
         }
@@ -96,7 +98,11 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
         &what("issues"),
         |v| num_of(v, "number").map(|n| if v.get("pull_request").is_some() { format!("pr-{n}") } else { n }),
     )?;
-    for v in issues.fresh.iter().filter(|v| v.get("pull_request").is_none()) {
+    for v in issues.fresh()? {
+        let v = &v?;
+        if v.get("pull_request").is_some() {
+            continue;
+        }
         if let Some(n) = num_of(v, "number") {
             write_json(&dir.join(format!("issues/{n}/issue.json")), &without_reactions(v))?;
         }
@@ -124,7 +130,8 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
             Some(format!("{n}/{}", num_of(v, "id")?))
         },
     )?;
-    for v in &comments.fresh {
+    for v in comments.fresh()? {
+        let v = &v?;
         let (Some(n), Some(id)) = (str_of(v, "issue_url").and_then(|u| u.rsplit('/').next()), num_of(v, "id")) else {
             continue;
         };
@@ -153,7 +160,8 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
         &what("pull requests"),
         |v| num_of(v, "number"),
     )?;
-    for v in &pulls.fresh {
+    for v in pulls.fresh()? {
+        let v = &v?;
         let Some(n) = num_of(v, "number") else { continue };
         let path = dir.join(format!("pulls/{n}/pull.json"));
         let moved = read_json(&path).is_none_or(|old| old.get("updated_at") != v.get("updated_at"));
@@ -182,7 +190,8 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
             Some(format!("{n}/{}", num_of(v, "id")?))
         },
     )?;
-    for v in &review_comments.fresh {
+    for v in review_comments.fresh()? {
+        let v = &v?;
         let (Some(n), Some(id)) = (str_of(v, "pull_request_url").and_then(|u| u.rsplit('/').next()), num_of(v, "id"))
         else {
             continue;
@@ -207,7 +216,8 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
         &what("releases"),
         |v| num_of(v, "id"),
     )?;
-    for v in &releases.fresh {
+    for v in releases.fresh()? {
+        let v = &v?;
         let Some(id) = num_of(v, "id") else { continue };
         let mut release = v.clone();
         let assets = release.as_object_mut().and_then(|o| o.remove("assets")).unwrap_or(Value::Null);
@@ -261,7 +271,8 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
         let listing = format!("{r}/{path}");
         match walk(api, &mut state, name, &api.url(&listing), PER_PAGE, &what(name), |v| str_of(v, key).map(file_key)) {
             Ok(walked) => {
-                for v in &walked.fresh {
+                for v in walked.fresh()? {
+                    let v = &v?;
                     if let Some(k) = str_of(v, key) {
                         write_json(&dir.join(format!("access/{name}/{}.json", file_key(k))), v)?;
                     }

@@ -123,7 +123,8 @@ impl Ctx<'_> {
         key: impl Fn(&Value) -> Option<String>,
     ) -> Result<()> {
         let walked = walk(self.api, state, name, &self.url(path), PER_PAGE, &self.what(name), &key)?;
-        for v in &walked.fresh {
+        for v in walked.fresh()? {
+            let v = &v?;
             if let Some(k) = key(v) {
                 write_json(&self.dir.join(pattern.replace("{}", &k)), v)?;
             }
@@ -167,7 +168,8 @@ fn issues(ctx: &Ctx, state: &mut State, report: &mut MetaReport) -> Result<()> {
         &ctx.what("issues"),
         |v| num_of(v, "iid"),
     )?;
-    for v in &issues.fresh {
+    for v in issues.fresh()? {
+        let v = &v?;
         let Some(iid) = num_of(v, "iid") else { continue };
         let path = ctx.dir.join(format!("issues/{iid}/issue.json"));
         // The notes before the issue: an interrupted run then asks for them again.
@@ -202,7 +204,8 @@ fn merge_requests(ctx: &Ctx, state: &mut State, report: &mut MetaReport) -> Resu
         &ctx.what("merge requests"),
         |v| num_of(v, "iid"),
     )?;
-    for v in &mrs.fresh {
+    for v in mrs.fresh()? {
+        let v = &v?;
         let Some(iid) = num_of(v, "iid") else { continue };
         let path = ctx.dir.join(format!("pulls/{iid}/pull.json"));
         if !moved(&path, v) {
@@ -257,7 +260,8 @@ fn releases(ctx: &Ctx, state: &mut State, report: &mut MetaReport, git_dir: &Pat
         &ctx.what("releases"),
         |v| str_of(v, "tag_name").map(file_key),
     )?;
-    for v in &releases.fresh {
+    for v in releases.fresh()? {
+        let v = &v?;
         let Some(tag) = str_of(v, "tag_name") else { continue };
         let key = file_key(tag);
         let mut release = v.clone();

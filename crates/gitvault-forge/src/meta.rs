@@ -80,7 +80,29 @@ impl State {
 /// A listing walked in full: every item's key, and the items of the pages that changed.
 pub(crate) struct Walked {
     pub keys: BTreeSet<String>,
-    pub fresh: Vec<Value>,
+    /// The items of the pages that changed, spooled to a temporary file as they arrive (one JSON
+    /// document per line), so that memory holds one page whatever the listing's size.
+    spool: Spool,
+}
+
+struct Spool {
+    file: tempfile::NamedTempFile,
+    count: usize,
+}
+
+impl Walked {
+    /// The items of the pages that changed, read back one at a time.
+    pub fn fresh(&self) -> Result<impl Iterator<Item = Result<Value>> + '_> {
+        use std::io::{BufRead, Seek};
+        let path = self.spool.file.path();
+        let mut f = self.spool.file.reopen().map_err(|e| io_error(path, e))?;
+        f.rewind().map_err(|e| io_error(path, e))?;
+        let lines = std::io::BufReader::new(f).lines().take(self.spool.count);
+        Ok(lines.map(move |line| {
+            let line = line.map_err(|e| io_error(path, e))?;
+            serde_json::from_str(&line).map_err(|e| io_error(path, std::io::Error::other(e)))
+        }))
+    }
 }
 
 /// Walk the listing `base` (a URL with its query, without `page`) in pages of `per_page`,
@@ -99,7 +121,11 @@ pub(crate) fn walk(
 ) -> Result<Walked> {
     let previous = state.listings.remove(name).unwrap_or_default();
     let mut pages = Vec::new();
-    let mut walked = Walked { keys: BTreeSet::new(), fresh: Vec::new() };
+    let file = tempfile::NamedTempFile::new().map_err(|e| io_error(Path::new("a temporary file"), e))?;
+    let mut walked = Walked { keys: BTreeSet::new(), spool: Spool { file, count: 0 } };
+    let mut out = std::io::BufWriter::new(
+        walked.spool.file.as_file().try_clone().map_err(|e| io_error(Path::new("a temporary file"), e))?,
+    );
     for number in 1.. {
         let url = format!("{base}&page={number}");
         let before = previous.get(number - 1).filter(|p| p.url == url);
@@ -118,7 +144,12 @@ pub(crate) fn walk(
                 };
                 let keys: Vec<String> = items.iter().filter_map(&key).collect();
                 let more = keys.len() < per_page && link_next(&page.headers).is_some();
-                walked.fresh.extend(items);
+                for item in items {
+                    serde_json::to_writer(&mut out, &item)
+                        .map_err(|e| io_error(walked.spool.file.path(), std::io::Error::other(e)))?;
+                    out.write_all(b"\n").map_err(|e| io_error(walked.spool.file.path(), e))?;
+                    walked.spool.count += 1;
+                }
                 PageState { url, etag, keys, more }
             }
         };
@@ -130,6 +161,7 @@ pub(crate) fn walk(
             break;
         }
     }
+    out.flush().map_err(|e| io_error(walked.spool.file.path(), e))?;
     state.listings.insert(name.to_string(), pages);
     Ok(walked)
 }
