@@ -785,6 +785,7 @@ fn add_metadata(
         .map(|(a, l)| (a, l.kept()))
         .collect();
     if work.is_empty() {
+        found.count_requests();
         return;
     }
     let now = gitvault_format::timestamp::now()
@@ -793,6 +794,7 @@ fn add_metadata(
     let (more, runs) = metadata::prepare(&work, &ctx.cache_dir, vault, jobs, &now);
     sources.extend(more);
     found.metadata = runs;
+    found.count_requests();
 }
 
 /// Repositories an account held at its newest backup in `vault` that its listing no longer

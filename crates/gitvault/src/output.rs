@@ -68,6 +68,34 @@ pub struct Forges {
     /// The metadata fetched for each repository.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub metadata: Vec<crate::metadata::MetaRun>,
+    /// API requests per forge (listing and metadata), and how many were answered 304.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub requests: std::collections::BTreeMap<String, ForgeRequests>,
+}
+
+#[derive(Default, Serialize)]
+pub struct ForgeRequests {
+    pub requests: u64,
+    pub not_modified: u64,
+}
+
+impl Forges {
+    /// Sum the requests of the listings and the metadata runs per forge.
+    pub fn count_requests(&mut self) {
+        let mut totals: std::collections::BTreeMap<String, ForgeRequests> = std::collections::BTreeMap::new();
+        let forge_of = |name: &str| name.split(':').next().unwrap_or(name).to_string();
+        for a in &self.accounts {
+            totals.entry(forge_of(&a.source)).or_default().requests += a.requests;
+        }
+        for m in &self.metadata {
+            if let Some(r) = &m.report {
+                let t = totals.entry(forge_of(&m.name)).or_default();
+                t.requests += r.requests;
+                t.not_modified += r.not_modified;
+            }
+        }
+        self.requests = totals;
+    }
 }
 
 #[derive(Serialize)]
@@ -103,17 +131,17 @@ impl Forges {
         if self.metadata.is_empty() {
             return;
         }
-        let reports: Vec<&gitvault_forge::MetaReport> =
-            self.metadata.iter().filter_map(|m| m.report.as_ref()).collect();
-        let requests: u64 = reports.iter().map(|r| r.requests).sum();
-        let free: u64 = reports.iter().map(|r| r.not_modified).sum();
         println!(
-            "metadata of {} repositories: {} changed, {} API requests ({} answered 304 Not Modified)",
+            "metadata of {} repositories: {} changed",
             self.metadata.len(),
-            self.metadata.iter().filter(|m| m.changed).count(),
-            requests,
-            free
+            self.metadata.iter().filter(|m| m.changed).count()
         );
+        for (forge, r) in &self.requests {
+            println!(
+                "{forge}: {} API requests in all, {} of them answered 304 Not Modified",
+                r.requests, r.not_modified
+            );
+        }
         for m in &self.metadata {
             if let Some(e) = &m.error {
                 eprintln!("error: metadata of {}: {e}", m.name);

@@ -226,6 +226,10 @@ fn metadata_is_backed_up_item_by_item_and_a_second_run_costs_only_304s() {
     let second = s.backup();
     let run = &second["metadata"][0];
     assert_eq!(run["changed"], false, "{run}");
+    // Per forge: the listing page (not conditional) and the metadata requests.
+    let github = &second["requests"]["github"];
+    assert_eq!(github["requests"].as_u64(), run["requests"].as_u64().map(|n| n + 1), "{second}");
+    assert_eq!(github["not_modified"], run["not_modified"]);
     let (requests, free) = (run["requests"].as_u64().expect("n"), run["not_modified"].as_u64().expect("n"));
     // Every listing answers 304; the one request charged is the default branch's protection,
     // whose "not protected" answer is a 404 with nothing to compare against.
