@@ -66,8 +66,9 @@ TOKEN = "ghp_benchTokenNotSecret0123456789abcdef"
 PAGE = 100  # per_page gitvault asks for; the listing is ceil(N / PAGE) pages
 TARGET_S = 30.0
 CHANGED_SHARE = 0.01
-# Bump when the generated repositories change, so that caches are rebuilt.
-GENERATOR_VERSION = 1
+# Bump when the generated repositories change, so that caches are rebuilt. (2: no hook samples,
+# as on a forge; same objects and refs as 1.)
+GENERATOR_VERSION = 2
 
 WORDS = ["api", "web", "auth", "billing", "search", "infra", "docs", "mobile", "data", "ml", "ops", "sdk",
          "cli", "gateway", "cache", "queue", "etl", "ui", "admin", "metrics", "mail", "chat", "maps", "pay"]
@@ -175,7 +176,7 @@ def wiki_stream(seed: int, index: int, name: str) -> bytes:
 def fast_import(git_dir: str, stream: bytes, branch: str | None = None) -> None:
     """Into a new bare repository when `branch` (its HEAD) is given, else into an existing one."""
     if branch:
-        subprocess.run(["git", "init", "-q", "--bare", "-b", branch, git_dir], check=True)
+        subprocess.run(["git", "init", "-q", "--bare", "--template=", "-b", branch, git_dir], check=True)
     subprocess.run(["git", "--git-dir", git_dir, "fast-import", "--quiet"], input=stream, check=True)
 
 
