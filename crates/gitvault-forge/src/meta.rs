@@ -27,11 +27,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::Digest;
 
 use crate::error::{Error, Result};
 use crate::http::{Api, Fetched, link_next};
@@ -265,11 +264,7 @@ pub struct MetaReport {
     pub unavailable: Vec<String>,
 }
 
-/// Where a release asset's bytes go: an LFS object of the metadata repository, so that the
-/// backup stores it content-addressed like any LFS object (FORMAT.md §7.6).
-pub(crate) fn lfs_object_path(git_dir: &Path, oid: &str) -> PathBuf {
-    git_dir.join("lfs").join("objects").join(&oid[..2]).join(&oid[2..4]).join(oid)
-}
+pub(crate) use gitvault_git::lfs_object_path;
 
 /// Remember the `ETag` of a single resource (or forget it when the answer had none).
 pub(crate) fn set_etag(state: &mut State, name: &str, etag: Option<String>) {
@@ -312,30 +307,14 @@ pub(crate) fn download_asset(api: &Api, url: &str, git_dir: &Path, what: &str) -
     fs::create_dir_all(&tmp_dir).map_err(|e| io_error(&tmp_dir, e))?;
     let tmp = tmp_dir.join(format!("asset-{}", std::process::id()));
     let file = fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
-    let mut out = HashingWriter { inner: std::io::BufWriter::new(file), hasher: sha2::Sha256::new() };
+    let mut out = gitvault_git::Sha256Writer::new(std::io::BufWriter::new(file));
     let bytes = api.download(url, what, &mut out)?;
-    out.inner.flush().map_err(|e| io_error(&tmp, e))?;
-    let oid = hex::encode(out.hasher.finalize());
+    let (mut file, oid) = out.hex();
+    file.flush().map_err(|e| io_error(&tmp, e))?;
     let dest = lfs_object_path(git_dir, &oid);
     fs::create_dir_all(dest.parent().expect("an object path has a parent")).map_err(|e| io_error(&dest, e))?;
     fs::rename(&tmp, &dest).map_err(|e| io_error(&dest, e))?;
     Ok((oid, bytes))
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: sha2::Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// A Git LFS pointer file for an object.

@@ -98,31 +98,11 @@ impl Git {
             if let (Some(id), Some("blob"), Some(size)) = (parts.next(), parts.next(), parts.next())
                 && size.parse::<u64>().is_ok_and(|s| s < MAX_POINTER && s > 40)
             {
-                blobs.extend_from_slice(id.as_bytes());
-                blobs.push(b'\n');
+                blobs.push(id.to_string());
             }
         }
-        if blobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let contents = self.cmd(Some(repo)).args(["cat-file", "--batch"]).input(blobs).run()?;
-        let mut found = std::collections::BTreeSet::new();
-        let mut rest = contents.as_slice();
-        // `<oid> blob <size>\n<content>\n`, repeated.
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            let header = String::from_utf8_lossy(&rest[..nl]).into_owned();
-            let size: usize = header
-                .rsplit(' ')
-                .next()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| Error::Parse { what: "cat-file --batch header", line: header.clone() })?;
-            let body =
-                rest.get(nl + 1..nl + 1 + size).ok_or(Error::Parse { what: "cat-file --batch body", line: header })?;
-            if let Some(p) = parse_pointer(body) {
-                found.insert(p);
-            }
-            rest = rest.get(nl + 1 + size + 1..).unwrap_or_default();
-        }
+        let found: std::collections::BTreeSet<LfsPointer> =
+            self.cat_batch(repo, &blobs)?.iter().flatten().filter_map(|body| parse_pointer(body)).collect();
         Ok(found.into_iter().collect())
     }
 

@@ -99,17 +99,26 @@ impl Git {
     /// The contents of `<commit>:<path>` for each of `paths` (`None` where there is no such
     /// blob), read by one `git cat-file --batch`.
     pub fn read_blobs(&self, repo: &Path, commit: &str, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        if paths.is_empty() {
+        let specs: Vec<String> = paths.iter().map(|p| format!("{commit}:{p}")).collect();
+        self.cat_batch(repo, &specs)
+    }
+
+    /// The contents of each object named by `specs` (ids or `<rev>:<path>`; `None` for one that
+    /// does not exist), read by one `git cat-file --batch`.
+    pub(crate) fn cat_batch(&self, repo: &Path, specs: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        if specs.is_empty() {
             return Ok(Vec::new());
         }
         let mut input = Vec::new();
-        for p in paths {
-            input.extend_from_slice(format!("{commit}:{p}\n").as_bytes());
+        for s in specs {
+            input.extend_from_slice(s.as_bytes());
+            input.push(b'\n');
         }
         let out = self.cmd(Some(repo)).args(["cat-file", "--batch"]).input(input).run()?;
-        let mut blobs = Vec::with_capacity(paths.len());
+        // `<oid> <type> <size>\n<content>\n`, or `<spec> missing\n`, once per spec, in order.
+        let mut blobs = Vec::with_capacity(specs.len());
         let mut rest = out.as_slice();
-        for _ in paths {
+        for _ in specs {
             let nl = rest
                 .iter()
                 .position(|&b| b == b'\n')
