@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gitvault_forge::testing::{FakeForge, FakeForgeKind::Github};
+use gitvault_forge::testing::{FakeForge, FakeForgeKind, FakeForgeKind::Github};
 use serde_json::{Value, json};
 
 use crate::common::{World, commit, git, new_repo};
@@ -57,30 +57,40 @@ fn metadata() -> Value {
     })
 }
 
-struct Setup {
-    forge: FakeForge,
-    w: World,
-    source: PathBuf,
+/// A vault, the fake forge, and one code repository `OWNER/api` on it: what every forge's
+/// metadata tests start from.
+pub(crate) struct MetaWorld {
+    pub forge: FakeForge,
+    pub w: World,
+    kind: FakeForgeKind,
+    /// The forge source backed up (`github:acme`).
+    source: String,
+    /// The repository's name in the vault (`github:acme/api`).
+    repo: String,
+    token: (&'static str, &'static str),
 }
 
-impl Setup {
-    fn new() -> Self {
+impl MetaWorld {
+    /// `owner` is the owner, GitLab group path or workspace; `token` the variable and its value.
+    pub fn new(kind: FakeForgeKind, owner: &str, source: &str, token: (&'static str, &'static str)) -> Self {
         let w = World::new();
         w.init();
         let forge = FakeForge::start();
         let work = new_repo(&w.path("work/api"));
         commit(&work, "README", b"api\n", "first");
-        let source = forge.git_dir(Github, "acme", "api");
-        git(w.dir.path(), &["clone", "-q", "--bare", work.to_str().expect("utf-8"), source.to_str().expect("utf-8")]);
-        Self { forge, w, source }
+        let bare = forge.git_dir(kind, owner, "api");
+        git(w.dir.path(), &["clone", "-q", "--bare", work.to_str().expect("utf-8"), bare.to_str().expect("utf-8")]);
+        let repo = format!("{}:{owner}/api", kind.name());
+        Self { forge, w, kind, source: source.to_string(), repo, token }
     }
 
-    fn backup(&self) -> Value {
-        let api = self.forge.api_url(Github);
+    /// `gitvault backup --json` of the source; it must succeed and never print the token.
+    pub fn backup(&self) -> Value {
+        let api = self.forge.api_url(self.kind);
         let out = self
             .w
-            .cmd(&["backup", "--json", "--api-url", &api, "github:acme"])
-            .env("GITHUB_TOKEN", TOKEN)
+            .cmd(&["backup", "--json", "--api-url", &api, &self.source])
+            .env(self.token.0, self.token.1)
             .output()
             .expect("run");
         assert_eq!(
@@ -90,31 +100,26 @@ impl Setup {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!String::from_utf8_lossy(&out.stderr).contains(TOKEN));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(self.token.1));
         serde_json::from_slice(&out.stdout).expect("json")
     }
 
-    /// The metadata repository of `snapshot`, restored and checked out.
-    fn metadata_at(&self, snapshot: &str, label: &str) -> PathBuf {
+    /// The metadata repository of `snapshot`, restored (`<label>.git`) and checked out.
+    pub fn metadata_at(&self, snapshot: &str, label: &str) -> PathBuf {
         let bare = self.w.path(&format!("meta-{label}.git"));
-        self.w.ok(&[
-            "restore",
-            snapshot,
-            "--repo",
-            "github:acme/api#metadata",
-            "--target",
-            bare.to_str().expect("utf-8"),
-        ]);
+        let name = format!("{}#metadata", self.repo);
+        self.w.ok(&["restore", snapshot, "--repo", &name, "--target", bare.to_str().expect("utf-8")]);
         let tree = self.w.path(&format!("meta-{label}"));
         git(self.w.dir.path(), &["clone", "-q", bare.to_str().expect("utf-8"), tree.to_str().expect("utf-8")]);
         tree
     }
 
-    fn api_get(&self, path: &str) -> Value {
-        let url = format!("{}/repos/acme/api/{path}", self.forge.api_url(Github));
+    /// GET `url` (under the forge's API) with `header` as the token's authorization.
+    pub fn api_get_with(&self, path: &str, header: (&str, String)) -> Value {
+        let url = format!("{}{path}", self.forge.api_url(self.kind));
         let body = reqwest::blocking::Client::new()
             .get(url)
-            .header("Authorization", format!("Bearer {TOKEN}"))
+            .header(header.0, header.1)
             .send()
             .expect("get")
             .text()
@@ -123,7 +128,27 @@ impl Setup {
     }
 }
 
-fn read(dir: &Path, rel: &str) -> Value {
+/// The GitHub tests' world: `github:acme` with the repository `acme/api`.
+struct Setup(MetaWorld);
+
+impl std::ops::Deref for Setup {
+    type Target = MetaWorld;
+    fn deref(&self) -> &MetaWorld {
+        &self.0
+    }
+}
+
+impl Setup {
+    fn new() -> Self {
+        Self(MetaWorld::new(Github, "acme", "github:acme", ("GITHUB_TOKEN", TOKEN)))
+    }
+
+    fn api_get(&self, path: &str) -> Value {
+        self.api_get_with(&format!("/repos/acme/api/{path}"), ("Authorization", format!("Bearer {TOKEN}")))
+    }
+}
+
+pub(crate) fn read(dir: &Path, rel: &str) -> Value {
     let text = std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
@@ -300,7 +325,6 @@ fn a_lost_cache_restores_the_metadata_repository_from_the_vault() {
     assert_eq!(run["recovered"], true, "{run}");
     assert_eq!(run["deleted"], json!(["issues/2/issue.json"]), "{run}");
     assert_eq!(run["assets_downloaded"], 0, "the asset came back with the repository: {run}");
-    let _ = &s.source;
 }
 
 #[test]

@@ -4,12 +4,12 @@
 //! and compared item by item with what the forge serves; a second run that changes nothing
 //! costs 304s only; edits, new comments and reviews, deleted items are caught; export works.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use gitvault_forge::testing::{FakeForge, FakeForgeKind::Gitea};
+use gitvault_forge::testing::FakeForgeKind::Gitea;
 use serde_json::{Value, json};
 
-use crate::common::{World, commit, git, new_repo};
+use crate::metadata::MetaWorld;
 
 const TOKEN: &str = "gitea_MetadataTokenNeverPrinted42";
 
@@ -58,63 +58,23 @@ fn metadata() -> Value {
     })
 }
 
-struct Setup {
-    forge: FakeForge,
-    w: World,
+struct Setup(MetaWorld);
+
+impl std::ops::Deref for Setup {
+    type Target = MetaWorld;
+    fn deref(&self) -> &MetaWorld {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new() -> Self {
-        let w = World::new();
-        w.init();
-        let forge = FakeForge::start();
-        let work = new_repo(&w.path("work/api"));
-        commit(&work, "README", b"api\n", "first");
-        let source = forge.git_dir(Gitea, "acme", "api");
-        git(w.dir.path(), &["clone", "-q", "--bare", work.to_str().expect("utf-8"), source.to_str().expect("utf-8")]);
-        Self { forge, w }
+        Self(MetaWorld::new(Gitea, "acme", "gitea:acme", ("GITEA_TOKEN", TOKEN)))
     }
 
-    fn backup(&self) -> Value {
-        let api = self.forge.api_url(Gitea);
-        let out = self
-            .w
-            .cmd(&["backup", "--json", "--api-url", &api, "gitea:acme"])
-            .env("GITEA_TOKEN", TOKEN)
-            .output()
-            .expect("run");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!String::from_utf8_lossy(&out.stderr).contains(TOKEN));
-        serde_json::from_slice(&out.stdout).expect("json")
-    }
-
-    /// The metadata repository of `snapshot`, restored and checked out.
-    fn metadata_at(&self, snapshot: &str, label: &str) -> PathBuf {
-        let bare = self.w.path(&format!("meta-{label}.git"));
-        let target = bare.to_str().expect("utf-8");
-        self.w.ok(&["restore", snapshot, "--repo", "gitea:acme/api#metadata", "--target", target]);
-        let tree = self.w.path(&format!("meta-{label}"));
-        git(self.w.dir.path(), &["clone", "-q", target, tree.to_str().expect("utf-8")]);
-        tree
-    }
-
-    /// `GET /repos/acme/api{path}` as the backup's token sees it.
+    /// `GET /repos/acme/api<path>` as the backup's token sees it.
     fn api_get(&self, path: &str) -> Value {
-        let url = format!("{}/repos/acme/api{path}", self.forge.api_url(Gitea));
-        let body = reqwest::blocking::Client::new()
-            .get(url)
-            .header("Authorization", format!("token {TOKEN}"))
-            .send()
-            .expect("get")
-            .text()
-            .expect("body");
-        serde_json::from_str(&body).expect("json")
+        self.api_get_with(&format!("/repos/acme/api{path}"), ("Authorization", format!("token {TOKEN}")))
     }
 
     /// The fake forge's log of the metadata API requests (those under the repository's URL).

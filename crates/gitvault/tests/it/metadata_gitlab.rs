@@ -5,12 +5,10 @@
 //! what the forge serves; a second run that changes nothing costs 304s; edits, new notes and a
 //! deleted issue are caught; the export renders GitLab's shapes.
 
-use std::path::PathBuf;
-
-use gitvault_forge::testing::{FakeForge, FakeForgeKind::Gitlab};
+use gitvault_forge::testing::FakeForgeKind::Gitlab;
 use serde_json::{Value, json};
 
-use crate::common::{World, commit, git, new_repo};
+use crate::metadata::MetaWorld;
 
 const TOKEN: &str = "glpat-MetadataTokenNeverPrinted42";
 
@@ -61,68 +59,23 @@ fn project() -> Value {
     })
 }
 
-struct Setup {
-    forge: FakeForge,
-    w: World,
+struct Setup(MetaWorld);
+
+impl std::ops::Deref for Setup {
+    type Target = MetaWorld;
+    fn deref(&self) -> &MetaWorld {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new() -> Self {
-        let w = World::new();
-        w.init();
-        let forge = FakeForge::start();
-        let work = new_repo(&w.path("work/api"));
-        commit(&work, "README", b"api\n", "first");
-        let bare = forge.git_dir(Gitlab, "acme/sub", "api");
-        git(w.dir.path(), &["clone", "-q", "--bare", work.to_str().expect("utf-8"), bare.to_str().expect("utf-8")]);
-        Self { forge, w }
-    }
-
-    fn backup(&self) -> Value {
-        let api = self.forge.api_url(Gitlab);
-        let out = self
-            .w
-            .cmd(&["backup", "--json", "--api-url", &api, "gitlab:acme/sub/api"])
-            .env("GITLAB_TOKEN", TOKEN)
-            .output()
-            .expect("run");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!String::from_utf8_lossy(&out.stderr).contains(TOKEN));
-        serde_json::from_slice(&out.stdout).expect("json")
-    }
-
-    fn metadata_at(&self, snapshot: &str, label: &str) -> PathBuf {
-        let bare = self.w.path(&format!("meta-{label}.git"));
-        self.w.ok(&[
-            "restore",
-            snapshot,
-            "--repo",
-            "gitlab:acme/sub/api#metadata",
-            "--target",
-            bare.to_str().expect("utf-8"),
-        ]);
-        let tree = self.w.path(&format!("meta-{label}"));
-        git(self.w.dir.path(), &["clone", "-q", bare.to_str().expect("utf-8"), tree.to_str().expect("utf-8")]);
-        tree
+        Self(MetaWorld::new(Gitlab, "acme/sub", "gitlab:acme/sub/api", ("GITLAB_TOKEN", TOKEN)))
     }
 
     /// `GET /projects/acme%2Fsub%2Fapi/<path>` as the backup's token sees it.
     fn api_get(&self, path: &str) -> Value {
-        let url = format!("{}/projects/acme%2Fsub%2Fapi/{path}", self.forge.api_url(Gitlab));
-        let body = reqwest::blocking::Client::new()
-            .get(url)
-            .header("PRIVATE-TOKEN", TOKEN)
-            .send()
-            .expect("get")
-            .text()
-            .expect("body");
-        serde_json::from_str(&body).expect("json")
+        self.api_get_with(&format!("/projects/acme%2Fsub%2Fapi/{path}"), ("PRIVATE-TOKEN", TOKEN.to_string()))
     }
 
     /// The item of the listing `path` whose `field` is `value`.
