@@ -13,7 +13,7 @@
 //!   `review_comments/`, the others under `comments/`. A deleted comment usually stays, with
 //!   `deleted: true`; one that disappears is marked like any other item.
 //! - `activity.json` is the pull request's whole activity (updates, approvals, changes
-//!   requested), newest first, as Bitbucket lists it.
+//!   requested), in the order Bitbucket lists it.
 //! - Issues exist only when the repository's issue tracker is enabled (`has_issues`); their
 //!   comments too are asked for only when the issue's `updated_on` moved.
 //! - Bitbucket has no labels, milestones or releases in this sense: none are kept.
