@@ -175,6 +175,31 @@ fn bitbucket_metadata_is_backed_up_item_by_item_and_a_second_run_costs_only_304s
     }
     assert_eq!(read(&meta, "issues/1/comments/701.json"), s.api_get("/issues/1/comments/701"));
 
+    // Export: the JSON as stored, and HTML threads in Bitbucket's field names.
+    let out = s.w.path("export");
+    let target = out.to_str().expect("utf-8");
+    let exported: Value = serde_json::from_str(&s.w.ok(&[
+        "export",
+        snapshot,
+        "--repo",
+        "bitbucket:team/api",
+        "--target",
+        target,
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!((exported["issues"].as_u64(), exported["pulls"].as_u64()), (Some(2), Some(3)), "{exported}");
+    assert_eq!(read(&out, "json/pulls/1/pull.json"), s.api_get("/pullrequests/1"));
+    let html = |rel: &str| std::fs::read_to_string(out.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let pull = html("pulls/1.html");
+    for text in
+        ["Fixes #1", "Thanks!", "nit: rename", "<code>src/lib.rs</code> line 12", "<b>bob</b>", "<code>fix</code>"]
+    {
+        assert!(pull.contains(text), "{text}: {pull}");
+    }
+    let issue = html("issues/1.html");
+    assert!(issue.contains("It crashes.") && issue.contains("Confirmed.") && issue.contains("#1 · open"), "{issue}");
+
     // Nothing changed: the settings and one page per listing, every one answered 304.
     let data_before = crate::common::files_under(&s.w.vault.join("data"));
     s.forge.clear_requests();
