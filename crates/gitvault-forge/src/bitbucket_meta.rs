@@ -24,7 +24,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::RemoteRepo;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::{Api, Fetched};
 use crate::meta::{MetaReport, State, Walked, entries, mark_deleted, num_of, read_json, set_etag, walk, write_json};
 
@@ -128,9 +128,17 @@ impl Run<'_> {
         self.mark("pulls/{}/pull.json", entries(&self.dir.join("pulls"), ""), &pulls.keys)
     }
 
-    /// Issues, and the comments of those that moved.
+    /// Issues, and the comments of those that moved. A tracker the token may not read (or
+    /// that went away since the settings were read) is said, not fatal.
     fn issues(&mut self) -> Result<()> {
-        let issues = self.walk("issues", "issues?sort=created_on&pagelen=50", |v| num_of(v, "id"))?;
+        let issues = match self.walk("issues", "issues?sort=created_on&pagelen=50", |v| num_of(v, "id")) {
+            Ok(walked) => walked,
+            Err(e @ (Error::NotFound { .. } | Error::Unauthorized { .. } | Error::Http { .. })) => {
+                self.report.unavailable.push(format!("issues: {e}"));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         for v in issues.fresh()? {
             let v = &v?;
             let Some(n) = num_of(v, "id") else { continue };

@@ -250,6 +250,21 @@ fn bitbucket_metadata_is_backed_up_item_by_item_and_a_second_run_costs_only_304s
     let gone = read(&meta, "pulls/3/pull.json");
     assert_eq!(gone["title"], "Abandoned", "a deleted pull request stays");
     assert!(gone["gitvault_deleted_at"].is_string(), "and says when it was found gone: {gone}");
+    // diff names what changed upstream between the two snapshots.
+    let d: Value =
+        serde_json::from_str(&s.w.ok(&["diff", snapshot, third["snapshot"].as_str().expect("id"), "--json"]))
+            .expect("json");
+    let m = &d["repositories"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| r["name"] == "bitbucket:team/api#metadata")
+        .expect("metadata")["metadata"];
+    assert_eq!(m["pulls"]["deleted"], json!(["3"]), "{m}");
+    assert_eq!(m["pulls"]["changed"], json!(["1", "2"]), "{m}");
+    assert_eq!(m["comments"]["created"], json!(["pulls/2/comments/503"]), "{m}");
+    assert_eq!(m["comments"]["changed"], json!(["pulls/1/comments/501"]), "{m}");
+    assert_eq!(m["other"], json!([]), "the activity did not change: {m}");
 }
 
 #[test]
@@ -290,4 +305,20 @@ fn bitbucket_pull_requests_are_walked_page_by_page_until_a_page_without_next() {
     assert_eq!(pages.len(), 2, "{requests:?}");
     assert!(pages.iter().all(|q| q.contains("state=SUPERSEDED") && q.contains("pagelen=50")), "{pages:?}");
     assert!(requests.iter().all(|(_, _, status)| *status == 304), "{requests:?}");
+}
+
+#[test]
+fn an_issue_tracker_the_token_may_not_read_is_said_and_the_rest_kept() {
+    let s = Setup::new();
+    let mut w = world(metadata());
+    w["faults"] = json!({"bitbucket": {"errors": [
+        {"path": "/repositories/team/api/issues", "status": 403, "times": -1}
+    ]}});
+    s.forge.write_world(&w);
+    let report = s.backup();
+    let run = &report["metadata"][0];
+    let unavailable = run["unavailable"].as_array().expect("list");
+    assert_eq!(unavailable.len(), 1, "{run}");
+    assert!(unavailable[0].as_str().is_some_and(|u| u.starts_with("issues:")), "{run}");
+    assert_eq!((run["issues"].as_u64(), run["pulls"].as_u64()), (Some(0), Some(3)), "{run}");
 }
