@@ -52,8 +52,8 @@ class Metadata:
         return self.forge.link(f"/bitbucket/{repo.full_name}/{rest}")
 
     def endpoint(self, repo, branch):
-        return {"branch": {"name": branch}, "commit": {"type": "commit", "hash": stable_uuid("bb", repo.full_name,
-                                                                                         branch).replace("-", "")[:12]},
+        commit = stable_uuid("bitbucket", "commit", repo.full_name, branch).replace("-", "")[:12]
+        return {"branch": {"name": branch}, "commit": {"type": "commit", "hash": commit},
                 "repository": self.forge.repo_ref(repo)}
 
     def pull(self, repo, raw, full):
@@ -62,10 +62,10 @@ class Metadata:
         body = {
             "type": "pullrequest", "id": n, "title": raw.get("title", ""),
             "rendered": {"title": {"raw": raw.get("title", ""), "markup": "markdown"}},
-            "summary": {"raw": raw.get("description", ""), "markup": "markdown",
-                        "html": "<p>" + raw.get("description", "") + "</p>"},
+            "summary": content(raw.get("description", "")),
             "description": raw.get("description", ""), "state": raw.get("state", "OPEN"),
-            "author": self.user(raw.get("author", "alice")), "source": self.endpoint(repo, raw.get("source", "feature")),
+            "author": self.user(raw.get("author", "alice")),
+            "source": self.endpoint(repo, raw.get("source", "feature")),
             "destination": self.endpoint(repo, raw.get("destination", "main")),
             "merge_commit": {"hash": "0" * 12} if raw.get("state") == "MERGED" else None,
             "comment_count": len(raw.get("comments", [])), "task_count": 0,
@@ -92,7 +92,7 @@ class Metadata:
         body = {
             "type": "pullrequest_comment" if kind == "pullrequests" else "issue_comment", "id": cid,
             "user": self.user(raw.get("user", "alice")),
-            "content": {"raw": raw.get("content", ""), "markup": "markdown", "html": "<p>" + raw.get("content", "") + "</p>"},
+            "content": content(raw.get("content", "")),
             "deleted": bool(raw.get("deleted", False)),
             "created_on": bb_date(raw.get("created_on", "2024-01-01T00:00:00Z")),
             "updated_on": bb_date(raw.get("updated_on") or raw.get("created_on", "2024-01-01T00:00:00Z")),
@@ -108,7 +108,8 @@ class Metadata:
         else:
             body["issue"] = {"type": "issue", "id": n, "links": {"self": self.api(repo, f"issues/{n}")}}
         if raw.get("parent"):
-            body["parent"] = {"id": raw["parent"], "links": {"self": self.api(repo, f"{kind}/{n}/comments/{raw['parent']}")}}
+            parent = raw["parent"]
+            body["parent"] = {"id": parent, "links": {"self": self.api(repo, f"{kind}/{n}/comments/{parent}")}}
         return body
 
     def activity(self, repo, raw, entry):
@@ -131,7 +132,7 @@ class Metadata:
         return {
             "type": "issue", "id": n, "title": raw.get("title", ""), "state": raw.get("state", "new"),
             "kind": raw.get("kind", "bug"), "priority": raw.get("priority", "major"),
-            "content": {"raw": raw.get("content", ""), "markup": "markdown", "html": "<p>" + raw.get("content", "") + "</p>"},
+            "content": content(raw.get("content", "")),
             "reporter": self.user(raw.get("reporter", "alice")),
             "assignee": self.user(raw["assignee"]) if raw.get("assignee") else None,
             "votes": 0, "watches": 1, "component": None, "milestone": None, "version": None,
@@ -197,6 +198,11 @@ class Metadata:
                 found = [c for c in issues[number(n)].get("comments", []) if c["id"] == number(cid)]
                 return json_response(200, self.comment(repo, "issues", number(n), found[0])) if found else None
         return None
+
+
+def content(raw):
+    """A `content` / `summary` object: the raw text, its markup, a rendering."""
+    return {"raw": raw, "markup": "markdown", "html": "<p>" + raw + "</p>"}
 
 
 def number(text):
