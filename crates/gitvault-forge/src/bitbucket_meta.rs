@@ -26,7 +26,9 @@ use serde_json::Value;
 use crate::RemoteRepo;
 use crate::error::{Error, Result};
 use crate::http::{Api, Fetched};
-use crate::meta::{MetaReport, State, Walked, entries, mark_deleted, num_of, read_json, set_etag, walk, write_json};
+use crate::meta::{
+    DELETED_FIELD, MetaReport, State, Walked, entries, mark_deleted, num_of, read_json, set_etag, walk, write_json,
+};
 
 /// The page size asked for: the most Bitbucket's pull request and issue listings give.
 const PER_PAGE: usize = 50;
@@ -112,7 +114,7 @@ impl Run<'_> {
             let v = &v?;
             let Some(n) = num_of(v, "id") else { continue };
             let path = self.dir.join(format!("pulls/{n}/pull.json"));
-            if read_json(&path).is_some_and(|old| old.get("updated_on") == v.get("updated_on")) {
+            if unmoved(&path, v) {
                 continue;
             }
             let full = self.api.get(&self.url(&format!("pullrequests/{n}")), &self.what("pull requests"))?.body;
@@ -143,7 +145,7 @@ impl Run<'_> {
             let v = &v?;
             let Some(n) = num_of(v, "id") else { continue };
             let path = self.dir.join(format!("issues/{n}/issue.json"));
-            if read_json(&path).is_some_and(|old| old.get("updated_on") == v.get("updated_on")) {
+            if unmoved(&path, v) {
                 continue;
             }
             self.comments("issues", &format!("issues/{n}/comments?pagelen=100"), &n)?;
@@ -173,4 +175,11 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether the item stored at `path` is `listed` as it was: same `updated_on`, and not marked
+/// deleted (one that came back is fetched again, and so unmarked).
+fn unmoved(path: &Path, listed: &Value) -> bool {
+    read_json(path)
+        .is_some_and(|old| old.get("updated_on") == listed.get("updated_on") && old.get(DELETED_FIELD).is_none())
 }

@@ -265,6 +265,13 @@ fn bitbucket_metadata_is_backed_up_item_by_item_and_a_second_run_costs_only_304s
     assert_eq!(m["comments"]["created"], json!(["pulls/2/comments/503"]), "{m}");
     assert_eq!(m["comments"]["changed"], json!(["pulls/1/comments/501"]), "{m}");
     assert_eq!(m["other"], json!([]), "the activity did not change: {m}");
+
+    // The deleted pull request comes back: it is no longer marked.
+    world["bitbucket"]["repos"][0]["pulls"].as_array_mut().expect("pulls").push(metadata()["pulls"][2].clone());
+    s.forge.write_world(&world);
+    let fourth = s.backup();
+    let meta = s.metadata_at(fourth["snapshot"].as_str().expect("id"), "fourth");
+    assert_eq!(read(&meta, "pulls/3/pull.json"), s.api_get("/pullrequests/3"));
 }
 
 #[test]
