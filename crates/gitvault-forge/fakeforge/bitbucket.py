@@ -9,6 +9,7 @@ up in `tokens`, for its `deny` list; otherwise it may see everything as USER).""
 
 import time
 
+from bitbucket_meta import Metadata
 from core import (EPOCH, INVALID, Forge, Identity, Repo, can_see, json_response, page_slice, page_url, stable_uuid,
                   unquote)
 
@@ -25,6 +26,15 @@ class Bitbucket(Forge):
     prefix = "/bitbucket"
     api_base = "/bitbucket/2.0"
     realm = "Bitbucket.org HTTP"
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.meta = Metadata(self)
+
+    def conditional(self, segments):
+        # A repository and its metadata (bitbucket_meta.py) answer with ETags and 304s; the
+        # workspace listings do not.
+        return len(segments) >= 3 and segments[0] == "repositories"
 
     # The world.
 
@@ -155,7 +165,7 @@ class Bitbucket(Forge):
             "language": raw.get("language", ""), "uuid": "{" + self.uuid(repo) + "}",
             "mainbranch": {"name": repo.default_branch, "type": "branch"}, "override_settings": {
                 "default_merge_strategy": True, "branching_model": True},
-            "has_issues": False, "has_wiki": repo.has_wiki,
+            "has_issues": bool(raw.get("has_issues", False)), "has_wiki": repo.has_wiki,
         })
         parent = raw.get("parent")
         if parent:
@@ -227,6 +237,11 @@ class Bitbucket(Forge):
                 if repo is None or not can_see(identity, repo):
                     return self.not_found(f"Repository {workspace}/{slug} not found")
                 return json_response(200, self.repo_shape(repo))
+            case ["repositories", workspace, slug, *rest]:
+                repo = self.find_repo(workspace, slug)
+                if repo is None or not can_see(identity, repo):
+                    return self.not_found(f"Repository {workspace}/{slug} not found")
+                return self.meta.handle(req, repo, rest) or self.not_found()
         return self.not_found()
 
     def paged(self, req, repos):

@@ -45,6 +45,7 @@ pub fn export(tree: &Path, git_dir: &Path, target: &Path, title: &str) -> Result
                         let when = v
                             .get("created_at")
                             .or_else(|| v.get("submitted_at"))
+                            .or_else(|| v.get("created_on"))
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .to_string();
@@ -134,12 +135,14 @@ fn field(v: &Value, name: &str) -> String {
 }
 
 /// Who `v` is by: its `name` user (GitHub's `user`, or GitLab's `author` — a `username`, not a
-/// `login`).
+/// `login` —, or Bitbucket's `author` / `reporter` — a `nickname`).
 fn login(v: &Value, name: &str) -> String {
-    [name, "author"]
+    [name, "author", "reporter"]
         .iter()
         .filter_map(|n| v.get(*n))
-        .find_map(|u| u.get("login").or_else(|| u.get("username")).and_then(Value::as_str))
+        .find_map(|u| {
+            u.get("login").or_else(|| u.get("username")).or_else(|| u.get("nickname")).and_then(Value::as_str)
+        })
         .unwrap_or("ghost")
         .to_string()
 }
@@ -206,16 +209,21 @@ fn item_page(title: &str, kind: &str, item: &Value, thread: &[(String, &'static 
     let _ = write!(
         body,
         "<p class=\"meta\">#{} · {}{} · opened by <b>{}</b> on {}{}</p>",
-        either(item, &["number", "iid"]),
+        either(item, &["number", "iid", "id"]),
         escape(&state),
         merged,
         escape(&login(item, "user")),
-        escape(&field(item, "created_at")),
+        escape(&either(item, &["created_at", "created_on"])),
         deleted_note(item)
     );
     if kind == "pulls" {
-        let head = [inner(item, "head", "ref"), field(item, "source_branch")].concat();
-        let base = [inner(item, "base", "ref"), field(item, "target_branch")].concat();
+        // GitHub's `head.ref`, GitLab's `source_branch`, Bitbucket's `source.branch.name`.
+        let branch = |end: &str| item.get(end).and_then(|e| e.get("branch")).map(|b| field(b, "name"));
+        let head =
+            [inner(item, "head", "ref"), field(item, "source_branch"), branch("source").unwrap_or_default()].concat();
+        let base =
+            [inner(item, "base", "ref"), field(item, "target_branch"), branch("destination").unwrap_or_default()]
+                .concat();
         let _ = write!(
             body,
             "<p class=\"meta\">wants to merge <code>{}</code> into <code>{}</code></p>",
@@ -232,16 +240,24 @@ fn item_page(title: &str, kind: &str, item: &Value, thread: &[(String, &'static 
     if !labels.is_empty() {
         let _ = write!(body, "<p class=\"meta\">labels: {}</p>", labels.join(", "));
     }
-    let _ = write!(body, "<div class=\"body\">{}</div>", escape(&either(item, &["body", "description"])));
+    let text = [either(item, &["body", "description"]), inner(item, "content", "raw")].concat();
+    let _ = write!(body, "<div class=\"body\">{}</div>", escape(&text));
     for (when, label, v) in thread {
         let mut what = (*label).to_string();
-        // GitHub's review comments say `path` and `line`; GitLab's diff notes, `position`.
-        let path = [field(v, "path"), inner(v, "position", "new_path")].concat();
+        // GitHub's review comments say `path` and `line`; GitLab's diff notes, `position`;
+        // Bitbucket's inline comments, `inline`.
+        let path = [field(v, "path"), inner(v, "position", "new_path"), inner(v, "inline", "path")].concat();
         if !path.is_empty() {
-            let line = [field(v, "line"), inner(v, "position", "new_line"), inner(v, "position", "old_line")]
-                .into_iter()
-                .find(|l| !l.is_empty())
-                .unwrap_or_default();
+            let line = [
+                field(v, "line"),
+                inner(v, "position", "new_line"),
+                inner(v, "position", "old_line"),
+                inner(v, "inline", "to"),
+                inner(v, "inline", "from"),
+            ]
+            .into_iter()
+            .find(|l| !l.is_empty())
+            .unwrap_or_default();
             what = format!(
                 "{what} on <code>{}</code>{}",
                 escape(&path),
@@ -257,7 +273,7 @@ fn item_page(title: &str, kind: &str, item: &Value, thread: &[(String, &'static 
             escape(&login(v, "user")),
             escape(when),
             deleted_note(v),
-            escape(&field(v, "body"))
+            escape(&[field(v, "body"), inner(v, "content", "raw")].concat())
         );
     }
     page(title, &field(item, "title"), &body, 1)

@@ -6,6 +6,7 @@
 
 mod auth;
 mod bitbucket;
+mod bitbucket_meta;
 mod error;
 pub mod export;
 mod gitea;
@@ -48,7 +49,7 @@ pub fn discover(api: &Api, source: &ForgeSource) -> Result<Vec<RemoteRepo>> {
 /// Whether gitvault backs up the metadata (issues, pull requests, releases...) of `forge`'s
 /// repositories yet.
 pub fn metadata_supported(forge: ForgeKind) -> bool {
-    matches!(forge, ForgeKind::Github | ForgeKind::Gitlab | ForgeKind::Gitea)
+    matches!(forge, ForgeKind::Github | ForgeKind::Gitlab | ForgeKind::Bitbucket | ForgeKind::Gitea)
 }
 
 /// Fetch the metadata of `repo` into `dir`, the work tree of its metadata repository holding the
@@ -64,9 +65,7 @@ pub fn fetch_metadata(
     match repo.forge {
         ForgeKind::Github => github_meta::fetch(api, repo, dir, git_dir, now),
         ForgeKind::Gitlab => gitlab_meta::fetch(api, repo, dir, git_dir, now),
+        ForgeKind::Bitbucket => bitbucket_meta::fetch(api, repo, dir, now),
         ForgeKind::Gitea => gitea_meta::fetch(api, repo, dir, git_dir, now),
-        other => {
-            Err(Error::Usage(format!("{}: metadata of {other} repositories is not supported yet", repo.vault_name())))
-        }
     }
 }

@@ -60,6 +60,10 @@ pub(crate) struct PageState {
     /// pages by less than that (a Gitea whose `MAX_RESPONSE_ITEMS` is lowered).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub more: bool,
+    /// The page was an envelope (`{"values": [...], "next": ...}`, Bitbucket) without a `next`:
+    /// the listing ends here, whatever the page's length.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
 }
 
 const STATE_FILE: &str = ".gitvault/state.json";
@@ -108,7 +112,8 @@ impl Walked {
 /// conditionally against `state.listings[name]`. Pages are asked for by number until one holds
 /// fewer than `per_page` items and links to no next page; the first page past the end is asked
 /// for too (with its ETag from last time), since a full last page says nothing of what came
-/// after it.
+/// after it. A page may also be Bitbucket's envelope, `{"values": [...], "next": ...}`, whose
+/// `next` says whether more follow: without one the walk ends there.
 pub(crate) fn walk(
     api: &Api,
     state: &mut State,
@@ -131,32 +136,34 @@ pub(crate) fn walk(
         let page = match api.get_if(&url, what, before.and_then(|p| p.etag.as_deref()))? {
             Fetched::NotModified => before.cloned().expect("a 304 answers a conditional request"),
             Fetched::Fresh(page, etag) => {
-                let items = match page.body {
-                    Value::Array(items) => items,
-                    _ => {
-                        return Err(Error::Parse {
-                            forge: api.forge,
-                            what: what.to_string(),
-                            detail: "a page is not a list".into(),
-                        });
-                    }
+                let not_a_list =
+                    || Error::Parse { forge: api.forge, what: what.to_string(), detail: "a page is not a list".into() };
+                let (items, envelope_next) = match page.body {
+                    Value::Array(items) => (items, None),
+                    Value::Object(mut obj) => match obj.remove("values") {
+                        Some(Value::Array(items)) => (items, Some(obj.get("next").is_some_and(Value::is_string))),
+                        _ => return Err(not_a_list()),
+                    },
+                    _ => return Err(not_a_list()),
                 };
                 let keys: Vec<String> = items.iter().filter_map(&key).collect();
-                let more = keys.len() < per_page && link_next(&page.headers).is_some();
+                let next = envelope_next.unwrap_or_else(|| link_next(&page.headers).is_some());
+                let more = keys.len() < per_page && next;
+                let last = envelope_next == Some(false);
                 for item in items {
                     serde_json::to_writer(&mut out, &item)
                         .map_err(|e| io_error(walked.spool.file.path(), std::io::Error::other(e)))?;
                     out.write_all(b"\n").map_err(|e| io_error(walked.spool.file.path(), e))?;
                     walked.spool.count += 1;
                 }
-                PageState { url, etag, keys, more }
+                PageState { url, etag, keys, more, last }
             }
         };
         let len = page.keys.len();
         walked.keys.extend(page.keys.iter().cloned());
-        let more = page.more;
+        let (more, last) = (page.more, page.last);
         pages.push(page);
-        if len < per_page && !more {
+        if last || (len < per_page && !more) {
             break;
         }
     }

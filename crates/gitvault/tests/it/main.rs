@@ -11,6 +11,7 @@ mod forge;
 mod golden;
 mod lock;
 mod metadata;
+mod metadata_bitbucket;
 mod metadata_gitea;
 mod metadata_gitlab;
 mod resume;
