@@ -5,12 +5,12 @@
 //! and a deleted pull request are caught; a repository without an issue tracker is not asked for
 //! issues.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use gitvault_forge::testing::{FakeForge, FakeForgeKind::Bitbucket};
+use gitvault_forge::testing::FakeForgeKind::Bitbucket;
 use serde_json::{Value, json};
 
-use crate::common::{World, commit, git, new_repo};
+use crate::metadata::MetaWorld;
 
 const TOKEN: &str = "bb_MetadataTokenNeverPrinted42";
 
@@ -54,63 +54,23 @@ fn metadata() -> Value {
     })
 }
 
-struct Setup {
-    forge: FakeForge,
-    w: World,
+struct Setup(MetaWorld);
+
+impl std::ops::Deref for Setup {
+    type Target = MetaWorld;
+    fn deref(&self) -> &MetaWorld {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new() -> Self {
-        let w = World::new();
-        w.init();
-        let forge = FakeForge::start();
-        let work = new_repo(&w.path("work/api"));
-        commit(&work, "README", b"api\n", "first");
-        let source = forge.git_dir(Bitbucket, "team", "api");
-        git(w.dir.path(), &["clone", "-q", "--bare", work.to_str().expect("utf-8"), source.to_str().expect("utf-8")]);
-        Self { forge, w }
+        Self(MetaWorld::new(Bitbucket, "team", "bitbucket:team", ("BITBUCKET_TOKEN", TOKEN)))
     }
 
-    fn backup(&self) -> Value {
-        let api = self.forge.api_url(Bitbucket);
-        let out = self
-            .w
-            .cmd(&["backup", "--json", "--api-url", &api, "bitbucket:team"])
-            .env("BITBUCKET_TOKEN", TOKEN)
-            .output()
-            .expect("run");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!String::from_utf8_lossy(&out.stderr).contains(TOKEN));
-        serde_json::from_slice(&out.stdout).expect("json")
-    }
-
-    /// The metadata repository of `snapshot`, restored and checked out.
-    fn metadata_at(&self, snapshot: &str, label: &str) -> PathBuf {
-        let bare = self.w.path(&format!("meta-{label}.git"));
-        let target = bare.to_str().expect("utf-8");
-        self.w.ok(&["restore", snapshot, "--repo", "bitbucket:team/api#metadata", "--target", target]);
-        let tree = self.w.path(&format!("meta-{label}"));
-        git(self.w.dir.path(), &["clone", "-q", target, tree.to_str().expect("utf-8")]);
-        tree
-    }
-
-    /// `GET /repositories/team/api{path}` as the backup's token sees it.
+    /// `GET /repositories/team/api<path>` as the backup's token sees it.
     fn api_get(&self, path: &str) -> Value {
-        let url = format!("{}/repositories/team/api{path}", self.forge.api_url(Bitbucket));
-        let body = reqwest::blocking::Client::new()
-            .get(url)
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .send()
-            .expect("get")
-            .text()
-            .expect("body");
-        serde_json::from_str(&body).expect("json")
+        self.api_get_with(&format!("/repositories/team/api{path}"), ("Authorization", format!("Bearer {TOKEN}")))
     }
 
     /// The fake forge's log of the metadata API requests (those under the repository's URL):
