@@ -25,10 +25,8 @@ use serde_json::Value;
 
 use crate::RemoteRepo;
 use crate::error::{Error, Result};
-use crate::http::{Api, Fetched};
-use crate::meta::{
-    DELETED_FIELD, MetaReport, State, Walked, entries, mark_deleted, num_of, read_json, set_etag, walk, write_json,
-};
+use crate::http::Api;
+use crate::meta::{DELETED_FIELD, Fetch, MetaReport, entries, num_of, read_json, write_json};
 
 /// The page size asked for: the most Bitbucket's pull request and issue listings give.
 const PER_PAGE: usize = 50;
@@ -36,17 +34,14 @@ const PER_PAGE: usize = 50;
 /// Fetch the metadata of `repo` into `dir` (the work tree of its metadata repository, holding
 /// the previous backup's files). `now` (RFC 3339) dates items first found deleted.
 pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, now: &str) -> Result<MetaReport> {
-    let (before_requests, before_304) = (api.requests(), api.not_modified());
-    let mut run = Run { api, repo, dir, now, state: State::load(dir), report: MetaReport::default() };
+    let base = format!("/repositories/{}", repo.path);
+    let mut run = Run(Fetch::new(api, repo, (dir, dir), now, base, PER_PAGE));
     run.settings()?;
     run.pulls()?;
     if read_json(&dir.join("repository.json")).is_some_and(|r| r.get("has_issues") == Some(&Value::Bool(true))) {
         run.issues()?;
     }
-    run.state.save(dir)?;
-    let mut report = run.report;
-    report.issues = entries(&dir.join("issues"), "").len();
-    report.pulls = entries(&dir.join("pulls"), "").len();
+    let mut report = run.0.finish()?;
     report.comments = ["issues", "pulls"]
         .iter()
         .flat_map(|kind| {
@@ -57,54 +52,26 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, now: &str) -> Resu
             })
         })
         .sum();
-    report.requests = api.requests() - before_requests;
-    report.not_modified = api.not_modified() - before_304;
     Ok(report)
 }
 
-/// One repository's fetch: where it reads and writes, and what it learned so far.
-struct Run<'a> {
-    api: &'a Api,
-    repo: &'a RemoteRepo,
-    dir: &'a Path,
-    now: &'a str,
-    state: State,
-    report: MetaReport,
+/// One repository's fetch: the shared [`Fetch`] and this forge's listings.
+struct Run<'a>(Fetch<'a>);
+
+impl<'a> std::ops::Deref for Run<'a> {
+    type Target = Fetch<'a>;
+    fn deref(&self) -> &Fetch<'a> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Run<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Run<'_> {
-    fn what(&self, x: &str) -> String {
-        format!("the {x} of {}", self.repo.vault_name())
-    }
-
-    /// `rest` under the repository's API URL.
-    fn url(&self, rest: &str) -> String {
-        self.api.url(&format!("/repositories/{}/{rest}", self.repo.path))
-    }
-
-    fn walk(&mut self, name: &str, rest: &str, key: impl Fn(&Value) -> Option<String>) -> Result<Walked> {
-        let (url, what) = (self.url(rest), self.what(&name.replace('_', " ")));
-        walk(self.api, &mut self.state, name, &url, PER_PAGE, &what, key)
-    }
-
-    /// Mark the files `pattern` names for `existing` keys not in `alive` as deleted.
-    fn mark(&mut self, pattern: &str, existing: Vec<String>, alive: &BTreeSet<String>) -> Result<()> {
-        self.report.deleted.extend(mark_deleted(self.dir, pattern, existing, alive, self.now)?);
-        Ok(())
-    }
-
-    /// Settings: the repository object (description, visibility, main branch, project, whether
-    /// the issue tracker and the wiki are enabled).
-    fn settings(&mut self) -> Result<()> {
-        let (url, what) = (self.api.url(&format!("/repositories/{}", self.repo.path)), self.what("settings"));
-        let etag = self.state.etags.get("repository").map(String::as_str);
-        if let Fetched::Fresh(page, etag) = self.api.get_if(&url, &what, etag)? {
-            write_json(&self.dir.join("repository.json"), &page.body)?;
-            set_etag(&mut self.state, "repository", etag);
-        }
-        Ok(())
-    }
-
     /// Pull requests in every state; the whole object, comments and activity of those that
     /// moved.
     fn pulls(&mut self) -> Result<()> {
@@ -127,7 +94,7 @@ impl Run<'_> {
             // Written last: a run that fails in between finds it moved again.
             write_json(&path, &full)?;
         }
-        self.mark("pulls/{}/pull.json", entries(&self.dir.join("pulls"), ""), &pulls.keys)
+        self.0.mark("pulls/{}/pull.json", entries(&self.dir.join("pulls"), ""), &pulls.keys)
     }
 
     /// Issues, and the comments of those that moved. A tracker the token may not read (or
@@ -151,7 +118,7 @@ impl Run<'_> {
             self.comments("issues", &format!("issues/{n}/comments?pagelen=100"), &n)?;
             write_json(&path, v)?;
         }
-        self.mark("issues/{}/issue.json", entries(&self.dir.join("issues"), ""), &issues.keys)
+        self.0.mark("issues/{}/issue.json", entries(&self.dir.join("issues"), ""), &issues.keys)
     }
 
     /// Every comment of thread `n` (`kind` is `pulls` or `issues`): inline ones into
@@ -171,7 +138,7 @@ impl Run<'_> {
         let base = self.dir.join(kind).join(n);
         for (sub, alive) in [("comments", &general), ("review_comments", &inline)] {
             let existing = entries(&base.join(sub), ".json");
-            self.mark(&format!("{kind}/{n}/{sub}/{{}}.json"), existing, alive)?;
+            self.0.mark(&format!("{kind}/{n}/{sub}/{{}}.json"), existing, alive)?;
         }
         Ok(())
     }

@@ -30,8 +30,8 @@ use crate::RemoteRepo;
 use crate::error::{Error, Result};
 use crate::http::{Api, Fetched};
 use crate::meta::{
-    MetaReport, State, Walked, WithParent, download_asset, entries, file_key, io_error, lfs_pointer, mark_deleted,
-    nested, num_of, prefixed, read_json, set_etag, str_of, walk, write_json,
+    Fetch, MetaReport, WithParent, download_asset, entries, file_key, io_error, lfs_pointer, nested, num_of, prefixed,
+    read_json, set_etag, str_of, write_json,
 };
 
 /// Gitea's page size: the servers' default `MAX_RESPONSE_ITEMS` (asking for more gets that many).
@@ -41,8 +41,8 @@ const PER_PAGE: usize = 50;
 /// the previous backup's files), release attachments into `git_dir`'s LFS store. `now` (RFC
 /// 3339) dates items first found deleted.
 pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, now: &str) -> Result<MetaReport> {
-    let (before_requests, before_304) = (api.requests(), api.not_modified());
-    let mut run = Run { api, repo, dir, git_dir, now, state: State::load(dir), report: MetaReport::default() };
+    let base = format!("/repos/{}", repo.path);
+    let mut run = Run(Fetch::new(api, repo, (dir, git_dir), now, base, PER_PAGE));
     run.settings()?;
     run.labels_and_milestones()?;
     run.issues()?;
@@ -50,59 +50,26 @@ pub(crate) fn fetch(api: &Api, repo: &RemoteRepo, dir: &Path, git_dir: &Path, no
     run.comments()?;
     run.releases()?;
     run.access()?;
-    run.state.save(dir)?;
-    let mut report = run.report;
-    report.issues = entries(&dir.join("issues"), "").len();
-    report.pulls = entries(&dir.join("pulls"), "").len();
-    report.requests = api.requests() - before_requests;
-    report.not_modified = api.not_modified() - before_304;
-    Ok(report)
+    run.0.finish()
 }
 
-/// One repository's fetch: where it reads and writes, and what it learned so far.
-struct Run<'a> {
-    api: &'a Api,
-    repo: &'a RemoteRepo,
-    dir: &'a Path,
-    git_dir: &'a Path,
-    now: &'a str,
-    state: State,
-    report: MetaReport,
+/// One repository's fetch: the shared [`Fetch`] and this forge's listings.
+struct Run<'a>(Fetch<'a>);
+
+impl<'a> std::ops::Deref for Run<'a> {
+    type Target = Fetch<'a>;
+    fn deref(&self) -> &Fetch<'a> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Run<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Run<'_> {
-    fn what(&self, x: &str) -> String {
-        format!("the {x} of {}", self.repo.vault_name())
-    }
-
-    /// `rest` under the repository's API URL.
-    fn url(&self, rest: &str) -> String {
-        self.api.url(&format!("/repos/{}/{rest}", self.repo.path))
-    }
-
-    fn walk(&mut self, name: &str, rest: &str, key: impl Fn(&Value) -> Option<String>) -> Result<Walked> {
-        let (url, what) = (self.url(rest), self.what(&name.replace('_', " ")));
-        walk(self.api, &mut self.state, name, &url, PER_PAGE, &what, key)
-    }
-
-    /// Mark the files `pattern` names for `existing` keys not in `alive` as deleted.
-    fn mark(&mut self, pattern: &str, existing: Vec<String>, alive: &BTreeSet<String>) -> Result<()> {
-        self.report.deleted.extend(mark_deleted(self.dir, pattern, existing, alive, self.now)?);
-        Ok(())
-    }
-
-    /// Settings: the repository object (description, website, topics, default branch,
-    /// visibility, enabled units, merge styles).
-    fn settings(&mut self) -> Result<()> {
-        let (url, what) = (self.api.url(&format!("/repos/{}", self.repo.path)), self.what("settings"));
-        let etag = self.state.etags.get("repository").map(String::as_str);
-        if let Fetched::Fresh(page, etag) = self.api.get_if(&url, &what, etag)? {
-            write_json(&self.dir.join("repository.json"), &page.body)?;
-            set_etag(&mut self.state, "repository", etag);
-        }
-        Ok(())
-    }
-
     fn labels_and_milestones(&mut self) -> Result<()> {
         let labels = self.walk("labels", "labels?limit=50", |v| str_of(v, "name").map(file_key))?;
         for v in labels.fresh()? {
@@ -111,7 +78,7 @@ impl Run<'_> {
                 write_json(&self.dir.join(format!("labels/{}.json", file_key(name))), v)?;
             }
         }
-        self.mark("labels/{}.json", entries(&self.dir.join("labels"), ".json"), &labels.keys)?;
+        self.0.mark("labels/{}.json", entries(&self.dir.join("labels"), ".json"), &labels.keys)?;
         let milestones = self.walk("milestones", "milestones?state=all&limit=50", |v| num_of(v, "id"))?;
         for v in milestones.fresh()? {
             let v = &v?;
@@ -119,7 +86,7 @@ impl Run<'_> {
                 write_json(&self.dir.join(format!("milestones/{id}.json")), v)?;
             }
         }
-        self.mark("milestones/{}.json", entries(&self.dir.join("milestones"), ".json"), &milestones.keys)
+        self.0.mark("milestones/{}.json", entries(&self.dir.join("milestones"), ".json"), &milestones.keys)
     }
 
     fn issues(&mut self) -> Result<()> {
@@ -131,7 +98,7 @@ impl Run<'_> {
                 write_json(&self.dir.join(format!("issues/{n}/issue.json")), v)?;
             }
         }
-        self.mark("issues/{}/issue.json", entries(&self.dir.join("issues"), ""), &issues.keys)
+        self.0.mark("issues/{}/issue.json", entries(&self.dir.join("issues"), ""), &issues.keys)
     }
 
     /// Pull requests, and the reviews of those that moved.
@@ -147,7 +114,7 @@ impl Run<'_> {
             // Written after its reviews: a run that fails in between finds it moved again.
             write_json(&path, v)?;
         }
-        self.mark("pulls/{}/pull.json", entries(&self.dir.join("pulls"), ""), &pulls.keys)
+        self.0.mark("pulls/{}/pull.json", entries(&self.dir.join("pulls"), ""), &pulls.keys)
     }
 
     /// Every review of pull request `n` and the comments of each; those no longer there are
@@ -176,9 +143,9 @@ impl Run<'_> {
             }
         }
         let base = self.dir.join("pulls").join(n);
-        self.mark(&format!("pulls/{n}/reviews/{{}}.json"), entries(&base.join("reviews"), ".json"), &alive)?;
+        self.0.mark(&format!("pulls/{n}/reviews/{{}}.json"), entries(&base.join("reviews"), ".json"), &alive)?;
         let existing = entries(&base.join("review_comments"), ".json");
-        self.mark(&format!("pulls/{n}/review_comments/{{}}.json"), existing, &alive_comments)
+        self.0.mark(&format!("pulls/{n}/review_comments/{{}}.json"), existing, &alive_comments)
     }
 
     /// Conversation comments of issues and pull requests alike, from the repository-wide
@@ -195,7 +162,7 @@ impl Run<'_> {
         }
         let alive = prefixed(&comments.keys, "comments");
         for kind in ["issues", "pulls"] {
-            self.mark(&format!("{kind}/{{}}.json"), nested(self.dir, kind, "comments"), &alive)?;
+            self.0.mark(&format!("{kind}/{{}}.json"), nested(self.dir, kind, "comments"), &alive)?;
         }
         self.report.comments = comments.keys.len();
         Ok(())
@@ -221,9 +188,9 @@ impl Run<'_> {
                 alive.insert(aid);
             }
             let existing = entries(&self.dir.join(format!("releases/{id}/assets")), ".json");
-            self.mark(&format!("releases/{id}/assets/{{}}.json"), existing, &alive)?;
+            self.0.mark(&format!("releases/{id}/assets/{{}}.json"), existing, &alive)?;
         }
-        self.mark("releases/{}/release.json", entries(&self.dir.join("releases"), ""), &releases.keys)?;
+        self.0.mark("releases/{}/release.json", entries(&self.dir.join("releases"), ""), &releases.keys)?;
         self.report.releases = releases.keys.len();
         Ok(())
     }
@@ -271,7 +238,7 @@ impl Run<'_> {
                     }
                 }
                 let existing = entries(&self.dir.join("access/collaborators"), ".json");
-                self.mark("access/collaborators/{}.json", existing, &walked.keys)?;
+                self.0.mark("access/collaborators/{}.json", existing, &walked.keys)?;
             }
             Err(e @ (Error::Http { .. } | Error::NotFound { .. } | Error::Unauthorized { .. })) => {
                 self.report.unavailable.push(format!("collaborators: {e}"))
@@ -289,7 +256,7 @@ impl Run<'_> {
                     write_json(&self.dir.join(format!("protection/{}.json", file_key(name))), rule)?;
                     alive.insert(file_key(name));
                 }
-                self.mark("protection/{}.json", entries(&self.dir.join("protection"), ".json"), &alive)?;
+                self.0.mark("protection/{}.json", entries(&self.dir.join("protection"), ".json"), &alive)?;
                 set_etag(&mut self.state, "branch_protections", etag);
                 Ok(())
             }

@@ -343,6 +343,90 @@ impl WithParent for std::path::PathBuf {
     }
 }
 
+/// One repository's metadata fetch: where it reads and writes, what it learned so far, and the
+/// helpers every forge's fetcher shares. A fetcher wraps it (`Deref`) and adds its listings.
+pub(crate) struct Fetch<'a> {
+    pub api: &'a Api,
+    pub repo: &'a crate::RemoteRepo,
+    pub dir: &'a Path,
+    pub git_dir: &'a Path,
+    pub now: &'a str,
+    pub state: State,
+    pub report: MetaReport,
+    /// The repository's API path (`/repos/acme/api`, `/repositories/team/api`).
+    base: String,
+    per_page: usize,
+    /// Counters when the fetch began, to report this repository's requests only.
+    before: (u64, u64),
+}
+
+impl<'a> Fetch<'a> {
+    pub fn new(
+        api: &'a Api,
+        repo: &'a crate::RemoteRepo,
+        (dir, git_dir): (&'a Path, &'a Path),
+        now: &'a str,
+        base: String,
+        per_page: usize,
+    ) -> Self {
+        let before = (api.requests(), api.not_modified());
+        Self {
+            api,
+            repo,
+            dir,
+            git_dir,
+            now,
+            state: State::load(dir),
+            report: MetaReport::default(),
+            base,
+            per_page,
+            before,
+        }
+    }
+
+    pub fn what(&self, x: &str) -> String {
+        format!("the {x} of {}", self.repo.vault_name())
+    }
+
+    /// `rest` under the repository's API URL.
+    pub fn url(&self, rest: &str) -> String {
+        self.api.url(&format!("{}/{rest}", self.base))
+    }
+
+    pub fn walk(&mut self, name: &str, rest: &str, key: impl Fn(&Value) -> Option<String>) -> Result<Walked> {
+        let (url, what) = (self.url(rest), self.what(&name.replace('_', " ")));
+        walk(self.api, &mut self.state, name, &url, self.per_page, &what, key)
+    }
+
+    /// Mark the files `pattern` names for `existing` keys not in `alive` as deleted.
+    pub fn mark(&mut self, pattern: &str, existing: Vec<String>, alive: &BTreeSet<String>) -> Result<()> {
+        self.report.deleted.extend(mark_deleted(self.dir, pattern, existing, alive, self.now)?);
+        Ok(())
+    }
+
+    /// Settings: the repository object, asked for conditionally.
+    pub fn settings(&mut self) -> Result<()> {
+        let (url, what) = (self.api.url(&self.base), self.what("settings"));
+        let etag = self.state.etags.get("repository").map(String::as_str);
+        if let Fetched::Fresh(page, etag) = self.api.get_if(&url, &what, etag)? {
+            write_json(&self.dir.join("repository.json"), &page.body)?;
+            set_etag(&mut self.state, "repository", etag);
+        }
+        Ok(())
+    }
+
+    /// Save the state and report: counts of the items the metadata holds, requests made.
+    pub fn finish(self) -> Result<MetaReport> {
+        self.state.save(self.dir)?;
+        let mut report = self.report;
+        report.issues = entries(&self.dir.join("issues"), "").len();
+        report.pulls = entries(&self.dir.join("pulls"), "").len();
+        report.requests = self.api.requests() - self.before.0;
+        report.not_modified = self.api.not_modified() - self.before.1;
+        Ok(report)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
