@@ -1,4 +1,6 @@
 //! Operating gitvault unattended: the catalog of runs, repositories, logs, audit entries and API
-//! tokens (an embedded SQLite database); cron schedules; alerts.
+//! tokens (an embedded SQLite database); each repository's health against its RPO; API tokens.
 
 pub mod catalog;
+pub mod health;
+pub mod token;
