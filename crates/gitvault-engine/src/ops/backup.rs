@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gitvault_format::envelope::{Compression, Kind};
@@ -69,14 +69,20 @@ pub struct BackupOptions {
     pub recheck_after: Duration,
     /// Sources read and packed at the same time (at least 1).
     pub jobs: usize,
+    /// Set (by a signal handler) to stop cleanly: repositories being backed up are finished,
+    /// the others are recorded as failed with [`INTERRUPTED`], and the snapshot is committed.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+/// The start of the error recorded for a repository left out because the run was asked to stop.
+pub const INTERRUPTED: &str = "interrupted: gitvault was asked to stop before this repository";
 
 /// FORMAT.md §9.4: a backup that ran for more than this re-checks before committing.
 pub const RECHECK_AFTER: Duration = Duration::from_secs(gitvault_format::mark::MIN_GRACE_SECONDS / 2);
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        Self { backup_type: None, recheck_after: RECHECK_AFTER, jobs: 1 }
+        Self { backup_type: None, recheck_after: RECHECK_AFTER, jobs: 1, cancel: None }
     }
 }
 
@@ -172,7 +178,9 @@ pub fn backup_many(
                 break; // no vault to write to: do not fetch for nothing
             }
             let name = spec.name();
-            if let Some(error) = &spec.failed {
+            let stopping = opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+            let failed = if stopping { Some(INTERRUPTED.to_string()) } else { spec.failed.clone() };
+            if let Some(error) = failed {
                 for run in runs.iter().filter_map(|r| r.as_ref().ok()) {
                     run.record(index, &name, spec, Err(error.clone()));
                 }

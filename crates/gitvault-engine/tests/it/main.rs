@@ -220,3 +220,30 @@ fn a_full_destination_at_any_point_loses_nothing() {
         s.assert_intact(&expected, &format!("no-space-{limit}"));
     }
 }
+
+/// Sets the cancel flag when the first repository is done, as a signal arriving mid-run would.
+struct StopAfterFirst(Arc<std::sync::atomic::AtomicBool>);
+impl gitvault_engine::progress::Progress for StopAfterFirst {
+    fn finish(&self, _repo: &str) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_stop_request_finishes_the_current_repository_and_commits_a_consistent_snapshot() {
+    let s = Setup::new();
+    let mut sources = s.source();
+    for n in ["two", "three"] {
+        sources.push(SourceSpec::new(s.repo.display().to_string(), Some(n.into())));
+    }
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opts = BackupOptions { cancel: Some(cancel.clone()), ..BackupOptions::default() };
+    let report = backup(&s.plain(), &sources, &opts, &StopAfterFirst(cancel)).expect("backup");
+    let snap = report.snapshot.expect("the finished repository is committed");
+    assert_eq!(report.repositories.len(), 1);
+    assert_eq!(report.repositories[0].name, "repo");
+    let stopped: Vec<&str> = report.failures.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(stopped, ["two", "three"]);
+    assert!(report.failures.iter().all(|f| f.error.starts_with(gitvault_engine::ops::backup::INTERRUPTED)));
+    s.assert_intact(&[(snap.to_hex(), Git::new().read_refs(&s.repo).expect("refs"))], "stopped");
+}
