@@ -3,4 +3,5 @@
 
 pub mod catalog;
 pub mod health;
+pub mod schedule;
 pub mod token;
