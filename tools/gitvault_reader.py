@@ -41,7 +41,7 @@ from nacl.exceptions import CryptoError
 # --- FORMAT.md §1, §5, §6: constants -------------------------------------------------------
 
 FORMAT_NAME = "gitvault"
-FORMAT_VERSION = 3  # the newest vault version this reader knows; it reads 1, 2 and 3
+FORMAT_VERSION = 4  # the newest vault version this reader knows; it reads 1, 2, 3 and 4
 SNAPSHOT_VERSION = 1
 MARK_VERSION = 1
 MIN_GRACE_SECONDS = 3600
@@ -174,7 +174,7 @@ def read_config(vault: str) -> dict:
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise VaultError(f"vault format version {version} is newer than this reader supports ({FORMAT_VERSION})")
     strict_object(value, "config", {"format", "version", "id"})
-    if version not in (1, 2, 3):
+    if version not in (1, 2, 3, 4):
         raise VaultError(f"vault format version {version!r} is not supported")
     want_hex(value["id"], HEX32, "config id")
     return value
@@ -595,8 +595,11 @@ EVENT_FIELDS = {
     "forget": ({"snapshots", "reason"}, frozenset({"replaced_by"})),
     "prune": ({"mark", "data", "bytes"}, frozenset()),
     "upgrade": ({"from", "to"}, frozenset()),
+    # format version 4
+    "audit": ({"action", "target", "outcome"}, frozenset({"detail"})),
 }
 V2_EVENTS = {"forget", "prune", "upgrade"}
+V4_EVENTS = {"audit"}
 
 
 def verify_ledger(vault: str, config: dict, keys: Keys) -> tuple[list[str], list[str], int]:
@@ -624,11 +627,14 @@ def verify_ledger(vault: str, config: dict, keys: Keys) -> tuple[list[str], list
         expected = seq + 1
         try:
             plain = read_envelope(os.path.join(d, name), KIND_LEDGER, str(seq), keys)
-            e = strict_object(json_bytes(plain, path), path, {"seq", "prev", "time", "host", "event"})
+            # `actor` is format version 4's (FORMAT.md §8), optional.
+            e = strict_object(json_bytes(plain, path), path, {"seq", "prev", "time", "host", "event"}, frozenset({"actor"}))
             if want(e["seq"], int, "seq") != seq:
                 raise VaultError(f"holds number {e['seq']}")
             parse_time(e["time"], "time")
             want(e["host"], str, "host")
+            if "actor" in e:
+                want(e["actor"], str, "actor")
             ev = e["event"]
             kind = ev.get("kind") if isinstance(ev, dict) else None
             if kind not in EVENT_FIELDS:
@@ -658,6 +664,10 @@ def verify_ledger(vault: str, config: dict, keys: Keys) -> tuple[list[str], list
                 warnings.append(f"{path}: an upgrade the vault's config does not show yet (interrupted upgrade)")
             else:
                 problems.append(f"{path}: a version 2 {kind} entry in a version 1 vault")
+        if kind in V4_EVENTS and config["version"] < 4:
+            problems.append(f"{path}: a version 4 {kind} entry in a version {config['version']} vault")
+        if "actor" in e and config["version"] < 4 and kind != "upgrade":
+            problems.append(f"{path}: an actor field (version 4) in a version {config['version']} vault")
         if kind == "forget":
             for sid in ev["snapshots"]:
                 forgotten.setdefault(want_hex(sid, HEX64, "forgotten snapshot"), seq)

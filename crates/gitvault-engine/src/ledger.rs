@@ -76,6 +76,23 @@ impl Vault {
         self.append_ledger_as(event, self.config.version)
     }
 
+    /// Record an action of the audit trail that no other event records (a copy, a configuration
+    /// change, an API call). Vaults older than format version 4 have no such event: `Ok(None)`,
+    /// and the action is only in the catalog until the vault is upgraded.
+    pub fn append_audit(
+        &self,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: Option<String>,
+    ) -> Result<Option<LedgerEntry>> {
+        if self.config.version < 4 {
+            return Ok(None);
+        }
+        let event = Event::Audit { action: action.into(), target: target.into(), outcome: outcome.into(), detail };
+        self.append_ledger(event).map(Some)
+    }
+
     /// Append as a vault of format `version` would: only `upgrade` writes ahead of the vault's
     /// own version, since its entry comes before the new `config`.
     pub(crate) fn append_ledger_as(&self, event: Event, version: u32) -> Result<LedgerEntry> {
@@ -88,6 +105,8 @@ impl Vault {
                 prev: head.map(|h| h.hash),
                 time: timestamp::now(),
                 host: self.ctx.host.clone(),
+                // The field exists from format version 4 on: older readers would refuse it.
+                actor: if version >= 4 { self.ctx.actor.clone() } else { None },
                 event: event.clone(),
             };
             let plain = entry.to_json();

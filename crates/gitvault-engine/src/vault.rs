@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 pub struct Context {
     pub cache_dir: PathBuf,
     pub host: String,
+    /// Who acts (`user@host`, `schedule:POLICY`, `token:NAME`): written into the ledger entries
+    /// of vaults of format version 4 and later (FORMAT.md §8).
+    pub actor: Option<String>,
 }
 
 /// A vault whose `config` has been read but whose key is not known: it can only be unlocked.

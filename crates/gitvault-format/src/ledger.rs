@@ -20,6 +20,10 @@ pub struct LedgerEntry {
     #[serde(with = "time::serde::rfc3339")]
     pub time: OffsetDateTime,
     pub host: String,
+    /// Format version 4: who acted (`user@host`, `schedule:POLICY`, `token:NAME`); absent when
+    /// the writer did not say, and always absent before version 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     pub event: Event,
 }
 
@@ -80,6 +84,18 @@ pub enum Event {
         from: u32,
         to: u32,
     },
+    /// Format version 4: an action of the audit trail no other event records (a copy, a change
+    /// of configuration, an API token created or revoked, a run triggered through the API...).
+    Audit {
+        /// What was done, e.g. `copy`, `config_change`, `token_create`, `api_trigger`.
+        action: String,
+        /// What it was done to.
+        target: String,
+        /// `ok`, `partial`, `failed` or `denied`.
+        outcome: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 impl Event {
@@ -94,12 +110,14 @@ impl Event {
             Event::Forget { .. } => "forget",
             Event::Prune { .. } => "prune",
             Event::Upgrade { .. } => "upgrade",
+            Event::Audit { .. } => "audit",
         }
     }
 
     /// The first vault format version in which this event may appear.
     pub fn since_version(&self) -> u32 {
         match self {
+            Event::Audit { .. } => 4,
             Event::Forget { .. } | Event::Prune { .. } | Event::Upgrade { .. } => 2,
             Event::Verify { data_subset: Some(_), .. } => 2,
             _ => 1,

@@ -414,6 +414,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     revoked_at TEXT,
     last_used_at TEXT
 );
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedule_state (
     policy TEXT NOT NULL,
     job TEXT NOT NULL,
@@ -686,7 +690,8 @@ impl Catalog {
         self.collect_repo_runs(rows)
     }
 
-    /// Every repository ever recorded, per vault: its newest good and newest failed backup.
+    /// Every repository ever recorded, per vault: its newest good and newest failed backup (a
+    /// repository left out of a run that was asked to stop is not a failure).
     pub fn repo_status(&self) -> Result<Vec<RepoStatus>> {
         let conn = self.conn();
         let mut keys = conn
@@ -709,7 +714,7 @@ impl Catalog {
             .map_err(|e| self.sql(e))?;
         let mut bad = conn
             .prepare(
-                "SELECT * FROM run_repos WHERE repo = ?1 AND vault IS ?2 AND outcome IN ('failed', 'interrupted')
+                "SELECT * FROM run_repos WHERE repo = ?1 AND vault IS ?2 AND outcome = 'failed'
                  ORDER BY finished_at DESC LIMIT 1",
             )
             .map_err(|e| self.sql(e))?;
@@ -1011,6 +1016,26 @@ impl Catalog {
         Ok(self.tokens()?.into_iter().find(|t| t.id == id))
     }
 
+    // ---- small facts ----------------------------------------------------------------------
+
+    /// A value remembered under `key` (such as the digest of a configuration file last seen).
+    pub fn get_value(&self, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn set_value(&self, key: &str, value: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
     // ---- schedules ------------------------------------------------------------------------
 
     /// When a schedule job last fired (for catching up after downtime).
@@ -1171,6 +1196,15 @@ mod tests {
         let left = c.audit_entries(None).expect("audit");
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].origin, "recorded");
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let (_d, c) = open();
+        assert_eq!(c.get_value("k").expect("get"), None);
+        c.set_value("k", "a").expect("set");
+        c.set_value("k", "b").expect("set");
+        assert_eq!(c.get_value("k").expect("get").as_deref(), Some("b"));
     }
 
     #[test]

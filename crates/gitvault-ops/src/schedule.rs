@@ -112,7 +112,18 @@ impl Cron {
             }
         };
         fields[5] = day_of_week_field(&fields[5]).map_err(bad)?;
-        let schedule = jiff_cron::Schedule::from_str(&fields.join(" ")).map_err(|e| bad(e.to_string()))?;
+        // The library's message quotes its own rewritten expression with a caret: keep its
+        // explanation only.
+        let schedule = jiff_cron::Schedule::from_str(&fields.join(" ")).map_err(|e| {
+            let text = e.to_string();
+            bad(text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty() && l.trim() != "^")
+                .unwrap_or(&text)
+                .trim()
+                .to_string())
+        })?;
         let (zone, zone_name) = match zone {
             Some(name) => {
                 (TimeZone::get(name).map_err(|_| ScheduleError::TimeZone { name: name.to_string() })?, name.to_string())
@@ -216,5 +227,32 @@ mod tests {
         assert!(e.to_string().contains("0 25 * * *"), "{e}");
         let e = Cron::parse("0 2 * * *", Some("Mars/Olympus")).expect_err("zone");
         assert!(e.to_string().contains("Mars/Olympus"), "{e}");
+    }
+}
+
+/// A short delay: a number and a unit, `s`, `m` (minutes) or `h` — `30s`, `5m`, `1h`.
+pub fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{text:?}: give a number and a unit (s, m, h), e.g. 30s or 5m"))?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{text:?}: the unit must be s, m or h (e.g. 30s, 5m, 1h)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod delay_tests {
+    #[test]
+    fn delays_take_seconds_minutes_and_hours() {
+        assert_eq!(super::parse_delay("30s"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(super::parse_delay("5m"), Ok(std::time::Duration::from_secs(300)));
+        assert_eq!(super::parse_delay("2h"), Ok(std::time::Duration::from_secs(7200)));
+        assert!(super::parse_delay("5d").is_err());
+        assert!(super::parse_delay("m").is_err());
     }
 }

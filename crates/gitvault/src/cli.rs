@@ -56,6 +56,11 @@ pub struct GlobalArgs {
     /// that should only ever add to a vault. Also GITVAULT_APPEND_ONLY=1.
     #[arg(long, global = true, env = "GITVAULT_APPEND_ONLY")]
     pub append_only: bool,
+    /// The catalog: the local SQLite database of runs, log lines, the audit trail and API tokens
+    /// [default: `catalog` in the config file, else $XDG_STATE_HOME/gitvault/catalog.db, else
+    /// ~/.local/state/gitvault/catalog.db].
+    #[arg(long, global = true, env = "GITVAULT_CATALOG", value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
     /// More log output on stderr (repeat for more).
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -102,6 +107,109 @@ pub enum Command {
     /// Test a destination for what a vault needs.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Every repository's newest good backup (age, type, size), newest failure, and whether it
+    /// is older than its policy's recovery-point objective (RPO), from the catalog.
+    ///
+    /// Exit code 0 when every repository is within its RPO and its newest attempt succeeded, 3
+    /// otherwise (so a monitoring check can run it).
+    Status(StatusArgs),
+    /// Log lines of runs from the catalog, oldest first.
+    Logs(LogsArgs),
+    /// The audit trail from the catalog (who did what, when, to what, with what outcome), for an
+    /// auditor: a table, --json or --csv.
+    Audit(AuditArgs),
+    /// Work with the catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Manage the bearer tokens of the HTTP API of `gitvault serve`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Run the policies of a configuration file on their schedules, until SIGTERM or SIGINT.
+    ///
+    /// Two runs of one policy never overlap (a run due while the previous one still goes is
+    /// skipped and logged, or queued with `overlap = "queue"`); a failed run is retried with
+    /// backoff (`retries`, `retry_delay`); a schedule missed while gitvault was not serving runs
+    /// once on start. SIGTERM lets a running backup finish the repositories in hand and commit,
+    /// then exits 0.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The configuration file: vaults, sources, policies with their `schedule`.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Take each policy's `rpo` (and the catalog) from this configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The recovery-point objective for every repository (overrides the config's), e.g. 26h.
+    #[arg(long, value_name = "DURATION")]
+    pub rpo: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Only this run's lines (its id, as `status` and `--json` outputs show).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+    /// Only lines about this repository.
+    #[arg(long, value_name = "NAME")]
+    pub repo: Option<String>,
+    /// Only lines since then: a duration ago (30m, 26h, 7d) or a date (2026-11-28, RFC 3339).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Comma-separated values with a header line, for a spreadsheet.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// Only entries since then: a duration ago (26h, 30d) or a date (2026-11-01, RFC 3339).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogCommand {
+    /// Rebuild the catalog's history from the vault(s): a run per snapshot, an audit entry per
+    /// ledger entry. Rows recorded as things happened are kept; what the vault holds that the
+    /// catalog lacks is added.
+    Rebuild {
+        /// Rebuild from every vault of this configuration file (else --vault).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it once (only its hash is stored).
+    Create {
+        /// operator: read and trigger runs; auditor: read only.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// A unique name, shown in the audit trail as `token:NAME` [default: ROLE-N].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// List tokens (names, roles, when created, last used, revoked).
+    List,
+    /// Revoke a token by name: it stops working at once.
+    Revoke {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Operator,
+    Auditor,
 }
 
 #[derive(Subcommand, Debug)]

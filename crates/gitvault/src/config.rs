@@ -17,6 +17,13 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     cache_dir: Option<PathBuf>,
+    /// The catalog (run history, logs, audit trail, API tokens).
+    catalog: Option<PathBuf>,
+    /// The recovery-point objective of policies that do not give their own.
+    rpo: Option<Spanned<String>>,
+    /// The time zone schedules are read in (IANA name; default: the system's).
+    timezone: Option<Spanned<String>>,
+
     /// Repositories read and packed at the same time.
     jobs: Option<Spanned<u16>>,
     passphrase: Option<RawPassphrase>,
@@ -26,6 +33,56 @@ struct RawConfig {
     sources: Vec<RawSource>,
     #[serde(default, rename = "policy")]
     policies: Vec<RawPolicy>,
+}
+
+/// `schedule = "CRON"` or `[[policy.schedule]]` tables.
+#[derive(Debug)]
+enum RawSchedules {
+    One(String),
+    Many(Vec<RawJob>),
+}
+
+// By hand rather than `untagged`, which buffers the input and so loses the spans (line numbers)
+// of the tables' values.
+impl<'de> Deserialize<'de> for RawSchedules {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawSchedules;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a cron expression, or [[policy.schedule]] tables with `cron`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<RawSchedules, E> {
+                Ok(RawSchedules::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<RawSchedules, A::Error> {
+                let mut jobs = Vec::new();
+                while let Some(job) = seq.next_element::<RawJob>()? {
+                    jobs.push(job);
+                }
+                Ok(RawSchedules::Many(jobs))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    cron: Spanned<String>,
+    /// `backup` (default) or `verify`.
+    action: Option<Spanned<String>>,
+    /// Backup type of this job (default: the policy's).
+    #[serde(rename = "type")]
+    backup_type: Option<Spanned<String>>,
+    /// `verify` only: read every byte.
+    #[serde(default)]
+    read_data: bool,
+    timezone: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +175,21 @@ struct RawPolicy {
     prune: bool,
     /// The grace period of `prune`.
     grace: Option<Spanned<String>>,
+    /// Recovery-point objective: `status` flags a repository whose newest good backup is older.
+    rpo: Option<Spanned<String>>,
+    /// Branches whose force-push raises a "suspicious change" alert (globs; default main,
+    /// master, release/*, release-*).
+    protected: Option<Vec<String>>,
+    /// When `gitvault serve` runs the policy.
+    schedule: Option<RawSchedules>,
+    /// The time zone of this policy's schedules.
+    timezone: Option<Spanned<String>>,
+    /// Attempts after a failed scheduled run (default 2).
+    retries: Option<Spanned<u32>>,
+    /// The first retry's delay (doubling each time; default 1m).
+    retry_delay: Option<Spanned<String>>,
+    /// A run due while the previous one still runs: `skip` (default) or `queue`.
+    overlap: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,12 +240,55 @@ pub struct PolicyConf {
     pub retention: Option<Policy>,
     pub prune: bool,
     pub grace: Option<Duration>,
+    pub rpo: Option<Duration>,
+    pub protected: crate::record::Protected,
+    pub jobs: Vec<JobConf>,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub overlap: Overlap,
+}
+
+/// One schedule of a policy.
+#[derive(Clone, Debug)]
+pub struct JobConf {
+    /// Stable within the policy: `0`, `1`... in the order written (the catalog keys the last
+    /// time each fired by it, to catch up after downtime).
+    pub id: String,
+    pub cron: gitvault_ops::schedule::Cron,
+    pub action: JobAction,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobAction {
+    Backup(Option<BackupType>),
+    Verify { read_data: bool },
+}
+
+impl JobAction {
+    pub fn describe(&self) -> String {
+        match self {
+            JobAction::Backup(None) => "backup".into(),
+            JobAction::Backup(Some(t)) => format!("{} backup", t.as_str()),
+            JobAction::Verify { read_data: true } => "verify --read-data".into(),
+            JobAction::Verify { read_data: false } => "verify".into(),
+        }
+    }
+}
+
+/// What to do with a run that comes due while the policy's previous run is still going.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlap {
+    Skip,
+    Queue,
 }
 
 #[derive(Clone, Debug)]
 pub struct Config {
     pub path: PathBuf,
     pub cache_dir: Option<PathBuf>,
+    pub catalog: Option<PathBuf>,
+    /// The RPO of policies without their own.
+    pub rpo: Option<Duration>,
     pub jobs: Option<usize>,
     pub vaults: Vec<VaultConf>,
     pub sources: Vec<SourceConf>,
@@ -201,6 +316,15 @@ fn resolve_path(base: &Path, value: &str) -> String {
         value.to_string()
     } else {
         base.join(value).to_string_lossy().into_owned()
+    }
+}
+
+fn parse_type(t: &str) -> std::result::Result<BackupType, String> {
+    match t {
+        "full" => Ok(BackupType::Full),
+        "diff" => Ok(BackupType::Diff),
+        "incr" => Ok(BackupType::Incr),
+        other => Err(format!("type {other:?} is not one of full, diff, incr")),
     }
 }
 
@@ -341,12 +465,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         };
         let backup_type = match &p.backup_type {
             None => None,
-            Some(t) => Some(match t.get_ref().as_str() {
-                "full" => BackupType::Full,
-                "diff" => BackupType::Diff,
-                "incr" => BackupType::Incr,
-                other => bail!("{}: type {other:?} is not one of full, diff, incr", at(t.span())),
-            }),
+            Some(t) => Some(parse_type(t.get_ref()).map_err(|e| anyhow::anyhow!("{}: {e}", at(t.span())))?),
         };
         let duration =
             |d: &Spanned<String>| parse_duration(d.get_ref()).map_err(|e| anyhow::anyhow!("{}: {e}", at(d.span())));
@@ -372,6 +491,74 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             }
         };
         let grace = p.grace.as_ref().map(duration).transpose()?;
+        let rpo = p.rpo.as_ref().map(duration).transpose()?;
+        let protected = match &p.protected {
+            None => crate::record::Protected::default(),
+            Some(globs) => crate::record::Protected::parse(globs)
+                .map_err(|e| anyhow::anyhow!("{}: protected: {e}", at(p.name.span())))?,
+        };
+        let zone = p.timezone.as_ref().or(raw.timezone.as_ref());
+        let cron = |expr: &str, span: Range<usize>, zone: Option<&Spanned<String>>| {
+            gitvault_ops::schedule::Cron::parse(expr, zone.map(|z| z.get_ref().as_str())).map_err(|e| {
+                let zone_error = matches!(e, gitvault_ops::schedule::ScheduleError::TimeZone { .. });
+                let span = match zone {
+                    Some(z) if zone_error => z.span(),
+                    _ => span,
+                };
+                anyhow::anyhow!("{}: {e}", at(span))
+            })
+        };
+        let mut jobs = Vec::new();
+        match &p.schedule {
+            None => {}
+            Some(RawSchedules::One(expr)) => jobs.push(JobConf {
+                id: "0".into(),
+                cron: cron(expr, p.name.span(), zone)?,
+                action: JobAction::Backup(backup_type),
+            }),
+            Some(RawSchedules::Many(list)) => {
+                for (i, j) in list.iter().enumerate() {
+                    let action = match j.action.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+                        None | Some(("backup", _)) => JobAction::Backup(match &j.backup_type {
+                            None => backup_type,
+                            Some(t) => {
+                                Some(parse_type(t.get_ref()).map_err(|e| anyhow::anyhow!("{}: {e}", at(t.span())))?)
+                            }
+                        }),
+                        Some(("verify", span)) => {
+                            if j.backup_type.is_some() {
+                                bail!("{}: a verify job has no `type`", at(span));
+                            }
+                            JobAction::Verify { read_data: j.read_data }
+                        }
+                        Some((other, span)) => bail!("{}: action {other:?} is not backup or verify", at(span)),
+                    };
+                    if j.read_data && !matches!(action, JobAction::Verify { .. }) {
+                        bail!("{}: read_data applies to action = \"verify\"", at(j.cron.span()));
+                    }
+                    jobs.push(JobConf {
+                        id: i.to_string(),
+                        cron: cron(j.cron.get_ref(), j.cron.span(), j.timezone.as_ref().or(zone))?,
+                        action,
+                    });
+                }
+            }
+        }
+        let retries = match &p.retries {
+            Some(r) if *r.get_ref() > 10 => bail!("{}: retries must be 0 to 10", at(r.span())),
+            Some(r) => *r.get_ref(),
+            None => 2,
+        };
+        let retry_delay = match &p.retry_delay {
+            Some(d) => gitvault_ops::schedule::parse_delay(d.get_ref())
+                .map_err(|e| anyhow::anyhow!("{}: retry_delay {e}", at(d.span())))?,
+            None => Duration::from_secs(60),
+        };
+        let overlap = match p.overlap.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
+            None | Some(("skip", _)) => Overlap::Skip,
+            Some(("queue", _)) => Overlap::Queue,
+            Some((other, span)) => bail!("{}: overlap {other:?} is not skip or queue", at(span)),
+        };
         if let (Some(g), Some(span)) = (grace, p.grace.as_ref().map(|g| g.span()))
             && g.as_secs() < gitvault_format::mark::MIN_GRACE_SECONDS
         {
@@ -386,7 +573,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         {
             bail!("{}: policy {name:?} has a [retention], but its vault {v:?} is append-only", at(p.name.span()));
         }
-        policies.push(PolicyConf { name, vaults, sources, backup_type, retention, prune: p.prune, grace });
+        policies.push(PolicyConf {
+            name,
+            vaults,
+            sources,
+            backup_type,
+            retention,
+            prune: p.prune,
+            grace,
+            rpo,
+            protected,
+            jobs,
+            retries,
+            retry_delay,
+            overlap,
+        });
     }
     if policies.is_empty() {
         // No policy: back every source up into every vault.
@@ -398,13 +599,29 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             retention: None,
             prune: false,
             grace: None,
+            rpo: None,
+            protected: crate::record::Protected::default(),
+            jobs: Vec::new(),
+            retries: 2,
+            retry_delay: Duration::from_secs(60),
+            overlap: Overlap::Skip,
         });
     }
     let names: BTreeSet<&str> = policies.iter().map(|p| p.name.as_str()).collect();
     debug_assert_eq!(names.len(), policies.len());
+    let rpo = match &raw.rpo {
+        Some(d) => Some(parse_duration(d.get_ref()).map_err(|e| anyhow::anyhow!("{}: rpo {e}", at(d.span())))?),
+        None => None,
+    };
+    if let Some(z) = &raw.timezone {
+        gitvault_ops::schedule::Cron::parse("0 0 * * *", Some(z.get_ref()))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", at(z.span())))?;
+    }
     Ok(Config {
         path: path.to_path_buf(),
         cache_dir: raw.cache_dir.map(|d| base.join(d)),
+        catalog: raw.catalog.map(|c| base.join(c)),
+        rpo,
         jobs,
         vaults,
         sources,

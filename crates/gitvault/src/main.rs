@@ -4,10 +4,13 @@ mod cli;
 mod config;
 mod destination;
 mod forges;
+mod history;
 mod metadata;
 mod output;
 mod progress;
+mod record;
 mod secrets;
+mod serve;
 mod unlock;
 
 use std::path::{Path, PathBuf};
@@ -102,6 +105,12 @@ struct Settings {
     append_only: bool,
     /// `--cache-dir` (or GITVAULT_CACHE_DIR) was given: it wins over the config file's.
     cache_dir_given: bool,
+    /// The catalog: run history, log lines, audit trail.
+    recorder: record::Recorder,
+    /// `--catalog` (or GITVAULT_CATALOG) was given: it wins over the config file's.
+    catalog_given: bool,
+    /// The ledger entry that records what the command did, once it is written.
+    ledger_seq: std::sync::Mutex<Option<u64>>,
 }
 
 impl Settings {
@@ -126,6 +135,8 @@ impl Settings {
             Some(d) => d.clone(),
             None => default_cache_dir(),
         };
+        let host = hostname();
+        let actor = record::cli_actor(&host);
         Ok(Self {
             vaults,
             vault_flag,
@@ -133,12 +144,30 @@ impl Settings {
             ssh,
             password_env: std::env::var(secrets::PASSWORD_ENV).ok(),
             password_file: g.password_file.clone(),
-            ctx: Context { cache_dir, host: hostname() },
+            ctx: Context { cache_dir, host: host.clone(), actor: Some(actor.clone()) },
             json: g.json,
             quiet: g.quiet,
             append_only: g.append_only,
             cache_dir_given: g.cache_dir.is_some(),
+            recorder: record::Recorder::new(g.catalog.clone(), actor, gitvault_ops::catalog::Trigger::Cli),
+            catalog_given: g.catalog.is_some(),
+            ledger_seq: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Remember the ledger entry the command just wrote (the vault's newest, as this process
+    /// saw it), for the audit trail.
+    fn note_ledger(&self, vault: &Vault) {
+        *self.ledger_seq.lock().unwrap_or_else(|p| p.into_inner()) = vault.seen_head().map(|h| h.seq);
+    }
+
+    fn ledger_seq(&self) -> Option<u64> {
+        *self.ledger_seq.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The vault as given, for the catalog (commands that take one).
+    fn vault_label(&self) -> Option<String> {
+        self.vaults.first().map(|(n, _)| n.clone())
     }
 
     /// The one vault of a command that works on one.
@@ -222,9 +251,88 @@ fn kdf_params(a: &KdfArgs) -> KdfParams {
 
 fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
     let s = Settings::resolve(&cli.global, vault_flag)?;
-    match cli.command {
-        Command::Init(a) => cmd_init(&s, &a.kdf),
-        Command::Backup(a) => cmd_backup(&s, a),
+    let audited = audit_of(&cli.command, &s);
+    let run = audited.as_ref().filter(|a| a.run).map(|a| s.recorder.start(a.action, None, a.vault.as_deref(), None));
+    let result = dispatch(cli.command, &s);
+    if let Some(a) = audited {
+        let (outcome, error) = match &result {
+            Ok(0) => (gitvault_ops::catalog::Outcome::Ok, None),
+            Ok(exit::PARTIAL) => (gitvault_ops::catalog::Outcome::Partial, None),
+            Ok(exit::DAMAGE) => (gitvault_ops::catalog::Outcome::Failed, Some("damage found".to_string())),
+            Ok(code) => (gitvault_ops::catalog::Outcome::Failed, Some(format!("exit code {code}"))),
+            Err(e) => (gitvault_ops::catalog::Outcome::Failed, Some(format!("{e:#}"))),
+        };
+        if let Some(run) = &run {
+            run.finish(gitvault_ops::catalog::RunEnd {
+                outcome: Some(outcome),
+                error: error.clone(),
+                ..Default::default()
+            });
+        }
+        let outcome =
+            if a.action == "verify" && matches!(result, Ok(exit::DAMAGE)) { "problems" } else { outcome.as_str() };
+        s.recorder.audit(a.action, &a.target, outcome, error, a.vault.as_deref(), s.ledger_seq());
+    }
+    result
+}
+
+/// What the audit trail records of a command (read-only commands: nothing).
+struct Audited {
+    action: &'static str,
+    target: String,
+    vault: Option<String>,
+    /// Also a run in the run history.
+    run: bool,
+}
+
+fn audit_of(command: &Command, s: &Settings) -> Option<Audited> {
+    let vault = s.vault_label();
+    let whole = || vault.clone().unwrap_or_else(|| "-".into());
+    let (action, target, run) = match command {
+        Command::Init(_) => ("init", whole(), false),
+        Command::Restore(a) => (
+            "restore",
+            format!(
+                "{} of snapshot {} into {}",
+                a.repo.as_deref().unwrap_or("every repository"),
+                a.snapshot,
+                a.target.display()
+            ),
+            true,
+        ),
+        Command::Export(a) => {
+            ("export", format!("{} of snapshot {} into {}", a.repo, a.snapshot, a.target.display()), false)
+        }
+        Command::Verify(a) => ("verify", if a.read_data { format!("{} (every byte)", whole()) } else { whole() }, true),
+        Command::Copy(a) => {
+            return Some(Audited {
+                action: "copy",
+                target: format!("{} -> {}", a.from, a.to),
+                vault: Some(a.to.clone()),
+                run: true,
+            });
+        }
+        Command::Key(KeyCommand::Add { .. }) => ("key_add", whole(), false),
+        Command::Key(KeyCommand::Remove { id }) => ("key_remove", format!("key slot {id}"), false),
+        Command::Forget(_) => ("forget", whole(), true),
+        Command::Prune(a) if !a.dry_run => ("prune", whole(), true),
+        Command::Upgrade => ("upgrade", whole(), false),
+        Command::Token(cli::TokenCommand::Revoke { name }) => {
+            return Some(Audited { action: "token_revoke", target: name.clone(), vault: None, run: false });
+        }
+        Command::Catalog(_) => {
+            return Some(Audited { action: "catalog_rebuild", target: "catalog".into(), vault, run: false });
+        }
+        // `backup` records its own run and audit entries, per vault.
+        _ => return None,
+    };
+    Some(Audited { action, target, vault, run })
+}
+
+fn dispatch(command: Command, s: &Settings) -> Result<u8> {
+    match command {
+        Command::Init(a) => cmd_init(s, &a.kdf),
+        Command::Backup(a) => cmd_backup(s, a),
         Command::Snapshots => {
             let vault = s.unlock()?;
             let snaps = vault.snapshots()?;
@@ -247,6 +355,7 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             let opts = restore::RestoreOptions { force: a.force };
             let report = restore::restore(&vault, snap, a.repo.as_deref(), &a.target, &opts, s.progress().as_ref())
                 .with_context(|| format!("restoring snapshot {} into {}", snap.id.short(), a.target.display()))?;
+            s.note_ledger(&vault);
             output::restore(&report, s.json)?;
             Ok(0)
         }
@@ -256,6 +365,10 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             let snap = resolve_snapshot(&snaps, &a.snapshot)?;
             let report = metadata::export(&vault, snap, &a.repo, &a.target, &s.ctx)
                 .with_context(|| format!("exporting the metadata of {} from snapshot {}", a.repo, snap.id.short()))?;
+            let target = format!("{} of snapshot {} into {}", a.repo, snap.id.short(), a.target.display());
+            if vault.append_audit("export", &target, "ok", None)?.is_some() {
+                s.note_ledger(&vault);
+            }
             output::export(&report, s.json)?;
             Ok(0)
         }
@@ -269,12 +382,13 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             let vault = s.unlock()?;
             let opts = verify::VerifyOptions { read_data: a.read_data, read_data_subset: subset };
             let report = verify::verify(&vault, &opts, s.progress().as_ref())?;
+            s.note_ledger(&vault);
             output::verify(&report, s.json)?;
             Ok(if report.ok { 0 } else { exit::DAMAGE })
         }
-        Command::Copy(a) => cmd_copy(&s, a),
-        Command::Key(k) => cmd_key(&s, k),
-        Command::Forget(a) => cmd_forget(&s, a),
+        Command::Copy(a) => cmd_copy(s, a),
+        Command::Key(k) => cmd_key(s, k),
+        Command::Forget(a) => cmd_forget(s, a),
         Command::Prune(a) => {
             let mut opts = prune_options(a.grace.as_deref(), a.dry_run)?;
             if a.consolidate {
@@ -284,6 +398,7 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             }
             let vault = s.unlock()?;
             let report = prune::prune(&vault, &opts, s.progress().as_ref())?;
+            s.note_ledger(&vault);
             output::prune(&report, s.json)?;
             Ok(0)
         }
@@ -300,14 +415,110 @@ fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
             output::config_check(&cfg, &listings, s.json)?;
             Ok(if listings.values().any(|l| l.error.is_some()) { exit::FAILURE } else { 0 })
         }
-        Command::Storage(cli::StorageCommand::Check { destination }) => cmd_storage_check(&s, destination.as_deref()),
+        Command::Storage(cli::StorageCommand::Check { destination }) => cmd_storage_check(s, destination.as_deref()),
+        Command::Status(a) => cmd_status(s, a),
+        Command::Serve(a) => serve::serve(s, &a.config),
+        Command::Logs(a) => {
+            let since =
+                a.since.as_deref().map(|t| history::parse_since(t, time::OffsetDateTime::now_utc())).transpose()?;
+            let filter = gitvault_ops::catalog::LogFilter { run: a.run, repo: a.repo, since };
+            history::logs(s.recorder.require()?, &filter, s.json)
+        }
+        Command::Audit(a) => {
+            let since =
+                a.since.as_deref().map(|t| history::parse_since(t, time::OffsetDateTime::now_utc())).transpose()?;
+            history::audit(s.recorder.require()?, since, s.json, a.csv)
+        }
+        Command::Catalog(cli::CatalogCommand::Rebuild { config }) => cmd_catalog_rebuild(s, config.as_deref()),
+        Command::Token(t) => {
+            let catalog = s.recorder.require()?;
+            match t {
+                cli::TokenCommand::Create { role, name } => {
+                    let role = match role {
+                        cli::RoleArg::Operator => gitvault_ops::catalog::Role::Operator,
+                        cli::RoleArg::Auditor => gitvault_ops::catalog::Role::Auditor,
+                    };
+                    history::token_create(catalog, role, name, &s.recorder.actor, s.json)
+                }
+                cli::TokenCommand::List => history::token_list(catalog, s.json),
+                cli::TokenCommand::Revoke { name } => {
+                    let t = catalog.revoke_token(&name).map_err(|e| UsageError(e.to_string()))?;
+                    if s.json {
+                        output::print_json(&t)?;
+                    } else {
+                        println!("Revoked token {:?}: it no longer authenticates.", t.name);
+                    }
+                    Ok(0)
+                }
+            }
+        }
         Command::Upgrade => {
             let mut vault = s.unlock()?;
             let report = upgrade::upgrade(&mut vault)?;
+            s.note_ledger(&vault);
             output::upgrade(&report, s.json)?;
             Ok(0)
         }
     }
+}
+
+fn cmd_status(s: &Settings, a: cli::StatusArgs) -> Result<u8> {
+    let parse = |what: &str, text: &str| {
+        forget::parse_duration(text).map_err(|e| anyhow::Error::from(UsageError(format!("{what}: {e}"))))
+    };
+    let mut objectives = history::Objectives {
+        all: a.rpo.as_deref().map(|r| parse("--rpo", r)).transpose()?,
+        per_policy: Default::default(),
+        default: None,
+    };
+    if let Some(path) = &a.config {
+        let cfg = config::load(path).map_err(|e| UsageError(format!("{e:#}")))?;
+        if let (Some(c), false) = (&cfg.catalog, s.catalog_given) {
+            s.recorder.prefer_path(c);
+        }
+        objectives.default = cfg.rpo;
+        for p in &cfg.policies {
+            if let Some(r) = p.rpo {
+                objectives.per_policy.insert(p.name.clone(), r);
+            }
+        }
+    }
+    history::status(s.recorder.require()?, &objectives, s.json)
+}
+
+fn cmd_catalog_rebuild(s: &Settings, config: Option<&Path>) -> Result<u8> {
+    let mut done = Vec::new();
+    match config {
+        Some(path) => {
+            if !s.vaults.is_empty() {
+                return Err(UsageError(
+                    "--config names the vaults: do not give --vault (or GITVAULT_VAULT) too".into(),
+                )
+                .into());
+            }
+            let cfg = config::load(path).map_err(|e| UsageError(format!("{e:#}")))?;
+            if let (Some(c), false) = (&cfg.catalog, s.catalog_given) {
+                s.recorder.prefer_path(c);
+            }
+            let catalog = s.recorder.require()?;
+            let mut ctx = s.ctx.clone();
+            if let (Some(dir), false) = (&cfg.cache_dir, s.cache_dir_given) {
+                ctx.cache_dir = dir.clone();
+            }
+            for v in &cfg.vaults {
+                let vault = open_configured(s, &ctx, v).with_context(|| format!("opening the vault {}", v.name))?;
+                done.push(history::rebuild(catalog, &vault, &v.name)?);
+            }
+        }
+        None => {
+            let catalog = s.recorder.require()?;
+            let vault = s.unlock()?;
+            let label = s.vault_label().expect("unlock needs a vault");
+            done.push(history::rebuild(catalog, &vault, &label)?);
+        }
+    }
+    history::print_rebuilt(&done, s.recorder.require()?, s.json)?;
+    Ok(0)
 }
 
 fn cmd_storage_check(s: &Settings, positional: Option<&str>) -> Result<u8> {
@@ -400,6 +611,7 @@ fn cmd_init(s: &Settings, kdf: &KdfArgs) -> Result<u8> {
     let vault = LockedVault::init(store, &pass, kdf_params(kdf), s.ctx.clone())
         .with_context(|| format!("creating a vault at {name}"))?;
     unlock::remember(&vault, name, &s.ctx);
+    s.note_ledger(&vault);
     output::init(&vault, name, s.json)?;
     Ok(0)
 }
@@ -443,6 +655,13 @@ fn cmd_copy(s: &Settings, a: cli::CopyArgs) -> Result<u8> {
         .with_context(|| format!("preparing the destination vault {}", a.to))?;
     let report = copy::copy(&from_vault, &to_vault, &a.snapshots, s.progress().as_ref())
         .with_context(|| format!("copying from {} to {}", a.from, a.to))?;
+    let detail = Some(format!("{} snapshots copied", report.snapshots_copied.len()));
+    // Only a copy that wrote something is a ledger event (a periodic copy with nothing new is not).
+    if !report.snapshots_copied.is_empty()
+        && to_vault.append_audit("copy", &format!("from {}", a.from), "ok", detail)?.is_some()
+    {
+        s.note_ledger(&to_vault);
+    }
     output::copy(&report, s.json)?;
     Ok(0)
 }
@@ -472,72 +691,104 @@ fn cmd_backup(s: &Settings, a: cli::BackupArgs) -> Result<u8> {
     if a.api_url.is_some() && !given.iter().any(|(src, _, _)| gitvault_forge::ForgeSource::parse(src).is_some()) {
         return Err(UsageError("--api-url applies to forge sources (github:ORG ...), and none was given".into()).into());
     }
-    let (mut sources, mut found, accounts) = resolve_sources(&given)?;
-    let opts = backup::BackupOptions {
-        backup_type: a.backup_type.map(|t| match t {
-            TypeArg::Full => BackupType::Full,
-            TypeArg::Diff => BackupType::Diff,
-            TypeArg::Incr => BackupType::Incr,
-        }),
-        jobs: a.jobs.map_or(DEFAULT_JOBS, usize::from),
-        ..backup::BackupOptions::default()
-    };
-    let lock = lock_policy(&a.lock);
-    if s.vaults.len() <= 1 {
-        let mut vault = s.unlock()?;
-        set_lock(&mut vault, lock)?;
-        found.gone_upstream = gone_upstream(&vault, &found.accounts);
-        add_metadata(&mut sources, &mut found, &accounts, &s.ctx, Some(&vault), opts.jobs);
-        let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
-        output::backup(&report, &found, s.json)?;
-        return Ok(backup_exit_code(&report));
+    let backup_type = a.backup_type.map(|t| match t {
+        TypeArg::Full => BackupType::Full,
+        TypeArg::Diff => BackupType::Diff,
+        TypeArg::Incr => BackupType::Incr,
+    });
+    let labels: Vec<String> = s.vaults.iter().map(|(n, _)| n.clone()).collect();
+    let run = s.recorder.start("backup", None, Some(&labels.join(",")), backup_type.map(|t| t.as_str()));
+    let result = (|| -> Result<(Vec<output::DestinationOutcome>, output::Forges, usize)> {
+        let (mut sources, mut found, accounts) = resolve_sources(&given)?;
+        let opts = backup::BackupOptions {
+            backup_type,
+            jobs: a.jobs.map_or(DEFAULT_JOBS, usize::from),
+            ..backup::BackupOptions::default()
+        };
+        let lock = lock_policy(&a.lock);
+        if s.vaults.len() <= 1 {
+            let mut vault = s.unlock()?;
+            set_lock(&mut vault, lock)?;
+            found.gone_upstream = gone_upstream(&vault, &found.accounts);
+            add_metadata(&mut sources, &mut found, &accounts, &s.ctx, Some(&vault), opts.jobs, None);
+            let report = backup::backup(&vault, &sources, &opts, s.progress().as_ref())?;
+            output::backup(&report, &found, s.json)?;
+            if report.snapshot.is_some() {
+                s.note_ledger(&vault);
+            }
+            let label = s.vault_label().expect("unlock needs a vault");
+            return Ok((vec![output::DestinationOutcome { vault: label, result: Ok(report) }], found, sources.len()));
+        }
+        // Several destinations: one passphrase opens them all; a destination that cannot be opened
+        // fails on its own, and the others are backed up.
+        let pass = s.passphrase(false)?;
+        let opened: Vec<Result<Vault>> = s
+            .vaults
+            .iter()
+            .map(|(name, d)| {
+                let vault = (|| -> Result<Vault> {
+                    let mut vault = unlock::unlock(|| d.open(), name, &pass, &s.ctx)?;
+                    vault.set_append_only(s.append_only);
+                    set_lock(&mut vault, lock)?;
+                    Ok(vault)
+                })();
+                vault.with_context(|| format!("opening the vault {name}"))
+            })
+            .collect();
+        let vaults: Vec<&Vault> = opened.iter().filter_map(|v| v.as_ref().ok()).collect();
+        if let Some(first) = vaults.first() {
+            found.gone_upstream = gone_upstream(first, &found.accounts);
+        }
+        add_metadata(&mut sources, &mut found, &accounts, &s.ctx, vaults.first().copied(), opts.jobs, None);
+        let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
+        let outcomes: Vec<output::DestinationOutcome> = s
+            .vaults
+            .iter()
+            .zip(opened)
+            .map(|((name, _), vault)| {
+                let result = match vault {
+                    Ok(_) => results
+                        .next()
+                        .expect("one result per opened vault")
+                        .with_context(|| format!("backing up into the vault {name}")),
+                    Err(e) => Err(e),
+                };
+                output::DestinationOutcome { vault: name.clone(), result }
+            })
+            .collect();
+        output::backup_many(&outcomes, &found, s.json)?;
+        Ok((outcomes, found, sources.len()))
+    })();
+    match result {
+        Ok((outcomes, found, count)) => {
+            let (end, _) = record::record_backup(&run, &outcomes, &found, &[], &record::Protected::default());
+            run.finish(end);
+            for o in &outcomes {
+                let (outcome, detail) = match &o.result {
+                    Ok(r) if r.snapshot.is_none() => ("failed", None),
+                    Ok(r) if !r.failures.is_empty() => ("partial", r.snapshot.map(|id| format!("snapshot {id}"))),
+                    Ok(r) => ("ok", r.snapshot.map(|id| format!("snapshot {id}"))),
+                    Err(e) => ("failed", Some(format!("{e:#}"))),
+                };
+                let seq = if outcomes.len() == 1 && outcome != "failed" { s.ledger_seq() } else { None };
+                s.recorder.audit("backup", &format!("{count} sources"), outcome, detail, Some(&o.vault), seq);
+            }
+            let codes: Vec<u8> =
+                outcomes.iter().map(|o| o.result.as_ref().map_or(exit::FAILURE, backup_exit_code)).collect();
+            Ok(if codes.iter().all(|&c| c == 0) {
+                0
+            } else if codes.iter().all(|&c| c == exit::FAILURE) {
+                exit::FAILURE
+            } else {
+                exit::PARTIAL
+            })
+        }
+        Err(e) => {
+            run.finish(gitvault_ops::catalog::RunEnd { error: Some(format!("{e:#}")), ..Default::default() });
+            s.recorder.audit("backup", "-", "failed", Some(format!("{e:#}")), Some(&labels.join(",")), None);
+            Err(e)
+        }
     }
-    // Several destinations: one passphrase opens them all; a destination that cannot be opened
-    // fails on its own, and the others are backed up.
-    let pass = s.passphrase(false)?;
-    let opened: Vec<Result<Vault>> = s
-        .vaults
-        .iter()
-        .map(|(name, d)| {
-            let vault = (|| -> Result<Vault> {
-                let mut vault = unlock::unlock(|| d.open(), name, &pass, &s.ctx)?;
-                vault.set_append_only(s.append_only);
-                set_lock(&mut vault, lock)?;
-                Ok(vault)
-            })();
-            vault.with_context(|| format!("opening the vault {name}"))
-        })
-        .collect();
-    let vaults: Vec<&Vault> = opened.iter().filter_map(|v| v.as_ref().ok()).collect();
-    if let Some(first) = vaults.first() {
-        found.gone_upstream = gone_upstream(first, &found.accounts);
-    }
-    add_metadata(&mut sources, &mut found, &accounts, &s.ctx, vaults.first().copied(), opts.jobs);
-    let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
-    let outcomes: Vec<output::DestinationOutcome> = s
-        .vaults
-        .iter()
-        .zip(opened)
-        .map(|((name, _), vault)| {
-            let result = match vault {
-                Ok(_) => results
-                    .next()
-                    .expect("one result per opened vault")
-                    .with_context(|| format!("backing up into the vault {name}")),
-                Err(e) => Err(e),
-            };
-            output::DestinationOutcome { vault: name.clone(), result }
-        })
-        .collect();
-    output::backup_many(&outcomes, &found, s.json)?;
-    let codes: Vec<u8> = outcomes.iter().map(|o| o.result.as_ref().map_or(exit::FAILURE, backup_exit_code)).collect();
-    Ok(if codes.iter().all(|&c| c == 0) {
-        0
-    } else if codes.iter().all(|&c| c == exit::FAILURE) {
-        exit::FAILURE
-    } else {
-        exit::PARTIAL
-    })
 }
 
 /// `backup --config FILE`: each policy backs its sources up into its vaults, then applies its
@@ -547,6 +798,9 @@ fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>, jobs: Option
         return Err(UsageError("--config names the vaults: do not give --vault (or GITVAULT_VAULT) too".into()).into());
     }
     let cfg = config::load(path).map_err(|e| UsageError(format!("{e:#}")))?;
+    if let (Some(c), false) = (&cfg.catalog, s.catalog_given) {
+        s.recorder.prefer_path(c);
+    }
     let policies: Vec<&config::PolicyConf> = match only {
         Some(name) => match cfg.policies.iter().find(|p| p.name == name) {
             Some(p) => vec![p],
@@ -569,6 +823,59 @@ fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>, jobs: Option
     let mut runs = Vec::new();
     let mut codes = Vec::new();
     for policy in policies {
+        let opts = PolicyRunOptions { jobs: jobs.or(cfg.jobs).unwrap_or(DEFAULT_JOBS), ..PolicyRunOptions::default() };
+        let done = run_policy(s, &cfg, policy, &ctx, &s.recorder, &opts, s.progress().as_ref())?;
+        codes.push(done.code);
+        runs.push(done.run);
+    }
+    output::config_backup(&runs, s.json)?;
+    Ok(combine(codes.into_iter()))
+}
+
+/// Knobs of one policy run beyond the policy itself.
+#[derive(Default)]
+pub struct PolicyRunOptions {
+    pub jobs: usize,
+    /// Replace the policy's backup type (a schedule job's own type).
+    pub backup_type: Option<BackupType>,
+    /// Back up only this repository of the policy's sources.
+    pub only_repo: Option<String>,
+    /// Stop cleanly when set (SIGTERM).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+}
+
+/// What one policy run did.
+pub struct PolicyDone {
+    pub run: output::PolicyRun,
+    pub code: u8,
+    pub end: gitvault_ops::catalog::RunEnd,
+    pub suspicious: record::Suspicious,
+    pub run_id: Option<i64>,
+}
+
+/// Back a policy's sources up into its vaults, apply its retention, and record it all in the
+/// catalog (a run, its repositories, log lines, an audit entry per vault).
+fn run_policy(
+    s: &Settings,
+    cfg: &config::Config,
+    policy: &config::PolicyConf,
+    ctx: &Context,
+    rec: &record::Recorder,
+    opts: &PolicyRunOptions,
+    progress: &dyn Progress,
+) -> Result<PolicyDone> {
+    let backup_type = opts.backup_type.or(policy.backup_type);
+    let vault_list = policy.vaults.join(",");
+    let run = rec.start_attempt(
+        "backup",
+        Some(&policy.name),
+        Some(&vault_list),
+        backup_type.map(|t| t.as_str()),
+        opts.attempt.max(1),
+    );
+    let result = (|| -> Result<PolicyDone> {
         let given: Vec<(String, Option<String>, forges::AccountOptions)> = policy
             .sources
             .iter()
@@ -581,23 +888,38 @@ fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>, jobs: Option
             })
             .collect();
         let (mut sources, mut found, accounts) = resolve_sources(&given)?;
+        if let Some(repo) = &opts.only_repo {
+            sources.retain(|spec| spec.name() == *repo);
+            if sources.is_empty() {
+                anyhow::bail!("policy {} backs up no repository named {repo:?}", policy.name);
+            }
+        }
         let opened: Vec<Result<Vault>> = policy
             .vaults
             .iter()
-            .map(|name| open_configured(s, &ctx, cfg.vault(name)).with_context(|| format!("opening the vault {name}")))
+            .map(|name| open_configured(s, ctx, cfg.vault(name)).with_context(|| format!("opening the vault {name}")))
             .collect();
         let vaults: Vec<&Vault> = opened.iter().filter_map(|v| v.as_ref().ok()).collect();
         if let Some(first) = vaults.first() {
             found.gone_upstream = gone_upstream(first, &found.accounts);
         }
-        let job_count = jobs.or(cfg.jobs).unwrap_or(DEFAULT_JOBS);
-        add_metadata(&mut sources, &mut found, &accounts, &ctx, vaults.first().copied(), job_count);
-        let opts = backup::BackupOptions {
-            backup_type: policy.backup_type,
-            jobs: job_count,
+        note_config_change(rec, cfg, &policy.vaults, &opened);
+        add_metadata(
+            &mut sources,
+            &mut found,
+            &accounts,
+            ctx,
+            vaults.first().copied(),
+            opts.jobs,
+            opts.only_repo.as_deref(),
+        );
+        let backup_opts = backup::BackupOptions {
+            backup_type,
+            jobs: opts.jobs.max(1),
+            cancel: opts.cancel.clone(),
             ..backup::BackupOptions::default()
         };
-        let mut results = backup::backup_many(&vaults, &sources, &opts, s.progress().as_ref())?.into_iter();
+        let mut results = backup::backup_many(&vaults, &sources, &backup_opts, progress)?.into_iter();
         let mut outcomes = Vec::new();
         let mut retention = Vec::new();
         for (name, vault) in policy.vaults.iter().zip(&opened) {
@@ -609,18 +931,91 @@ fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>, jobs: Option
                 Err(e) => Err(anyhow!("{e:#}")),
             };
             let committed = result.as_ref().is_ok_and(|r| r.snapshot.is_some());
-            if let (Some(keep), Ok(vault), true) = (&policy.retention, vault, committed) {
-                retention.push(apply_retention(vault, name, policy, keep, &sources, s.progress().as_ref()));
+            let stopping = opts.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst));
+            if let (Some(keep), Ok(vault), true, false) = (&policy.retention, vault, committed, stopping) {
+                retention.push(apply_retention(vault, name, policy, keep, &sources, progress));
             }
+            let outcome = match &result {
+                Ok(r) if r.snapshot.is_none() => "failed",
+                Ok(r) if !r.failures.is_empty() => "partial",
+                Ok(_) => "ok",
+                Err(_) => "failed",
+            };
+            let detail = match &result {
+                Ok(r) => r.snapshot.map(|id| format!("snapshot {id}")),
+                Err(e) => Some(format!("{e:#}")),
+            };
+            let seq = vault.as_ref().ok().and_then(|v| v.seen_head()).map(|h| h.seq);
+            rec.audit(
+                "backup",
+                &format!("policy {} ({} sources)", policy.name, sources.len()),
+                outcome,
+                detail,
+                Some(name),
+                if committed { seq } else { None },
+            );
             outcomes.push(output::DestinationOutcome { vault: name.clone(), result });
         }
         let code = combine(outcomes.iter().map(|o| o.result.as_ref().map_or(exit::FAILURE, backup_exit_code)));
         let code = if code == 0 && retention.iter().any(|r| r.error.is_some()) { exit::PARTIAL } else { code };
-        codes.push(code);
-        runs.push(output::PolicyRun { policy: policy.name.clone(), forges: found, outcomes, retention });
+        let (end, suspicious) = record::record_backup(&run, &outcomes, &found, &retention, &policy.protected);
+        Ok(PolicyDone {
+            run: output::PolicyRun { policy: policy.name.clone(), forges: found, outcomes, retention },
+            code,
+            end,
+            suspicious,
+            run_id: run.id,
+        })
+    })();
+    match result {
+        Ok(mut done) => {
+            let stopped = opts.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst));
+            let mut end = done.end.clone();
+            if stopped && end.outcome != Some(gitvault_ops::catalog::Outcome::Ok) {
+                end.outcome = Some(gitvault_ops::catalog::Outcome::Interrupted);
+            }
+            run.finish(end.clone());
+            done.end = end;
+            Ok(done)
+        }
+        Err(e) => {
+            run.finish(gitvault_ops::catalog::RunEnd { error: Some(format!("{e:#}")), ..Default::default() });
+            rec.audit("backup", &format!("policy {}", policy.name), "failed", Some(format!("{e:#}")), None, None);
+            Err(e)
+        }
     }
-    output::config_backup(&runs, s.json)?;
-    Ok(combine(codes.into_iter()))
+}
+
+/// A configuration file whose content changed since a vault last saw it: an audit entry in
+/// the catalog (once) and in each such vault's ledger.
+fn note_config_change(rec: &record::Recorder, cfg: &config::Config, names: &[String], opened: &[Result<Vault>]) {
+    let Ok(text) = std::fs::read(&cfg.path) else { return };
+    let digest = blake3::hash(&text).to_hex().to_string();
+    let Some(catalog) = rec.catalog() else { return };
+    let key = format!("config:{}", cfg.path.display());
+    let known = catalog.get_value(&key).ok().flatten();
+    if known.as_deref() != Some(digest.as_str()) {
+        let detail = match &known {
+            Some(old) => format!("content {} -> {}", &old[..16.min(old.len())], &digest[..16]),
+            None => format!("first seen, content {}", &digest[..16]),
+        };
+        rec.audit("config_change", &cfg.path.display().to_string(), "ok", Some(detail), None, None);
+        let _ = catalog.set_value(&key, &digest);
+    }
+    for (name, vault) in names.iter().zip(opened) {
+        let Ok(vault) = vault else { continue };
+        let vkey = format!("config:{}:vault:{name}", cfg.path.display());
+        if catalog.get_value(&vkey).ok().flatten().as_deref() == Some(digest.as_str()) {
+            continue;
+        }
+        let detail = Some(format!("configuration content {}", &digest[..16]));
+        match vault.append_audit("config_change", &cfg.path.display().to_string(), "ok", detail) {
+            Ok(_) => {
+                let _ = catalog.set_value(&vkey, &digest);
+            }
+            Err(e) => tracing::warn!(vault = %name, "could not record the configuration change in the ledger: {e}"),
+        }
+    }
 }
 
 /// 0 when all are 0, failure when all failed, else partial.
@@ -777,12 +1172,13 @@ fn add_metadata(
     ctx: &Context,
     vault: Option<&Vault>,
     jobs: usize,
+    only: Option<&str>,
 ) {
     let work: Vec<(&forges::Account, Vec<gitvault_forge::RemoteRepo>)> = accounts
         .iter()
         .zip(&found.accounts)
         .filter(|(a, l)| a.options.metadata && l.error.is_none())
-        .map(|(a, l)| (a, l.kept()))
+        .map(|(a, l)| (a, l.kept().into_iter().filter(|r| only.is_none_or(|o| r.vault_name() == o)).collect()))
         .collect();
     if work.is_empty() {
         found.count_requests();
@@ -855,10 +1251,12 @@ fn cmd_key(s: &Settings, k: KeyCommand) -> Result<u8> {
             let pass =
                 secrets::new_passphrase(std::env::var(secrets::NEW_PASSWORD_ENV).ok(), new_password_file.as_deref())?;
             let id = keys::add_key(&vault, &pass, kdf_params(&kdf))?;
+            s.note_ledger(&vault);
             output::key_changed("added", &id.to_hex(), s.json)?;
         }
         KeyCommand::Remove { id } => {
             let removed = keys::remove_key(&vault, &id).map_err(|e| anyhow!(e))?;
+            s.note_ledger(&vault);
             output::key_changed("removed", &removed.to_hex(), s.json)?;
         }
     }

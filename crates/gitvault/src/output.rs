@@ -18,7 +18,7 @@ use gitvault_format::snapshot::{HeadRecord, Snapshot};
 use gitvault_format::timestamp;
 use serde::Serialize;
 
-fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
@@ -614,7 +614,7 @@ pub fn key_changed(what: &str, id: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn when(t: time::OffsetDateTime) -> String {
+pub fn when(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second())
 }
@@ -747,7 +747,7 @@ pub fn prune(r: &PruneReport, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn human_duration(secs: u64) -> String {
+pub fn human_duration(secs: u64) -> String {
     match secs {
         s if s >= 86400 => format!("{}d {}h", s / 86400, s % 86400 / 3600),
         s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),

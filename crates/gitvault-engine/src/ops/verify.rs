@@ -251,7 +251,16 @@ fn check_ledger(vault: &Vault, c: &mut Check) -> Result<LedgerFacts> {
                     ));
                 }
             }
-            Event::Restore { .. } | Event::Verify { .. } => {}
+            Event::Restore { .. } | Event::Verify { .. } | Event::Audit { .. } => {}
+        }
+        if entry.actor.is_some() && vault.config.version < 4 && !matches!(entry.event, Event::Upgrade { .. }) {
+            c.problem(
+                &e.path,
+                format!(
+                    "an `actor` field, which format version 4 introduced, in a version {} vault",
+                    vault.config.version
+                ),
+            );
         }
         if entry.event.since_version() > vault.config.version && !matches!(entry.event, Event::Upgrade { .. }) {
             c.problem(

@@ -68,7 +68,7 @@ impl Setup {
         std::fs::create_dir_all(&repo).expect("mkdir");
         git(&repo, &["init", "-q"]);
         commit(&repo, "a.bin", 300_000, 1);
-        let ctx = Context { cache_dir: root.join("cache"), host: "test".into() };
+        let ctx = Context { cache_dir: root.join("cache"), host: "test".into(), actor: Some("ada@test".into()) };
         let s = Self { _dir: dir, root, repo, ctx, pass: Passphrase::new("pw") };
         let store = LocalStore::new(s.root.join("vault"));
         store.create_root().expect("root");

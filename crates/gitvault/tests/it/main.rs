@@ -1,6 +1,7 @@
 //! End-to-end tests of the `gitvault` binary against real git repositories.
 
 mod bad_input;
+mod catalog;
 mod chain;
 mod common;
 mod config;
@@ -17,6 +18,7 @@ mod metadata_gitlab;
 mod resume;
 mod retention;
 mod s3;
+mod serve;
 mod sftp;
 mod storage_check;
 mod tamper;

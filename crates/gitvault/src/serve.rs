@@ -1,0 +1,401 @@
+//! `gitvault serve`: run the policies of a configuration file on their schedules.
+//!
+//! One worker thread per policy takes runs from its queue, so two runs of one policy never
+//! overlap: a run that comes due while the previous one still goes is skipped (or, with
+//! `overlap = "queue"`, queued — at most one waits). A failed run is tried again after
+//! `retry_delay`, doubling, `retries` times. On start, a schedule that should have fired while
+//! nothing was serving runs once (`catchup`). SIGTERM or SIGINT: no new run starts; a running
+//! backup finishes the repositories in hand, records the others as interrupted and commits, so
+//! the vault is consistent; then the process exits 0.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use gitvault_engine::ops::verify;
+use gitvault_engine::progress::NoProgress;
+use gitvault_ops::catalog::{Catalog, NewRun, Outcome, RunEnd, Trigger};
+use time::OffsetDateTime;
+
+use crate::config::{Config, JobAction, Overlap, PolicyConf};
+use crate::record::Recorder;
+use crate::{PolicyRunOptions, Settings, UsageError, exit};
+
+/// A run waiting for its policy's worker.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub action: JobAction,
+    pub trigger: Trigger,
+    /// Who asked: `schedule:POLICY` or `token:NAME`.
+    pub actor: String,
+    pub only_repo: Option<String>,
+}
+
+/// One policy's queue and whether its worker is busy.
+#[derive(Default)]
+pub struct Lane {
+    state: Mutex<LaneState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct LaneState {
+    queue: VecDeque<Request>,
+    running: bool,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The policy is running and it does not queue (or one already waits).
+    Busy,
+    Stopping,
+}
+
+impl Lane {
+    /// Queue a run unless the policy's overlap rule refuses it.
+    pub fn offer(&self, req: Request, overlap: Overlap, stop: &AtomicBool) -> Result<(), Refused> {
+        if stop.load(Ordering::SeqCst) {
+            return Err(Refused::Stopping);
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let busy = st.running || !st.queue.is_empty();
+        if busy && (overlap == Overlap::Skip || !st.queue.is_empty()) {
+            return Err(Refused::Busy);
+        }
+        st.queue.push_back(req);
+        self.wake.notify_all();
+        Ok(())
+    }
+
+    /// The next request, or `None` once stopping.
+    fn take(&self, stop: &AtomicBool) -> Option<Request> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Some(r) = st.queue.pop_front() {
+                st.running = true;
+                return Some(r);
+            }
+            st = self.wake.wait_timeout(st, Duration::from_millis(500)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    fn done(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).running = false;
+    }
+
+    fn wake_all(&self) {
+        self.wake.notify_all();
+    }
+}
+
+/// The daemon's shared state: what the scheduler, the workers and the HTTP API see.
+pub struct Daemon<'a> {
+    pub settings: &'a Settings,
+    pub config: &'a Config,
+    pub catalog: Arc<Catalog>,
+    pub lanes: Vec<(String, Lane)>,
+    pub stop: Arc<AtomicBool>,
+    pub jobs: usize,
+}
+
+impl Daemon<'_> {
+    pub fn lane(&self, policy: &str) -> Option<&Lane> {
+        self.lanes.iter().find(|(n, _)| n == policy).map(|(_, l)| l)
+    }
+
+    pub fn policy(&self, name: &str) -> Option<&PolicyConf> {
+        self.config.policies.iter().find(|p| p.name == name)
+    }
+
+    /// Queue `req` for `policy`, logging a refusal.
+    pub fn offer(&self, policy: &PolicyConf, req: Request) -> Result<(), Refused> {
+        let lane = self.lane(&policy.name).expect("a lane per policy");
+        let trigger = req.trigger;
+        let what = req.action.describe();
+        let result = lane.offer(req, policy.overlap, &self.stop);
+        if let Err(Refused::Busy) = &result {
+            let message = format!(
+                "{what} of policy {} due ({}) but its previous run is still going: skipped",
+                policy.name,
+                trigger.as_str()
+            );
+            tracing::warn!("{message}");
+            let _ = self.catalog.log(None, "warn", None, &message);
+            let now = OffsetDateTime::now_utc();
+            if let Ok(id) = self.catalog.start_run(&NewRun {
+                command: what.clone(),
+                policy: Some(policy.name.clone()),
+                vault: Some(policy.vaults.join(",")),
+                trigger,
+                actor: format!("schedule:{}", policy.name),
+                backup_type: None,
+                attempt: 1,
+                started_at: now,
+            }) {
+                let end = RunEnd {
+                    outcome: Some(Outcome::Skipped),
+                    error: Some("the previous run of this policy was still going".into()),
+                    ..RunEnd::default()
+                };
+                let _ = self.catalog.finish_run(id, &end, now);
+            }
+        }
+        result
+    }
+}
+
+/// `gitvault serve --config FILE`.
+pub fn serve(s: &Settings, config_path: &std::path::Path) -> Result<u8> {
+    let cfg = crate::config::load(config_path).map_err(|e| UsageError(format!("{e:#}")))?;
+    if !s.vaults.is_empty() {
+        return Err(UsageError("--config names the vaults: do not give --vault (or GITVAULT_VAULT) too".into()).into());
+    }
+    if let (Some(c), false) = (&cfg.catalog, s.catalog_given) {
+        s.recorder.prefer_path(c);
+    }
+    let catalog_path = s.recorder.path().to_path_buf();
+    let catalog = Arc::new(Catalog::open(&catalog_path).with_context(|| "serve keeps its run history in the catalog")?);
+    // One daemon per catalog: a second would run every schedule twice.
+    let lock_path = catalog_path.with_extension("serve-lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "another `gitvault serve` uses the catalog {} (lock {}): stop it first, or give this one another --catalog",
+            catalog_path.display(),
+            lock_path.display()
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
+    }
+    let mut ctx = s.ctx.clone();
+    if let (Some(dir), false) = (&cfg.cache_dir, s.cache_dir_given) {
+        ctx.cache_dir = dir.clone();
+    }
+    let daemon = Daemon {
+        settings: s,
+        config: &cfg,
+        catalog: catalog.clone(),
+        lanes: cfg.policies.iter().map(|p| (p.name.clone(), Lane::default())).collect(),
+        stop: stop.clone(),
+        jobs: cfg.jobs.unwrap_or(crate::DEFAULT_JOBS),
+    };
+    let scheduled: usize = cfg.policies.iter().map(|p| p.jobs.len()).sum();
+    let started = format!(
+        "gitvault serve started: {} policies, {scheduled} schedules, catalog {}",
+        cfg.policies.len(),
+        catalog_path.display()
+    );
+    tracing::info!("{started}");
+    eprintln!("{started}");
+    let _ = catalog.log(None, "info", None, &started);
+    s.recorder.audit("serve_start", &config_path.display().to_string(), "ok", None, None, None);
+    for p in &cfg.policies {
+        for j in &p.jobs {
+            let next = j.cron.next_after(OffsetDateTime::now_utc()).map(crate::output::when).unwrap_or_default();
+            eprintln!("  policy {}: {} at {} — next {next} UTC", p.name, j.action.describe(), j.cron);
+        }
+    }
+
+    std::thread::scope(|scope| {
+        for (name, _) in &daemon.lanes {
+            let daemon = &daemon;
+            let ctx = &ctx;
+            scope.spawn(move || worker(daemon, name, ctx));
+        }
+        scheduler(&daemon);
+        for (_, lane) in &daemon.lanes {
+            lane.wake_all();
+        }
+    });
+    let message = "gitvault serve stopped";
+    tracing::info!("{message}");
+    eprintln!("{message}");
+    let _ = catalog.log(None, "info", None, message);
+    s.recorder.audit("serve_stop", &config_path.display().to_string(), "ok", None, None, None);
+    Ok(0)
+}
+
+/// Fire each schedule job when due, and catch up once on what was missed.
+fn scheduler(d: &Daemon<'_>) {
+    let now = OffsetDateTime::now_utc();
+    let mut next: Vec<(&PolicyConf, &crate::config::JobConf, Option<OffsetDateTime>)> = Vec::new();
+    for p in &d.config.policies {
+        for j in &p.jobs {
+            match d.catalog.last_fire(&p.name, &j.id) {
+                Ok(Some(last)) => {
+                    if let Some(missed) = j.cron.missed(last, now) {
+                        let message = format!(
+                            "policy {}: {} was due at {} while gitvault was not serving: running it once now",
+                            p.name,
+                            j.action.describe(),
+                            crate::output::when(missed)
+                        );
+                        tracing::info!("{message}");
+                        let _ = d.catalog.log(None, "info", None, &message);
+                        let _ = d.offer(p, request(p, j, Trigger::Catchup));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{e}"),
+            }
+            let _ = d.catalog.set_last_fire(&p.name, &j.id, now);
+            next.push((p, j, j.cron.next_after(now)));
+        }
+    }
+    while !d.stop.load(Ordering::SeqCst) {
+        let now = OffsetDateTime::now_utc();
+        for (p, j, due) in &mut next {
+            let Some(at) = *due else { continue };
+            if at > now {
+                continue;
+            }
+            let _ = d.catalog.set_last_fire(&p.name, &j.id, at);
+            let _ = d.offer(p, request(p, j, Trigger::Schedule));
+            *due = j.cron.next_after(at.max(now));
+        }
+        let soonest = next.iter().filter_map(|(_, _, d)| *d).min();
+        let wait =
+            soonest.map(|t| (t - OffsetDateTime::now_utc()).whole_milliseconds().clamp(0, 500) as u64).unwrap_or(500);
+        std::thread::sleep(Duration::from_millis(wait.max(10)));
+    }
+}
+
+fn request(p: &PolicyConf, j: &crate::config::JobConf, trigger: Trigger) -> Request {
+    Request { action: j.action.clone(), trigger, actor: format!("schedule:{}", p.name), only_repo: None }
+}
+
+/// Run a policy's requests one after another, each with its retries.
+fn worker(d: &Daemon<'_>, policy_name: &str, ctx: &gitvault_engine::Context) {
+    let lane = d.lane(policy_name).expect("a lane per policy");
+    let policy = d.policy(policy_name).expect("a policy per lane");
+    while let Some(req) = lane.take(&d.stop) {
+        let mut attempt = 1;
+        loop {
+            let trigger = if attempt == 1 { req.trigger } else { Trigger::Retry };
+            let code = run_once(d, policy, &req, trigger, attempt, ctx);
+            if code != exit::FAILURE || attempt > policy.retries || d.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let delay = policy.retry_delay.saturating_mul(1 << (attempt - 1).min(16));
+            let message = format!(
+                "policy {}: {} failed (attempt {attempt} of {}); trying again in {}s",
+                policy.name,
+                req.action.describe(),
+                policy.retries + 1,
+                delay.as_secs()
+            );
+            tracing::warn!("{message}");
+            let _ = d.catalog.log(None, "warn", None, &message);
+            if !sleep_unless_stopped(delay, &d.stop) {
+                break;
+            }
+            attempt += 1;
+        }
+        lane.done();
+    }
+}
+
+/// Sleep; false when asked to stop meanwhile.
+fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) -> bool {
+    let end = std::time::Instant::now() + total;
+    while std::time::Instant::now() < end {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100).min(end.saturating_duration_since(std::time::Instant::now())));
+    }
+    !stop.load(Ordering::SeqCst)
+}
+
+/// One attempt of a request; returns its exit code.
+fn run_once(
+    d: &Daemon<'_>,
+    policy: &PolicyConf,
+    req: &Request,
+    trigger: Trigger,
+    attempt: u32,
+    base: &gitvault_engine::Context,
+) -> u8 {
+    let rec = Recorder::with_catalog(d.catalog.clone(), req.actor.clone(), trigger);
+    let mut ctx = base.clone();
+    ctx.actor = Some(req.actor.clone());
+    match &req.action {
+        JobAction::Backup(backup_type) => {
+            let opts = PolicyRunOptions {
+                jobs: d.jobs,
+                backup_type: *backup_type,
+                only_repo: req.only_repo.clone(),
+                cancel: Some(d.stop.clone()),
+                attempt,
+            };
+            match crate::run_policy(d.settings, d.config, policy, &ctx, &rec, &opts, &NoProgress) {
+                Ok(done) => {
+                    tracing::info!(
+                        policy = %policy.name,
+                        outcome = done.end.outcome.map_or("?", Outcome::as_str),
+                        repositories = done.end.repositories,
+                        bytes_added = done.end.bytes_added,
+                        "backup run ended"
+                    );
+                    done.code
+                }
+                Err(e) => {
+                    tracing::error!(policy = %policy.name, "backup run failed: {e:#}");
+                    exit::FAILURE
+                }
+            }
+        }
+        JobAction::Verify { read_data } => verify_policy(d, policy, *read_data, &ctx, &rec, attempt),
+    }
+}
+
+/// `verify` (optionally `--read-data`) of each vault of the policy.
+fn verify_policy(
+    d: &Daemon<'_>,
+    policy: &PolicyConf,
+    read_data: bool,
+    ctx: &gitvault_engine::Context,
+    rec: &Recorder,
+    attempt: u32,
+) -> u8 {
+    let mut codes = Vec::new();
+    for name in &policy.vaults {
+        let run = rec.start_attempt("verify", Some(&policy.name), Some(name), None, attempt);
+        let result = (|| -> Result<verify::VerifyReport> {
+            let vault = crate::open_configured(d.settings, ctx, d.config.vault(name))
+                .with_context(|| format!("opening the vault {name}"))?;
+            let opts = verify::VerifyOptions { read_data, ..verify::VerifyOptions::default() };
+            Ok(verify::verify(&vault, &opts, &NoProgress)?)
+        })();
+        let (outcome, error, code) = match &result {
+            Ok(r) if r.ok => ("ok", None, 0),
+            Ok(r) => (
+                "problems",
+                Some(format!("{} problems found: run `gitvault verify` for the list", r.problems.len())),
+                exit::DAMAGE,
+            ),
+            Err(e) => ("failed", Some(format!("{e:#}")), exit::FAILURE),
+        };
+        run.finish(RunEnd {
+            outcome: Some(if code == 0 { Outcome::Ok } else { Outcome::Failed }),
+            error: error.clone(),
+            ..RunEnd::default()
+        });
+        rec.audit("verify", name, outcome, error, Some(name), None);
+        codes.push(code);
+    }
+    codes.into_iter().max().unwrap_or(0)
+}
