@@ -1,0 +1,103 @@
+//! What can go wrong configuring or delivering an alert. Every variant names the alert (its
+//! configured name, or for deliveries its redacted description) and never holds a secret: URLs
+//! appear only as `scheme://host:port`, and errors from the HTTP client are stripped of the URL.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::config::AlertKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("alert {alert:?}: `{key}` is not allowed with kind = \"{kind}\"")]
+    KeyNotAllowed { alert: String, kind: AlertKind, key: &'static str },
+
+    #[error("alert {alert:?}: `{key}` is required with kind = \"{kind}\"")]
+    MissingKey { alert: String, kind: AlertKind, key: &'static str },
+
+    #[error("alert {alert:?}: give only one of {keys}")]
+    ConflictingKeys { alert: String, keys: &'static str },
+
+    #[error("alert {alert:?}: `{key}` {problem}")]
+    Invalid { alert: String, key: &'static str, problem: String },
+
+    #[error("alert {alert:?}: two alerts are named {alert:?}; give each a distinct `name`")]
+    DuplicateName { alert: String },
+
+    #[error("alert {alert:?}: environment variable {var} (named by `{key}`) is not set")]
+    SecretEnvMissing { alert: String, key: &'static str, var: String },
+
+    #[error("alert {alert:?}: environment variable {var} (named by `{key}`) is not valid UTF-8")]
+    SecretEnvNotUnicode { alert: String, key: &'static str, var: String },
+
+    #[error("alert {alert:?}: {from} (named by `{key}`) is empty")]
+    SecretEmpty { alert: String, key: &'static str, from: String },
+
+    #[error("alert {alert:?}: cannot read {} (named by `{key}`)", path.display())]
+    ReadFile {
+        alert: String,
+        key: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("alert {alert:?}: {} (named by `ca_file`) holds no usable PEM certificate", path.display())]
+    BadCaFile { alert: String, path: PathBuf },
+
+    #[error("{target}: cannot set up the HTTP client")]
+    HttpClient {
+        target: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("{target}: request failed")]
+    Request {
+        target: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("{target}: answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status { target: String, status: u16, body: String },
+
+    #[error("{target}: cannot build the e-mail")]
+    Message {
+        target: String,
+        #[source]
+        source: lettre::error::Error,
+    },
+
+    #[error("{target}: cannot set up TLS for SMTP")]
+    SmtpTls {
+        target: String,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+
+    #[error("{target}: SMTP delivery failed")]
+    Smtp {
+        target: String,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+}
+
+impl NotifyError {
+    /// Whether another attempt may succeed: a connection that failed or timed out, an HTTP 5xx,
+    /// 408 or 429, an SMTP 4xx. Configuration errors, HTTP 4xx, SMTP 5xx and TLS failures
+    /// (including a server without STARTTLS) are not retried.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            NotifyError::Request { source, .. } => source.is_connect() || source.is_timeout() || source.is_request(),
+            NotifyError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            NotifyError::Smtp { source, .. } => {
+                source.is_transient()
+                    || source.is_timeout()
+                    || !(source.is_permanent() || source.is_client() || source.is_tls() || source.is_response())
+            }
+            _ => false,
+        }
+    }
+}
