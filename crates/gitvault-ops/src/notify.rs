@@ -89,7 +89,7 @@ use time::OffsetDateTime;
 
 use config::Channel;
 pub use config::{AlertKind, AlertSpec, Security, Target, resolve_alerts};
-pub use error::NotifyError;
+pub use error::{NotifyError, SmtpCause};
 pub use http::{SIGNATURE_HEADER, sign, verify_signature};
 pub use secret::Secret;
 

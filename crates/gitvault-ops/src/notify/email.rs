@@ -7,7 +7,7 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
 
 use super::config::{Security, SmtpEndpoint};
-use super::error::NotifyError;
+use super::error::{NotifyError, SmtpCause};
 use super::{Event, NotifierOptions};
 
 pub(crate) fn message(endpoint: &SmtpEndpoint, event: &Event, target: &str) -> Result<Message, NotifyError> {
@@ -54,7 +54,7 @@ pub(crate) fn send(
     target: &str,
     options: &NotifierOptions,
 ) -> Result<(), NotifyError> {
-    let tls_error = |source| NotifyError::SmtpTls { target: target.to_string(), source };
+    let tls_error = |e| NotifyError::SmtpTls { target: target.to_string(), source: SmtpCause(e) };
     let tls = match endpoint.security {
         Security::None => Tls::None,
         security => {
@@ -78,7 +78,10 @@ pub(crate) fn send(
     if let Some((user, password)) = &endpoint.credentials {
         builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
     }
-    builder.build().send(message).map_err(|source| NotifyError::Smtp { target: target.to_string(), source })?;
+    builder
+        .build()
+        .send(message)
+        .map_err(|e| NotifyError::Smtp { target: target.to_string(), source: SmtpCause(e) })?;
     Ok(())
 }
 

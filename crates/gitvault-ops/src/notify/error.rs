@@ -73,15 +73,44 @@ pub enum NotifyError {
     SmtpTls {
         target: String,
         #[source]
-        source: lettre::transport::smtp::Error,
+        source: SmtpCause,
     },
 
     #[error("{target}: SMTP delivery failed")]
     Smtp {
         target: String,
         #[source]
-        source: lettre::transport::smtp::Error,
+        source: SmtpCause,
     },
+}
+
+/// An SMTP client error. lettre's message already includes its own cause, so this ends the
+/// chain there rather than print that cause twice.
+#[derive(Debug)]
+pub struct SmtpCause(pub lettre::transport::smtp::Error);
+
+impl std::fmt::Display for SmtpCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SmtpCause {}
+
+impl SmtpCause {
+    /// A 4xx answer, a timeout, or a connection that failed — but not a TLS failure (rustls
+    /// reports those as I/O errors of kind `InvalidData`), which another attempt would repeat.
+    fn is_transient(&self) -> bool {
+        let e = &self.0;
+        if e.is_transient() || e.is_timeout() {
+            return true;
+        }
+        if e.is_permanent() || e.is_client() || e.is_tls() || e.is_response() {
+            return false;
+        }
+        let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
+        io.is_none_or(|io| io.kind() != io::ErrorKind::InvalidData)
+    }
 }
 
 impl NotifyError {
@@ -92,11 +121,7 @@ impl NotifyError {
         match self {
             NotifyError::Request { source, .. } => source.is_connect() || source.is_timeout() || source.is_request(),
             NotifyError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
-            NotifyError::Smtp { source, .. } => {
-                source.is_transient()
-                    || source.is_timeout()
-                    || !(source.is_permanent() || source.is_client() || source.is_tls() || source.is_response())
-            }
+            NotifyError::Smtp { source, .. } => source.is_transient(),
             _ => false,
         }
     }
