@@ -98,8 +98,8 @@ impl std::fmt::Display for SmtpCause {
 impl std::error::Error for SmtpCause {}
 
 impl SmtpCause {
-    /// A 4xx answer, a timeout, or a connection that failed — but not a TLS failure (rustls
-    /// reports those as I/O errors of kind `InvalidData`), which another attempt would repeat.
+    /// A 4xx answer, a timeout, or a connection that failed — but not a TLS failure, which
+    /// another attempt would repeat.
     fn is_transient(&self) -> bool {
         let e = &self.0;
         if e.is_transient() || e.is_timeout() {
@@ -108,18 +108,38 @@ impl SmtpCause {
         if e.is_permanent() || e.is_client() || e.is_tls() || e.is_response() {
             return false;
         }
-        let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
-        io.is_none_or(|io| io.kind() != io::ErrorKind::InvalidData)
+        !is_tls_failure(e)
     }
+}
+
+/// Whether an I/O error of kind `InvalidData` is among the causes: how rustls reports a failed
+/// handshake (an untrusted certificate, no common protocol) through the socket it wraps.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if c.downcast_ref::<io::Error>().is_some_and(invalid_data) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// `io::Error::source` skips the error it wraps, so wrapped I/O errors are looked into here.
+fn invalid_data(io: &io::Error) -> bool {
+    io.kind() == io::ErrorKind::InvalidData
+        || io.get_ref().and_then(|e| e.downcast_ref::<io::Error>()).is_some_and(invalid_data)
 }
 
 impl NotifyError {
     /// Whether another attempt may succeed: a connection that failed or timed out, an HTTP 5xx,
     /// 408 or 429, an SMTP 4xx. Configuration errors, HTTP 4xx, SMTP 5xx and TLS failures
-    /// (including a server without STARTTLS) are not retried.
+    /// (an untrusted certificate, a server without STARTTLS) are not retried.
     pub fn is_transient(&self) -> bool {
         match self {
-            NotifyError::Request { source, .. } => source.is_connect() || source.is_timeout() || source.is_request(),
+            NotifyError::Request { source, .. } => {
+                (source.is_connect() || source.is_timeout() || source.is_request()) && !is_tls_failure(source)
+            }
             NotifyError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
             NotifyError::Smtp { source, .. } => source.is_transient(),
             _ => false,

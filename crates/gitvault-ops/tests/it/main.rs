@@ -6,7 +6,8 @@ mod receiver;
 mod smtp;
 mod webhook;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use gitvault_ops::notify::{AlertSpec, Event, EventKind, NotifierOptions, Target};
 
@@ -55,4 +56,64 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Whether a tool the test needs is here. Missing, the test is skipped loudly, except under CI
+/// (`CI` set), where it fails: .ci/run installs it.
+pub fn present(found: bool, what: &str) -> bool {
+    if found {
+        return true;
+    }
+    let message = format!("this test needs {what}");
+    assert!(std::env::var_os("CI").is_none(), "{message}");
+    eprintln!("\n!!!!!!!! SKIPPED: {message} !!!!!!!!\n");
+    false
+}
+
+pub fn openssl_present() -> bool {
+    present(Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success()), "openssl")
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost, made with openssl.
+pub struct Certs {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn certs(dir: &Path) -> Certs {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"],
+        &ec[..],
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gitvault test CA"],
+    ]
+    .concat());
+    run(&[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    Certs { cert: dir.join("server.pem"), key: dir.join("server.key") }
 }

@@ -4,7 +4,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -33,6 +40,20 @@ pub struct Receiver {
 impl Receiver {
     /// Answers the n-th request with `script[n]` (status, body), then 200.
     pub fn start(script: Vec<(u16, &str)>) -> Receiver {
+        Self::serve(script, None)
+    }
+
+    /// The same over HTTPS, with this certificate chain and key (PEM files).
+    pub fn start_tls(script: Vec<(u16, &str)>, cert: &Path, key: &Path) -> Receiver {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(cert).expect("cert file").collect::<Result<_, _>>().expect("certs");
+        let key = PrivateKeyDer::from_pem_file(key).expect("key");
+        let config =
+            rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).expect("config");
+        Self::serve(script, Some(Arc::new(config)))
+    }
+
+    fn serve(script: Vec<(u16, &str)>, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -41,7 +62,14 @@ impl Receiver {
         let recorded = Arc::clone(&requests);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
+                let Ok(tcp) = stream else { continue };
+                let mut stream: Box<dyn ReadWrite> = match &tls {
+                    None => Box::new(tcp),
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(Arc::clone(config)) else { continue };
+                        Box::new(rustls::StreamOwned::new(conn, tcp))
+                    }
+                };
                 let Some(request) = read_request(&mut stream) else { continue };
                 recorded.lock().expect("lock").push(request);
                 let (status, body) = script.lock().expect("lock").pop_front().unwrap_or((200, "ok".into()));
@@ -50,6 +78,7 @@ impl Receiver {
                     body.len()
                 );
                 let _ = stream.write_all(answer.as_bytes());
+                let _ = stream.flush();
             }
         });
         Receiver { port, requests }
@@ -57,6 +86,10 @@ impl Receiver {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
     }
 
     pub fn requests(&self) -> Vec<Request> {

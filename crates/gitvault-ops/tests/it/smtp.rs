@@ -2,73 +2,21 @@
 //! offers STARTTLS with a certificate from a throw-away CA and requires AUTH.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use gitvault_ops::notify::{Notifier, NotifierOptions, NotifyError, Target};
 use serde_json::Value;
 
-use crate::{chain, failure_event, fast, target};
+use crate::{Certs, certs, chain, failure_event, fast, target};
 
 const PASSWORD: &str = "pw-Zq9-smtp-secret";
 
-/// Whether python3 with aiosmtpd and openssl are here. Missing them skips the SMTP tests loudly,
-/// except under CI (`CI` set), where it fails: .ci/run installs them.
+/// Whether python3 with aiosmtpd and openssl are here.
 fn tools_present() -> bool {
     let python = Command::new("python3").args(["-c", "import aiosmtpd"]).output().is_ok_and(|o| o.status.success());
-    let openssl = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
-    if python && openssl {
-        return true;
-    }
-    let message = "SMTP alert tests need python3 with aiosmtpd (python3 -m pip install aiosmtpd) and openssl";
-    assert!(std::env::var_os("CI").is_none(), "{message}");
-    eprintln!("\n!!!!!!!! SKIPPED: {message} !!!!!!!!\n");
-    false
-}
-
-/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost, made with openssl.
-struct Certs {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn certs(dir: &Path) -> Certs {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[
-        &["req", "-x509"],
-        &ec[..],
-        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gitvault test CA"],
-    ]
-    .concat());
-    run(&[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-    Certs { cert: dir.join("server.pem"), key: dir.join("server.key") }
+    crate::present(python, "python3 with aiosmtpd (python3 -m pip install aiosmtpd)") && crate::openssl_present()
 }
 
 struct Sink {

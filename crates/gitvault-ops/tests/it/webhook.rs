@@ -270,3 +270,34 @@ fn debug_output_of_targets_shows_no_secret() {
     assert!(!shown.contains(SECRET) && !shown.contains("/hooks/gitvault") && !shown.contains("XYZ"), "{shown}");
     assert!(shown.contains("****"), "{shown}");
 }
+
+#[test]
+fn https_webhook_trusts_its_ca_file_and_nothing_else() {
+    if !crate::openssl_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = crate::certs(dir.path());
+    let receiver = Receiver::start_tls(vec![], &certs.cert, &certs.key);
+    let url = receiver.https_url("/hooks/gitvault");
+    let trusted = target(
+        &format!("[[alert]]\nname = \"tls\"\nkind = \"webhook\"\nurl = \"{url}\"\nca_file = \"ca.pem\""),
+        dir.path(),
+    );
+    assert_eq!(trusted.describe(), format!("tls (webhook https://localhost:{})", receiver.port));
+    let untrusted = target(&format!("[[alert]]\nname = \"no-ca\"\nkind = \"webhook\"\nurl = \"{url}\""), dir.path());
+
+    let deliveries = Notifier::with_options(vec![trusted, untrusted], fast()).send(&failure_event());
+    assert!(deliveries[0].result.is_ok(), "{:?}", deliveries[0].result);
+    let err = deliveries[1].result.as_ref().expect_err("the test CA is not a system root");
+    let shown = chain(err);
+    assert!(
+        shown.starts_with(&format!("no-ca (webhook https://localhost:{}): request failed", receiver.port)),
+        "{shown}"
+    );
+    assert!(shown.to_lowercase().contains("certificate"), "{shown}");
+    assert!(!shown.contains("/hooks/gitvault"), "{shown}");
+    assert!(!err.is_transient(), "an untrusted certificate is not retried: {err:?}");
+    assert_eq!(receiver.requests().len(), 1, "only the trusting target got through");
+    assert_eq!(receiver.requests()[0].json()["event"], "failure");
+}
