@@ -113,6 +113,13 @@ impl Bound {
     ) -> Result<(), ServerError> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(addr = %self.local_addr, scheme, "serving the API");
+        if self.tls.is_none() && !self.local_addr.ip().is_loopback() {
+            tracing::warn!(
+                addr = %self.local_addr,
+                "serving plain HTTP beyond this machine: bearer tokens cross the network in clear; configure a TLS \
+                 certificate"
+            );
+        }
         let served = match self.tls {
             None => axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await,
             Some(acceptor) => {
