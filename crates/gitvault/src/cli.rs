@@ -132,6 +132,19 @@ pub enum Command {
     /// once on start. SIGTERM lets a running backup finish the repositories in hand and commit,
     /// then exits 0.
     Serve(ServeArgs),
+    /// Work with the alerts of a configuration file.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertCommand {
+    /// Send a test alert to every [[alert]] of the file (whatever its `on`), and say how each
+    /// delivery went. Exit code 0 when all were delivered, 1 otherwise.
+    Test {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +152,10 @@ pub struct ServeArgs {
     /// The configuration file: vaults, sources, policies with their `schedule`.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Address of the HTTP API and /metrics [default: `listen` of [serve] in the config, else
+    /// 127.0.0.1:8750]. Port 0 picks a free port (printed on start).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args, Debug)]

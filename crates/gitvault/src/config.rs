@@ -23,7 +23,10 @@ struct RawConfig {
     rpo: Option<Spanned<String>>,
     /// The time zone schedules are read in (IANA name; default: the system's).
     timezone: Option<Spanned<String>>,
-
+    serve: Option<RawServe>,
+    /// Where alerts go (`[[alert]]` tables, see gitvault_ops::notify).
+    #[serde(default, rename = "alert")]
+    alerts: Vec<Spanned<gitvault_ops::notify::AlertSpec>>,
     /// Repositories read and packed at the same time.
     jobs: Option<Spanned<u16>>,
     passphrase: Option<RawPassphrase>,
@@ -33,6 +36,15 @@ struct RawConfig {
     sources: Vec<RawSource>,
     #[serde(default, rename = "policy")]
     policies: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    /// Address of the HTTP API and metrics (default 127.0.0.1:8750).
+    listen: Option<Spanned<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// `schedule = "CRON"` or `[[policy.schedule]]` tables.
@@ -283,12 +295,25 @@ pub enum Overlap {
 }
 
 #[derive(Clone, Debug)]
+pub struct ServeConf {
+    pub listen: std::net::SocketAddr,
+    /// Certificate chain and private key (PEM): serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where `gitvault serve` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
+
+#[derive(Clone, Debug)]
 pub struct Config {
     pub path: PathBuf,
     pub cache_dir: Option<PathBuf>,
     pub catalog: Option<PathBuf>,
     /// The RPO of policies without their own.
     pub rpo: Option<Duration>,
+    pub serve: ServeConf,
+    /// Alert destinations, validated; their secrets are read when they are resolved.
+    pub alerts: Vec<gitvault_ops::notify::AlertSpec>,
     pub jobs: Option<usize>,
     pub vaults: Vec<VaultConf>,
     pub sources: Vec<SourceConf>,
@@ -617,8 +642,40 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         gitvault_ops::schedule::Cron::parse("0 0 * * *", Some(z.get_ref()))
             .map_err(|e| anyhow::anyhow!("{}: {e}", at(z.span())))?;
     }
+    let serve = match &raw.serve {
+        None => ServeConf { listen: DEFAULT_LISTEN.parse().expect("valid default address"), tls: None },
+        Some(r) => {
+            let listen = match &r.listen {
+                None => DEFAULT_LISTEN.parse().expect("valid default address"),
+                Some(l) => l.get_ref().parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{}: listen {:?} is not an address:port such as 127.0.0.1:8750",
+                        at(l.span()),
+                        l.get_ref()
+                    )
+                })?,
+            };
+            let tls = match (&r.tls_cert, &r.tls_key) {
+                (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+                (None, None) => None,
+                _ => bail!("{shown}: [serve] needs both tls_cert and tls_key for HTTPS (or neither)"),
+            };
+            ServeConf { listen, tls }
+        }
+    };
+    let mut alert_names = BTreeSet::new();
+    for a in &raw.alerts {
+        // Validate the shape now (secrets are read when the alerts are used).
+        if let Some(name) = &a.get_ref().name
+            && !alert_names.insert(name.clone())
+        {
+            bail!("{}: two [[alert]] tables are named {name:?}", at(a.span()));
+        }
+    }
     Ok(Config {
         path: path.to_path_buf(),
+        serve,
+        alerts: raw.alerts.into_iter().map(Spanned::into_inner).collect(),
         cache_dir: raw.cache_dir.map(|d| base.join(d)),
         catalog: raw.catalog.map(|c| base.join(c)),
         rpo,

@@ -1,5 +1,7 @@
 //! The `gitvault` command: parses arguments, resolves settings once, calls the engine, prints.
 
+mod alerts;
+mod api;
 mod cli;
 mod config;
 mod destination;
@@ -250,10 +252,11 @@ fn kdf_params(a: &KdfArgs) -> KdfParams {
 }
 
 fn run(cli: Cli, vault_flag: bool) -> Result<u8> {
-    let s = Settings::resolve(&cli.global, vault_flag)?;
-    let audited = audit_of(&cli.command, &s);
+    // One value for the whole process (`serve` shares it with its HTTP API's threads).
+    let s: &'static Settings = Box::leak(Box::new(Settings::resolve(&cli.global, vault_flag)?));
+    let audited = audit_of(&cli.command, s);
     let run = audited.as_ref().filter(|a| a.run).map(|a| s.recorder.start(a.action, None, a.vault.as_deref(), None));
-    let result = dispatch(cli.command, &s);
+    let result = dispatch(cli.command, s);
     if let Some(a) = audited {
         let (outcome, error) = match &result {
             Ok(0) => (gitvault_ops::catalog::Outcome::Ok, None),
@@ -329,7 +332,7 @@ fn audit_of(command: &Command, s: &Settings) -> Option<Audited> {
     Some(Audited { action, target, vault, run })
 }
 
-fn dispatch(command: Command, s: &Settings) -> Result<u8> {
+fn dispatch(command: Command, s: &'static Settings) -> Result<u8> {
     match command {
         Command::Init(a) => cmd_init(s, &a.kdf),
         Command::Backup(a) => cmd_backup(s, a),
@@ -417,7 +420,26 @@ fn dispatch(command: Command, s: &Settings) -> Result<u8> {
         }
         Command::Storage(cli::StorageCommand::Check { destination }) => cmd_storage_check(s, destination.as_deref()),
         Command::Status(a) => cmd_status(s, a),
-        Command::Serve(a) => serve::serve(s, &a.config),
+        Command::Serve(a) => serve::serve(s, &a.config, a.listen),
+        Command::Alert(cli::AlertCommand::Test { config }) => {
+            let cfg = config::load(&config).map_err(|e| UsageError(format!("{e:#}")))?;
+            if cfg.alerts.is_empty() {
+                return Err(UsageError(format!("{}: no [[alert]] to test", config.display())).into());
+            }
+            let alerts = alerts::Alerts::from_config(&cfg, &s.ctx.host);
+            let deliveries = alerts.send_test();
+            let mut failed = cfg.alerts.len() - deliveries.len();
+            for d in &deliveries {
+                match &d.result {
+                    Ok(()) => println!("ok      {}", d.target),
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAILED  {}: {e}", d.target);
+                    }
+                }
+            }
+            Ok(if failed == 0 { 0 } else { exit::FAILURE })
+        }
         Command::Logs(a) => {
             let since =
                 a.since.as_deref().map(|t| history::parse_since(t, time::OffsetDateTime::now_utc())).transpose()?;
@@ -820,11 +842,19 @@ fn cmd_backup_config(s: &Settings, path: &Path, only: Option<&str>, jobs: Option
     if let (Some(dir), false) = (&cfg.cache_dir, s.cache_dir_given) {
         ctx.cache_dir = dir.clone();
     }
+    let alerts = alerts::Alerts::from_config(&cfg, &s.ctx.host);
     let mut runs = Vec::new();
     let mut codes = Vec::new();
     for policy in policies {
         let opts = PolicyRunOptions { jobs: jobs.or(cfg.jobs).unwrap_or(DEFAULT_JOBS), ..PolicyRunOptions::default() };
-        let done = run_policy(s, &cfg, policy, &ctx, &s.recorder, &opts, s.progress().as_ref())?;
+        let done = match run_policy(s, &cfg, policy, &ctx, &s.recorder, &opts, s.progress().as_ref()) {
+            Ok(done) => done,
+            Err(e) => {
+                alerts.run_error(&policy.name, "backup", &e, s.recorder.catalog());
+                return Err(e);
+            }
+        };
+        alerts.after_policy(&policy.name, &done, s.recorder.catalog());
         codes.push(done.code);
         runs.push(done.run);
     }

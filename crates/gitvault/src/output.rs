@@ -380,44 +380,49 @@ fn snapshot_type(s: &Snapshot) -> &'static str {
     if kinds.all(|k| k == first) { first } else { "mixed" }
 }
 
+/// The `snapshots --json` document (also the HTTP API's `/api/v1/snapshots`).
+pub fn snapshots_json(snaps: &[Snapshot]) -> serde_json::Value {
+    let rows: Vec<SnapshotRow> = snaps
+        .iter()
+        .map(|s| SnapshotRow {
+            id: s.id.to_hex(),
+            short_id: s.id.short(),
+            time: timestamp::format(s.time),
+            host: &s.host,
+            kind: snapshot_type(s),
+            names: s.repositories.iter().map(|r| r.name.as_str()).collect(),
+            repositories: s
+                .repositories
+                .iter()
+                .map(|r| {
+                    let new = r.new_pack(&s.id);
+                    RepoRow {
+                        name: &r.name,
+                        source: &r.source,
+                        kind: r.backup_type.as_str(),
+                        head: r.head.as_ref().map(|h| match h {
+                            HeadRecord::Symbolic(x) | HeadRecord::Detached(x) => x.as_str(),
+                        }),
+                        refs: r.refs.len(),
+                        packs: r.chain.len(),
+                        objects: r.chain.iter().map(|p| p.objects).sum(),
+                        size: r.chain.iter().map(|p| p.stored_size()).sum(),
+                        objects_added: new.map_or(0, |p| p.objects),
+                        bytes_added: new.map_or(0, |p| p.stored_size()),
+                        lfs_objects: r.lfs_objects().len(),
+                        lfs_size: r.lfs_objects().iter().map(|l| l.data.size).sum(),
+                    }
+                })
+                .collect(),
+            failures: s.failures.iter().map(|f| f.name.as_str()).collect(),
+        })
+        .collect();
+    serde_json::to_value(&rows).expect("snapshot rows serialize")
+}
+
 pub fn snapshots(snaps: &[Snapshot], json: bool) -> Result<()> {
     if json {
-        let rows: Vec<SnapshotRow> = snaps
-            .iter()
-            .map(|s| SnapshotRow {
-                id: s.id.to_hex(),
-                short_id: s.id.short(),
-                time: timestamp::format(s.time),
-                host: &s.host,
-                kind: snapshot_type(s),
-                names: s.repositories.iter().map(|r| r.name.as_str()).collect(),
-                repositories: s
-                    .repositories
-                    .iter()
-                    .map(|r| {
-                        let new = r.new_pack(&s.id);
-                        RepoRow {
-                            name: &r.name,
-                            source: &r.source,
-                            kind: r.backup_type.as_str(),
-                            head: r.head.as_ref().map(|h| match h {
-                                HeadRecord::Symbolic(x) | HeadRecord::Detached(x) => x.as_str(),
-                            }),
-                            refs: r.refs.len(),
-                            packs: r.chain.len(),
-                            objects: r.chain.iter().map(|p| p.objects).sum(),
-                            size: r.chain.iter().map(|p| p.stored_size()).sum(),
-                            objects_added: new.map_or(0, |p| p.objects),
-                            bytes_added: new.map_or(0, |p| p.stored_size()),
-                            lfs_objects: r.lfs_objects().len(),
-                            lfs_size: r.lfs_objects().iter().map(|l| l.data.size).sum(),
-                        }
-                    })
-                    .collect(),
-                failures: s.failures.iter().map(|f| f.name.as_str()).collect(),
-            })
-            .collect();
-        return print_json(&rows);
+        return print_json(&snapshots_json(snaps));
     }
     if snaps.is_empty() {
         println!("no snapshots yet");

@@ -70,6 +70,12 @@ impl Lane {
         Ok(())
     }
 
+    /// Running, or a run waiting.
+    pub fn is_busy(&self) -> bool {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.running || !st.queue.is_empty()
+    }
+
     /// The next request, or `None` once stopping.
     fn take(&self, stop: &AtomicBool) -> Option<Request> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -102,9 +108,20 @@ pub struct Daemon<'a> {
     pub lanes: Vec<(String, Lane)>,
     pub stop: Arc<AtomicBool>,
     pub jobs: usize,
+    pub alerts: crate::alerts::Alerts,
+    pub objectives: crate::history::Objectives,
+    pub ctx: gitvault_engine::Context,
 }
 
 impl Daemon<'_> {
+    /// Alert on repositories newly beyond their RPO.
+    pub fn check_rpo(&self) {
+        match gitvault_ops::health::health(&self.catalog, &|p| self.objectives.get(p), OffsetDateTime::now_utc()) {
+            Ok(h) => self.alerts.rpo(&h, &self.catalog),
+            Err(e) => tracing::warn!("checking the RPO of each repository: {e}"),
+        }
+    }
+
     pub fn lane(&self, policy: &str) -> Option<&Lane> {
         self.lanes.iter().find(|(n, _)| n == policy).map(|(_, l)| l)
     }
@@ -151,8 +168,10 @@ impl Daemon<'_> {
 }
 
 /// `gitvault serve --config FILE`.
-pub fn serve(s: &Settings, config_path: &std::path::Path) -> Result<u8> {
+pub fn serve(s: &'static Settings, config_path: &std::path::Path, listen: Option<std::net::SocketAddr>) -> Result<u8> {
     let cfg = crate::config::load(config_path).map_err(|e| UsageError(format!("{e:#}")))?;
+    // The daemon lives as long as the process; the HTTP API's handlers hold it for as long.
+    let cfg: &'static Config = Box::leak(Box::new(cfg));
     if !s.vaults.is_empty() {
         return Err(UsageError("--config names the vaults: do not give --vault (or GITVAULT_VAULT) too".into()).into());
     }
@@ -184,14 +203,28 @@ pub fn serve(s: &Settings, config_path: &std::path::Path) -> Result<u8> {
     if let (Some(dir), false) = (&cfg.cache_dir, s.cache_dir_given) {
         ctx.cache_dir = dir.clone();
     }
-    let daemon = Daemon {
+    let mut objectives = crate::history::Objectives { all: None, per_policy: Default::default(), default: cfg.rpo };
+    for p in &cfg.policies {
+        if let Some(r) = p.rpo {
+            objectives.per_policy.insert(p.name.clone(), r);
+        }
+    }
+    let daemon: &'static Daemon<'static> = Box::leak(Box::new(Daemon {
         settings: s,
-        config: &cfg,
+        config: cfg,
         catalog: catalog.clone(),
         lanes: cfg.policies.iter().map(|p| (p.name.clone(), Lane::default())).collect(),
         stop: stop.clone(),
         jobs: cfg.jobs.unwrap_or(crate::DEFAULT_JOBS),
-    };
+        alerts: crate::alerts::Alerts::from_config(cfg, &s.ctx.host),
+        objectives,
+        ctx: ctx.clone(),
+    }));
+    let mut serve_opts = gitvault_server::ServeOptions { listen: listen.unwrap_or(cfg.serve.listen), tls: None };
+    if let Some((cert, key)) = &cfg.serve.tls {
+        serve_opts.tls = Some(gitvault_server::TlsFiles { cert: cert.clone(), key: key.clone() });
+    }
+    let api = crate::api::start(daemon, serve_opts)?;
     let scheduled: usize = cfg.policies.iter().map(|p| p.jobs.len()).sum();
     let started = format!(
         "gitvault serve started: {} policies, {scheduled} schedules, catalog {}",
@@ -211,15 +244,14 @@ pub fn serve(s: &Settings, config_path: &std::path::Path) -> Result<u8> {
 
     std::thread::scope(|scope| {
         for (name, _) in &daemon.lanes {
-            let daemon = &daemon;
-            let ctx = &ctx;
-            scope.spawn(move || worker(daemon, name, ctx));
+            scope.spawn(move || worker(daemon, name));
         }
-        scheduler(&daemon);
+        scheduler(daemon);
         for (_, lane) in &daemon.lanes {
             lane.wake_all();
         }
     });
+    api.stop();
     let message = "gitvault serve stopped";
     tracing::info!("{message}");
     eprintln!("{message}");
@@ -255,7 +287,12 @@ fn scheduler(d: &Daemon<'_>) {
             next.push((p, j, j.cron.next_after(now)));
         }
     }
+    let mut rpo_checked = std::time::Instant::now() - RPO_CHECK_EVERY;
     while !d.stop.load(Ordering::SeqCst) {
+        if rpo_checked.elapsed() >= RPO_CHECK_EVERY {
+            d.check_rpo();
+            rpo_checked = std::time::Instant::now();
+        }
         let now = OffsetDateTime::now_utc();
         for (p, j, due) in &mut next {
             let Some(at) = *due else { continue };
@@ -273,12 +310,16 @@ fn scheduler(d: &Daemon<'_>) {
     }
 }
 
+/// How often the daemon looks for repositories beyond their RPO (also after every run).
+const RPO_CHECK_EVERY: Duration = Duration::from_secs(60);
+
 fn request(p: &PolicyConf, j: &crate::config::JobConf, trigger: Trigger) -> Request {
     Request { action: j.action.clone(), trigger, actor: format!("schedule:{}", p.name), only_repo: None }
 }
 
 /// Run a policy's requests one after another, each with its retries.
-fn worker(d: &Daemon<'_>, policy_name: &str, ctx: &gitvault_engine::Context) {
+fn worker(d: &Daemon<'_>, policy_name: &str) {
+    let ctx = &d.ctx;
     let lane = d.lane(policy_name).expect("a lane per policy");
     let policy = d.policy(policy_name).expect("a policy per lane");
     while let Some(req) = lane.take(&d.stop) {
@@ -305,6 +346,7 @@ fn worker(d: &Daemon<'_>, policy_name: &str, ctx: &gitvault_engine::Context) {
             attempt += 1;
         }
         lane.done();
+        d.check_rpo();
     }
 }
 
@@ -343,6 +385,7 @@ fn run_once(
             };
             match crate::run_policy(d.settings, d.config, policy, &ctx, &rec, &opts, &NoProgress) {
                 Ok(done) => {
+                    d.alerts.after_policy(&policy.name, &done, Some(&d.catalog));
                     tracing::info!(
                         policy = %policy.name,
                         outcome = done.end.outcome.map_or("?", Outcome::as_str),
@@ -354,6 +397,7 @@ fn run_once(
                 }
                 Err(e) => {
                     tracing::error!(policy = %policy.name, "backup run failed: {e:#}");
+                    d.alerts.run_error(&policy.name, "backup", &e, Some(&d.catalog));
                     exit::FAILURE
                 }
             }
@@ -394,6 +438,19 @@ fn verify_policy(
             error: error.clone(),
             ..RunEnd::default()
         });
+        if let Some(why) = &error {
+            let title = format!(
+                "verify of vault {name} (policy {}) {}",
+                policy.name,
+                if code == exit::DAMAGE { "found damage" } else { "failed" }
+            );
+            let mut e = d.alerts.event(gitvault_ops::notify::EventKind::Failure, title);
+            e.policy = Some(policy.name.clone());
+            e.vault = Some(name.clone());
+            e.run_id = run.id;
+            e.lines = vec![why.clone()];
+            d.alerts.send(&e, Some(&d.catalog));
+        }
         rec.audit("verify", name, outcome, error, Some(name), None);
         codes.push(code);
     }

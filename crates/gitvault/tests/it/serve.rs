@@ -311,3 +311,349 @@ fn bad_schedules_and_a_second_daemon_are_clear_errors() {
     let (code, _) = first.terminate();
     assert_eq!(code, Some(0));
 }
+
+/// A webhook receiver on 127.0.0.1: every request's headers and body, answered 200.
+struct Receiver {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+fn receiver() -> Receiver {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            sink.lock().expect("lock").push((head, String::from_utf8_lossy(&body).into_owned()));
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    Receiver { port, got }
+}
+
+/// The SMTP sink of the alert tests (aiosmtpd) with STARTTLS and AUTH, and a self-signed
+/// certificate for 127.0.0.1.
+fn smtp_sink(dir: &Path) -> (Child, u16, PathBuf) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    // A CA, and a server certificate it signs (a self-signed CA cannot be the server's own).
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA"]]
+        .concat());
+    run(&[&["req"], &ec[..], &["-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    let (cert, key, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gitvault-ops/tests/smtp_sink.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg("--dir")
+        .arg(dir.join("mail"))
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .args(["--user", "gitvault", "--password", "smtp-secret"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 smtp_sink.py (pip install aiosmtpd)");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")), &mut line)
+        .expect("port");
+    (child, line.trim().parse().expect("port"), ca)
+}
+
+/// Read serve's stderr until it says where the API listens.
+fn api_address(serve: &mut Serve) -> String {
+    let stderr = serve.child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(stderr);
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            eprintln!("serve: {line}");
+            if let Some(rest) = line.split("HTTP API and /metrics on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(a) => a,
+        Err(_) => panic!("serve printed no API address; exit: {:?}", serve.child.wait()),
+    }
+}
+
+fn bearer(client: &reqwest::blocking::Client, url: &str, token: Option<&str>) -> reqwest::blocking::Response {
+    let mut r = client.get(url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().expect("request")
+}
+
+#[test]
+fn serve_answers_the_api_and_metrics_and_sends_alerts_by_webhook_and_smtp() {
+    let w = World::new();
+    w.init();
+    let app = new_repo(&w.path("src/app"));
+    commit(&app, "a", &noise(1, 1000), "a");
+    crate::common::git(&app, &["tag", "v1"]);
+    let hook = receiver();
+    let (mut smtp, smtp_port, cert) = smtp_sink(&w.path("smtp"));
+    let config = write_config(
+        &w,
+        &format!(
+            r#"
+[serve]
+listen = "127.0.0.1:0"
+
+[[source]]
+url = "{app}"
+name = "app"
+
+[[source]]
+url = "{gone}"
+name = "gone"
+
+[[policy]]
+name = "nightly"
+sources = ["app"]
+schedule = "0 3 1 1 *"
+
+[[policy]]
+name = "broken"
+sources = ["gone"]
+retries = 0
+rpo = "26h"
+schedule = "0 3 1 1 *"
+
+[[alert]]
+name = "ops-hook"
+kind = "webhook"
+url = "http://127.0.0.1:{hook}/gitvault"
+secret_env = "TEST_WEBHOOK_SECRET"
+on = ["failure", "suspicious", "success", "rpo"]
+
+[[alert]]
+name = "ops-mail"
+kind = "email"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+username = "gitvault"
+password_env = "TEST_SMTP_PASSWORD"
+from = "gitvault <backup@example.org>"
+to = ["ops@example.org"]
+ca_file = "{cert}"
+on = ["failure"]
+"#,
+            app = app.display(),
+            gone = w.path("src/missing").display(),
+            hook = hook.port,
+            cert = cert.display(),
+        ),
+    );
+    // Tokens first (the catalog is the daemon's).
+    let token = |role: &str, name: &str| -> String {
+        let out = w
+            .cmd_without_vault(&["token", "create", "--role", role, "--name", name, "--json"])
+            .env("GITVAULT_CATALOG", w.path("catalog.db"))
+            .output()
+            .expect("token");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["secret"]
+            .as_str()
+            .expect("secret")
+            .to_string()
+    };
+    let (operator, auditor) = (token("operator", "ci"), token("auditor", "soc2"));
+
+    let child = Command::new(env!("CARGO_BIN_EXE_gitvault"))
+        .args(["serve", "--config", config.to_str().expect("utf-8")])
+        .env("GITVAULT_PASSWORD", PASSWORD)
+        .env("GITVAULT_CACHE_DIR", &w.cache)
+        .env("GITVAULT_CATALOG", w.path("catalog.db"))
+        .env("HOME", w.dir.path())
+        .env("TEST_WEBHOOK_SECRET", "hook-secret")
+        .env("TEST_SMTP_PASSWORD", "smtp-secret")
+        .env_remove("GITVAULT_VAULT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut serve = Serve { child };
+    let base = api_address(&mut serve);
+    let client = reqwest::blocking::Client::new();
+
+    assert_eq!(bearer(&client, &format!("{base}/healthz"), None).status(), 200);
+    for path in ["/api/v1/status", "/api/v1/runs", "/metrics"] {
+        let r = bearer(&client, &format!("{base}{path}"), None);
+        assert_eq!(r.status(), 401, "{path} without a token");
+        let r = bearer(&client, &format!("{base}{path}"), Some("gvt_not-a-real-token"));
+        assert_eq!(r.status(), 401, "{path} with a bad token");
+    }
+    // An auditor reads but cannot trigger; an operator triggers.
+    let trigger = |tok: &str, policy: &str| {
+        client.post(format!("{base}/api/v1/policies/{policy}/run")).bearer_auth(tok).send().expect("post").status()
+    };
+    assert_eq!(trigger(&auditor, "nightly"), 403);
+    assert_eq!(trigger(&operator, "nope"), 404);
+    assert_eq!(trigger(&operator, "nightly"), 202);
+    wait_for(&w, 60, "the triggered run", |c| runs_of(c, "nightly").iter().any(|r| r.outcome == Outcome::Ok));
+    let run = &runs_of(&catalog(&w), "nightly")[0];
+    assert_eq!((run.trigger, run.actor.as_str()), (Trigger::Api, "token:ci"));
+
+    // A tag deleted upstream, then another run: a suspicious-change alert.
+    crate::common::git(&app, &["tag", "-d", "v1"]);
+    assert_eq!(trigger(&operator, "nightly"), 202);
+    wait_for(&w, 60, "the second run", |c| {
+        runs_of(c, "nightly").iter().filter(|r| r.outcome == Outcome::Ok).count() == 2
+    });
+    // A failing policy: a failure alert by webhook and by e-mail.
+    assert_eq!(trigger(&operator, "broken"), 202);
+    wait_for(&w, 60, "the failed run", |c| runs_of(c, "broken").iter().any(|r| r.outcome == Outcome::Failed));
+
+    let status: serde_json::Value =
+        serde_json::from_str(&bearer(&client, &format!("{base}/api/v1/status"), Some(&auditor)).text().expect("body"))
+            .expect("json");
+    assert_eq!(status["summary"]["repositories"], 2, "{status}");
+    assert_eq!(status["summary"]["failing"], 1, "{status}");
+    let runs: serde_json::Value = serde_json::from_str(
+        &bearer(&client, &format!("{base}/api/v1/runs?policy=nightly"), Some(&auditor)).text().expect("body"),
+    )
+    .expect("json");
+    let id = runs["runs"][0]["id"].as_i64().expect("id");
+    let detail: serde_json::Value = serde_json::from_str(
+        &bearer(&client, &format!("{base}/api/v1/runs/{id}"), Some(&auditor)).text().expect("body"),
+    )
+    .expect("json");
+    assert_eq!(detail["repositories"][0]["repo"], "app", "{detail}");
+    let snaps: serde_json::Value = serde_json::from_str(
+        &bearer(&client, &format!("{base}/api/v1/snapshots?vault=local"), Some(&auditor)).text().expect("body"),
+    )
+    .expect("json");
+    assert_eq!(
+        snaps.as_array().map(Vec::len),
+        Some(2),
+        "two good runs (a run where every source failed writes none): {snaps}"
+    );
+    let metrics = bearer(&client, &format!("{base}/metrics"), Some(&auditor));
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().expect("text");
+    assert!(metrics.contains("gitvault_up 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"gitvault_repository_rpo_breached{repository="gone",vault="local",policy="broken"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"gitvault_runs_total{policy="nightly",command="backup",outcome="ok"} 2"#), "{metrics}");
+
+    // Alerts: the webhook got success, suspicious, failure and rpo, each signed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let kinds = || -> Vec<String> {
+        hook.got
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, b)| {
+                serde_json::from_str::<serde_json::Value>(b).expect("json")["event"].as_str().unwrap_or("").to_string()
+            })
+            .collect()
+    };
+    while !["success", "suspicious", "failure", "rpo"].iter().all(|k| kinds().iter().any(|x| x == k)) {
+        assert!(Instant::now() < deadline, "webhook deliveries: {:?}", kinds());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (head, body) in hook.got.lock().expect("lock").iter() {
+        let sig = head.lines().find_map(|l| {
+            l.strip_prefix("x-gitvault-signature-256: ").or_else(|| l.strip_prefix("X-Gitvault-Signature-256: "))
+        });
+        let sig = sig.expect("signed").trim();
+        assert!(gitvault_ops::notify::verify_signature(b"hook-secret", body.as_bytes(), sig), "{head}");
+        assert!(!body.contains("hook-secret") && !body.contains("smtp-secret"));
+    }
+    let suspicious = hook
+        .got
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).expect("json"))
+        .find(|v| v["event"] == "suspicious")
+        .expect("suspicious");
+    assert_eq!(suspicious["lines"], serde_json::json!(["app: refs/tags/v1 deleted"]), "{suspicious}");
+    assert_eq!(suspicious["policy"], "nightly");
+    // E-mail: one failure message, over STARTTLS, authenticated.
+    let mail_dir = w.path("smtp/mail");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mails = || -> Vec<serde_json::Value> {
+        std::fs::read_dir(&mail_dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("msg-"))
+                    .map(|e| serde_json::from_slice(&std::fs::read(e.path()).expect("read")).expect("json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    while mails().is_empty() {
+        assert!(Instant::now() < deadline, "no e-mail arrived");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mail = &mails()[0];
+    assert_eq!(mail["tls"], true);
+    assert_eq!(mail["auth_user"], "gitvault");
+    let data = mail["data"].as_str().expect("data");
+    assert!(data.contains("Subject: [gitvault] backup of policy broken failed"), "{data}");
+    assert!(data.contains("does not exist"), "{data}");
+
+    // The audit trail has the API's decisions.
+    let audit = catalog(&w).audit_entries(None).expect("audit");
+    let api: Vec<(&str, &str)> =
+        audit.iter().filter(|a| a.action == "api_trigger").map(|a| (a.actor.as_str(), a.outcome.as_str())).collect();
+    assert!(api.contains(&("token:soc2", "denied")) && api.contains(&("token:ci", "accepted")), "{api:?}");
+
+    let (code, _) = serve.terminate();
+    assert_eq!(code, Some(0));
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+}
