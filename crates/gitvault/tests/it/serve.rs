@@ -18,7 +18,8 @@ struct Serve {
 impl Serve {
     fn start(w: &World, config: &Path) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_gitvault"))
-            .args(["serve", "--config", config.to_str().expect("utf-8")])
+            // Port 0: tests run side by side, each daemon's API on a port of its own.
+            .args(["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().expect("utf-8")])
             .env("GITVAULT_PASSWORD", PASSWORD)
             .env("GITVAULT_CACHE_DIR", &w.cache)
             .env("GITVAULT_CATALOG", w.path("catalog.db"))
@@ -296,10 +297,11 @@ fn bad_schedules_and_a_second_daemon_are_clear_errors() {
     }
     let config = write_config(&w, &format!("{source}\n[[policy]]\nname = \"p\"\nschedule = \"0 2 * * *\"\n"));
     let first = Serve::start(&w, &config);
-    wait_for(&w, 30, "the first daemon", |_| true);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for(&w, 30, "the first daemon", |c| {
+        c.logs(&Default::default()).expect("logs").iter().any(|l| l.message.starts_with("gitvault serve started"))
+    });
     let second = Command::new(env!("CARGO_BIN_EXE_gitvault"))
-        .args(["serve", "--config", config.to_str().expect("utf-8")])
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().expect("utf-8")])
         .env("GITVAULT_PASSWORD", PASSWORD)
         .env("GITVAULT_CATALOG", w.path("catalog.db"))
         .env("HOME", w.dir.path())
