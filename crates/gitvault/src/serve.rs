@@ -109,19 +109,41 @@ pub struct Daemon<'a> {
     pub stop: Arc<AtomicBool>,
     pub jobs: usize,
     pub alerts: crate::alerts::Alerts,
+    /// Alert deliveries in flight (a slow or unreachable endpoint never delays the next run);
+    /// joined before the process exits.
+    pub sending: Mutex<Vec<std::thread::JoinHandle<()>>>,
     pub objectives: crate::history::Objectives,
     pub ctx: gitvault_engine::Context,
 }
 
-impl Daemon<'_> {
-    /// Alert on repositories newly beyond their RPO.
-    pub fn check_rpo(&self) {
+impl Daemon<'static> {
+    /// Deliver alerts in a thread of their own.
+    pub fn in_background(&'static self, send: impl FnOnce(&'static Self) + Send + 'static) {
+        let handle = std::thread::spawn(move || send(self));
+        let mut sending = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        sending.retain(|h| !h.is_finished());
+        sending.push(handle);
+    }
+
+    /// Alert on repositories newly beyond their RPO (the health is read here, the alert sent in
+    /// the background).
+    pub fn check_rpo(&'static self) {
         match gitvault_ops::health::health(&self.catalog, &|p| self.objectives.get(p), OffsetDateTime::now_utc()) {
-            Ok(h) => self.alerts.rpo(&h, &self.catalog),
+            Ok(h) => self.in_background(move |d| d.alerts.rpo(&h, &d.catalog)),
             Err(e) => tracing::warn!("checking the RPO of each repository: {e}"),
         }
     }
 
+    /// Wait for the alerts still being delivered.
+    pub fn finish_sending(&self) {
+        let handles: Vec<_> = self.sending.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Daemon<'_> {
     pub fn lane(&self, policy: &str) -> Option<&Lane> {
         self.lanes.iter().find(|(n, _)| n == policy).map(|(_, l)| l)
     }
@@ -217,6 +239,7 @@ pub fn serve(s: &'static Settings, config_path: &std::path::Path, listen: Option
         stop: stop.clone(),
         jobs: cfg.jobs.unwrap_or(crate::DEFAULT_JOBS),
         alerts: crate::alerts::Alerts::from_config(cfg, &s.ctx.host),
+        sending: Mutex::new(Vec::new()),
         objectives,
         ctx: ctx.clone(),
     }));
@@ -252,6 +275,7 @@ pub fn serve(s: &'static Settings, config_path: &std::path::Path, listen: Option
         }
     });
     api.stop();
+    daemon.finish_sending();
     let message = "gitvault serve stopped";
     tracing::info!("{message}");
     eprintln!("{message}");
@@ -261,7 +285,7 @@ pub fn serve(s: &'static Settings, config_path: &std::path::Path, listen: Option
 }
 
 /// Fire each schedule job when due, and catch up once on what was missed.
-fn scheduler(d: &Daemon<'_>) {
+fn scheduler(d: &'static Daemon<'static>) {
     let now = OffsetDateTime::now_utc();
     let mut next: Vec<(&PolicyConf, &crate::config::JobConf, Option<OffsetDateTime>)> = Vec::new();
     for p in &d.config.policies {
@@ -318,7 +342,7 @@ fn request(p: &PolicyConf, j: &crate::config::JobConf, trigger: Trigger) -> Requ
 }
 
 /// Run a policy's requests one after another, each with its retries.
-fn worker(d: &Daemon<'_>, policy_name: &str) {
+fn worker(d: &'static Daemon<'static>, policy_name: &str) {
     let ctx = &d.ctx;
     let lane = d.lane(policy_name).expect("a lane per policy");
     let policy = d.policy(policy_name).expect("a policy per lane");
@@ -364,7 +388,7 @@ fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) -> bool {
 
 /// One attempt of a request; returns its exit code.
 fn run_once(
-    d: &Daemon<'_>,
+    d: &'static Daemon<'static>,
     policy: &PolicyConf,
     req: &Request,
     trigger: Trigger,
@@ -385,7 +409,8 @@ fn run_once(
             };
             match crate::run_policy(d.settings, d.config, policy, &ctx, &rec, &opts, &NoProgress) {
                 Ok(done) => {
-                    d.alerts.after_policy(&policy.name, &done, Some(&d.catalog));
+                    let name = policy.name.clone();
+                    let code = done.code;
                     tracing::info!(
                         policy = %policy.name,
                         outcome = done.end.outcome.map_or("?", Outcome::as_str),
@@ -393,11 +418,13 @@ fn run_once(
                         bytes_added = done.end.bytes_added,
                         "backup run ended"
                     );
-                    done.code
+                    d.in_background(move |d| d.alerts.after_policy(&name, &done, Some(&d.catalog)));
+                    code
                 }
                 Err(e) => {
                     tracing::error!(policy = %policy.name, "backup run failed: {e:#}");
-                    d.alerts.run_error(&policy.name, "backup", &e, Some(&d.catalog));
+                    let name = policy.name.clone();
+                    d.in_background(move |d| d.alerts.run_error(&name, "backup", &e, Some(&d.catalog)));
                     exit::FAILURE
                 }
             }
@@ -408,7 +435,7 @@ fn run_once(
 
 /// `verify` (optionally `--read-data`) of each vault of the policy.
 fn verify_policy(
-    d: &Daemon<'_>,
+    d: &'static Daemon<'static>,
     policy: &PolicyConf,
     read_data: bool,
     ctx: &gitvault_engine::Context,
@@ -449,7 +476,7 @@ fn verify_policy(
             e.vault = Some(name.clone());
             e.run_id = run.id;
             e.lines = vec![why.clone()];
-            d.alerts.send(&e, Some(&d.catalog));
+            d.in_background(move |d| d.alerts.send(&e, Some(&d.catalog)));
         }
         rec.audit("verify", name, outcome, error, Some(name), None);
         codes.push(code);

@@ -115,9 +115,32 @@ sources = ["gone"]
 retries = 2
 retry_delay = "1s"
 schedule = "*/30 * * * * *"
+
+# Alerts that cannot be delivered, and one that cannot even be set up: the backups still run.
+[[alert]]
+name = "nobody-listens"
+kind = "webhook"
+url = "http://127.0.0.1:{closed}/hook"
+on = ["failure", "success"]
+
+[[alert]]
+name = "no-mail-server"
+kind = "email"
+smtp_host = "127.0.0.1"
+smtp_port = {closed}
+security = "none"
+from = "gitvault <backup@example.org>"
+to = ["ops@example.org"]
+
+[[alert]]
+name = "no-secret"
+kind = "webhook"
+url = "http://127.0.0.1:{closed}/hook"
+secret_env = "GITVAULT_TEST_UNSET_SECRET"
 "#,
             app.display(),
-            w.path("src/does-not-exist").display()
+            w.path("src/does-not-exist").display(),
+            closed = closed_port(),
         ),
     );
     let serve = Serve::start(&w, &config);
@@ -155,7 +178,24 @@ schedule = "*/30 * * * * *"
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     let log = c.logs(&Default::default()).expect("logs");
     assert!(log.iter().any(|l| l.message.contains("trying again in 1s")), "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.level == "warn"
+            && l.message.contains("alert to nobody-listens")
+            && l.message.contains("failed")),
+        "an undeliverable alert is logged: {log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.message.contains("alert to no-mail-server") && l.message.contains("failed")),
+        "{log:#?}"
+    );
+    assert!(stderr.contains("GITVAULT_TEST_UNSET_SECRET"), "the unusable alert is named: {stderr}");
     assert!(log.iter().any(|l| l.message.contains("trying again in 2s")), "{log:#?}");
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
 }
 
 /// An HTTP server on 127.0.0.1 that answers every request after `delay` with 404: a git source
