@@ -740,6 +740,10 @@ retention = { keep_daily = 7, keep_within = "2w" }
         let c = parse(&text, &path).expect("the example parses");
         assert_eq!(c.policies.len(), 2);
         assert!(c.vaults.iter().any(|v| v.append_only));
+        let jobs: Vec<String> = c.policies[0].jobs.iter().map(|j| j.action.describe()).collect();
+        assert_eq!(jobs, ["full backup", "incr backup", "verify --read-data"]);
+        assert_eq!(c.alerts.len(), 3);
+        assert_eq!(c.rpo, Some(Duration::from_secs(26 * 3600)));
     }
 
     #[test]
