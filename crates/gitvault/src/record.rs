@@ -289,6 +289,9 @@ pub fn record_backup(
             suspicious.repositories.push(m.name.clone());
         }
     }
+    // API requests of each repository's metadata run, recorded on its `#metadata` repository.
+    let meta_requests: std::collections::HashMap<String, u64> =
+        forges.metadata.iter().filter_map(|m| m.report.as_ref().map(|r| (m.name.clone(), r.requests))).collect();
     for gone in &forges.gone_upstream {
         run.log("warn", Some(&gone.name), &format!("{} is no longer listed upstream; its backups stay", gone.name));
     }
@@ -367,7 +370,7 @@ pub fn record_backup(
                 refs: r.refs as u64,
                 objects: r.objects_added,
                 bytes_added: r.bytes_added,
-                requests: 0,
+                requests: meta_requests.get(&r.name).copied().unwrap_or(0),
                 duration_ms: r.duration_ms,
                 warnings,
                 error: None,

@@ -360,4 +360,20 @@ fn a_mass_deletion_of_issues_is_flagged_by_diff() {
     let text = s.w.ok(&["diff", a, b]);
     assert!(text.contains("issues: 12 deleted upstream"), "{text}");
     assert!(text.contains("possible incident"), "{text}");
+    // The run itself logged it (and `serve`/`backup --config` raise a suspicious-change alert);
+    // the metadata repository's row counts its API requests.
+    let log: Value = serde_json::from_str(&s.w.ok(&["logs", "--json"])).expect("json");
+    let flagged = log.as_array().expect("lines").iter().any(|l| {
+        l["level"] == "warn"
+            && l["message"].as_str().is_some_and(|m| m.contains("12 issues and pull requests deleted upstream"))
+    });
+    assert!(flagged, "{log}");
+    let status: Value = serde_json::from_str(&s.w.ok(&["status", "--json"])).expect("json");
+    let meta = status["repositories"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["repo"].as_str().is_some_and(|n| n.ends_with("#metadata")))
+        .expect("the metadata repository");
+    assert!(meta["last_good"]["requests"].as_u64().is_some_and(|n| n > 0), "{meta}");
 }

@@ -699,3 +699,60 @@ on = ["failure"]
     let _ = smtp.kill();
     let _ = smtp.wait();
 }
+
+#[test]
+fn serve_speaks_https_with_a_configured_certificate_and_says_when_its_port_is_taken() {
+    let w = World::new();
+    w.init();
+    let app = new_repo(&w.path("src/app"));
+    commit(&app, "a", &noise(1, 1000), "a");
+    // The SMTP helper makes a CA and a certificate for 127.0.0.1; the sink itself is not needed.
+    let (mut sink, _, ca) = smtp_sink(&w.path("tls"));
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let source = format!("[[source]]\nurl = \"{}\"\nname = \"app\"\n", app.display());
+    let tls = format!(
+        "[serve]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n",
+        w.path("tls/cert.pem").display(),
+        w.path("tls/key.pem").display()
+    );
+    let path = w.path("gitvault.toml");
+    std::fs::write(&path, format!("{tls}[[vault]]\nname = \"local\"\nurl = \"{}\"\n\n{source}", w.vault.display()))
+        .expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_gitvault"))
+        .args(["serve", "--config", path.to_str().expect("utf-8")])
+        .env("GITVAULT_PASSWORD", PASSWORD)
+        .env("GITVAULT_CATALOG", w.path("catalog.db"))
+        .env("HOME", w.dir.path())
+        .env_remove("GITVAULT_VAULT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut serve = Serve { child };
+    let base = api_address(&mut serve);
+    assert!(base.starts_with("https://"), "{base}");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).expect("ca")).expect("pem");
+    let client = reqwest::blocking::Client::builder().add_root_certificate(ca).build().expect("client");
+    let r = client.get(format!("{base}/healthz")).send().expect("https request");
+    assert_eq!(r.status(), 200);
+    let plain = reqwest::blocking::Client::new().get(format!("{}/healthz", base.replace("https://", "http://"))).send();
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true), "plain HTTP is not answered on the TLS port");
+
+    // A second daemon on another catalog but a port already taken: a clear error, exit 1.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let out = Command::new(env!("CARGO_BIN_EXE_gitvault"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config", path.to_str().expect("utf-8")])
+        .env("GITVAULT_PASSWORD", PASSWORD)
+        .env("GITVAULT_CATALOG", w.path("other.db"))
+        .env("HOME", w.dir.path())
+        .env_remove("GITVAULT_VAULT")
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("in use"), "{err}");
+    let (code, _) = serve.terminate();
+    assert_eq!(code, Some(0));
+}
