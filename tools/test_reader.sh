@@ -211,6 +211,15 @@ gv verify --vault "$v1" --read-data >/dev/null && pass "gitvault verify --read-d
   || fail "gitvault verify"
 reader --vault "$v1" verify-ledger >/dev/null && pass "reader: chain intact after verify appended to it" \
   || fail "reader verify-ledger after gitvault verify"
+# Format version 4: a copy records an `audit` entry (with its `actor`) in the destination.
+vc="$work/vault-copy"
+gv init --vault "$vc" --kdf-memory-kib 1024 --kdf-iterations 1 >/dev/null
+gv copy --from "$v1" --to "$vc" >/dev/null
+entries="$("$gitvault" verify --vault "$vc" --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["ledger_entries"])')"
+[ "$entries" -eq 4 ] && pass "the copy's ledger has init, 2 snapshots and the copy's audit entry" \
+  || fail "the copy's ledger has $entries entries, 4 expected"
+reader --vault "$vc" verify-ledger >/dev/null && pass "reader: version 4 actor and audit entries understood" \
+  || fail "reader verify-ledger on a ledger with an audit entry"
 
 say "tampering is detected by the reader"
 t="$work/tampered"
