@@ -874,6 +874,13 @@ pub fn config_check(
                     "sources": p.sources.iter().map(source).collect::<Vec<_>>(),
                     "retention": p.retention.as_ref().map(|r| r.to_string()),
                     "prune": p.prune,
+                    "rpo_seconds": p.rpo.or(cfg.rpo).map(|d| d.as_secs()),
+                    "schedules": p.jobs.iter().map(|j| serde_json::json!({
+                        "cron": j.cron.expr(),
+                        "timezone": j.cron.zone_name(),
+                        "action": j.action.describe(),
+                        "next": j.cron.next_after(time::OffsetDateTime::now_utc()).map(timestamp::format),
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -924,6 +931,25 @@ pub fn config_check(
             Some(r) => println!("  retention: {r}{}", if p.prune { ", then prune" } else { "" }),
             None => println!("  retention: none (every snapshot is kept)"),
         }
+        if let Some(rpo) = p.rpo.or(cfg.rpo) {
+            println!("  rpo: {}", human_duration(rpo.as_secs()));
+        }
+        for j in &p.jobs {
+            let next = j.cron.next_after(time::OffsetDateTime::now_utc()).map(when).unwrap_or_else(|| "never".into());
+            println!("  schedule: {} at {} (next {next} UTC)", j.action.describe(), j.cron);
+        }
+        if p.jobs.is_empty() {
+            println!("  schedule: none (`gitvault serve` does not run it; `backup --config` does)");
+        }
+    }
+    if !cfg.alerts.is_empty() {
+        let names: Vec<String> = cfg
+            .alerts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.name.clone().unwrap_or_else(|| format!("alert {}", i + 1)))
+            .collect();
+        println!("alerts: {} (`gitvault alert test` sends a test to each)", names.join(", "));
     }
     Ok(())
 }
