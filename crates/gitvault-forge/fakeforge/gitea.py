@@ -142,7 +142,7 @@ class Gitea(Forge):
             "archived": repo.archived, "created_at": rfc3339(repo.created), "updated_at": rfc3339(repo.updated(root)),
             "archived_at": rfc3339(repo.updated(root)) if repo.archived else "1970-01-01T00:00:00Z",
             "permissions": {"admin": admin, "push": identity is not None, "pull": True},
-            "has_issues": True,
+            "has_issues": bool(raw.get("has_issues", True)),
             "internal_tracker": {"enable_time_tracker": True, "allow_only_contributors_to_track_time": True,
                                  "enable_issue_dependencies": True},
             "has_wiki": repo.has_wiki, "wiki_branch": "main",

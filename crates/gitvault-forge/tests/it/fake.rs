@@ -10,8 +10,10 @@ use serde_json::{Value, json};
 
 use FakeForgeKind::{Bitbucket, Gitea, Github, Gitlab};
 
+mod github_write;
 mod gitlab_metadata;
 mod metadata;
+mod write_support;
 
 /// One answer, its headers lower-cased.
 struct Answer {
