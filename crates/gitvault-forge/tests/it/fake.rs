@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use FakeForgeKind::{Bitbucket, Gitea, Github, Gitlab};
 
+mod gitea_write;
 mod github_write;
 mod gitlab_metadata;
 mod metadata;
