@@ -13,6 +13,7 @@ use FakeForgeKind::{Bitbucket, Gitea, Github, Gitlab};
 mod gitea_write;
 mod github_write;
 mod gitlab_metadata;
+mod gitlab_write;
 mod metadata;
 mod write_support;
 
