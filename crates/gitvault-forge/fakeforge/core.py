@@ -126,10 +126,13 @@ class Repo:
 class Identity:
     """Who a request speaks for: a valid token's login, its deny patterns."""
 
-    def __init__(self, login, deny=(), token=None):
+    def __init__(self, login, deny=(), token=None, write=True):
         self.login = login
         self.deny = list(deny)
         self.token = token
+        # A token whose world entry says `"write": false` (a read-only token: fine-grained
+        # without write permissions, a classic one without `repo`, GitLab `read_api`...).
+        self.write = bool(write)
 
     def denies(self, key):
         return any(fnmatch.fnmatchcase(key, pattern) for pattern in self.deny)
@@ -148,19 +151,32 @@ def can_see(identity, repo):
 
 
 class World:
-    """world.json, re-read whenever its bytes change. The file is small and read on every
-    request: comparing bytes catches a rewrite that a timestamp of coarse granularity would miss."""
+    """world.json, re-read whenever its bytes change, with the fake's own writes on top.
+
+    The file is small and read on every request: comparing bytes catches a rewrite that a
+    timestamp of coarse granularity would miss. What clients create through the APIs (repositories,
+    issues, comments, releases...) is kept as a journal of edits to the world's JSON (`Edit`) and
+    replayed over the file whenever it changes, so a test may rewrite world.json (add a fault,
+    a token) without losing what a restore created. The journal is in memory (it lives as long as
+    the server) and mirrored to DIR/state.json for people reading a failed test."""
 
     def __init__(self, root):
         self.path = os.path.join(root, "world.json")
+        self.state_path = os.path.join(root, "state.json")
         self.lock = threading.Lock()
         self.raw_bytes = None
+        self.file_data = {}
         self.data = {}
+        self.journal = []
         self.generation = 0
+        # Changes only when world.json does: caches keyed on what the file says (accounts, tokens)
+        # start over then; caches of one repository may survive writes to another.
+        self.file_generation = 0
         self.error = None
 
     def current(self):
-        """(generation, data): the generation changes whenever the content does."""
+        """(generation, data): the generation changes whenever the content does, by a rewrite of
+        world.json or by a write through an API."""
         try:
             with open(self.path, "rb") as f:
                 raw = f.read()
@@ -169,15 +185,34 @@ class World:
         with self.lock:
             if raw != self.raw_bytes:
                 try:
-                    self.data = json.loads(raw or b"{}")
+                    self.file_data = json.loads(raw or b"{}")
                     self.error = None
                 except ValueError as err:
                     # A half-written file is impossible (the launcher renames), so this is a test
                     # bug: answer 500 until it is fixed, with the reason in the log.
                     self.error = f"world.json is not valid JSON: {err}"
+                self.data = replay(self.file_data, self.journal)
                 self.raw_bytes = raw
                 self.generation += 1
+                self.file_generation += 1
             return self.generation, self.data
+
+    def apply(self, edits):
+        """Apply `edits` (a list of `Edit` dicts) to the current world and remember them. Raises
+        LookupError, changing nothing, when one does not apply. Callers hold `App.write_lock`
+        from the checks they make against the world to this call, so that writes are serial."""
+        self.current()
+        with self.lock:
+            data = self.data
+            for edit in edits:
+                data = apply_edit(data, edit)
+            self.data = data
+            self.journal.extend(edits)
+            self.generation += 1
+            tmp = self.state_path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"journal": self.journal}, f, indent=1)
+            os.replace(tmp, self.state_path)
 
     def token(self, token, forge):
         """The identity of `token` on `forge`, or INVALID for an unknown, expired or foreign one."""
@@ -187,7 +222,53 @@ class World:
             return INVALID
         if "forges" in entry and forge not in entry["forges"]:
             return INVALID
-        return Identity(entry.get("login", "user"), entry.get("deny", []), token)
+        return Identity(entry.get("login", "user"), entry.get("deny", []), token, entry.get("write", True))
+
+
+# An edit of the world's JSON, as the write endpoints record them:
+#   {"path": [step, ...], "append": item}  append `item` to the list at `path` (made when missing);
+#   {"path": [step, ...], "set": {...}}    set these keys of the object at `path`.
+# A step is an object key (a string) or a matcher (an object): the first element of a list whose
+# keys have those values. Edits copy the containers along their path and share the rest, so a
+# reader holding the previous world sees it whole, and a repository's entry keeps its identity
+# while other repositories change.
+
+
+def apply_edit(data, edit):
+    def walk(node, steps):
+        if not steps:
+            if "append" in edit:
+                return list(node or []) + [edit["append"]]
+            merged = dict(node or {})
+            merged.update(edit["set"])
+            return merged
+        step, rest = steps[0], steps[1:]
+        if isinstance(step, str):
+            copy = dict(node or {})
+            child = copy.get(step)
+            if child is None and rest and isinstance(rest[0], dict):
+                child = []
+            copy[step] = walk(child, rest)
+            return copy
+        for index, item in enumerate(node or []):
+            if isinstance(item, dict) and all(item.get(k) == v for k, v in step.items()):
+                copy = list(node)
+                copy[index] = walk(item, rest)
+                return copy
+        raise LookupError(f"nothing matches {step} in the world")
+
+    return walk(data, edit["path"])
+
+
+def replay(data, journal):
+    """`data` with the journal's edits applied; an edit whose target the world no longer has (a
+    rewrite removed the repository) is skipped."""
+    for edit in journal:
+        try:
+            data = apply_edit(data, edit)
+        except (LookupError, TypeError, AttributeError):
+            pass
+    return data
 
 
 class Limiter:
@@ -209,6 +290,9 @@ class Limiter:
         self.secondary_seen = 0
         self.secondary_fired = False
         self.error_counts = {}
+        self.writes_seen = 0
+        self.writes_blocked_until = None
+        self.writes_fired = 0
 
     def sync(self, faults):
         encoded = json.dumps(faults, sort_keys=True)
@@ -264,6 +348,30 @@ class Limiter:
             if primary is not None:
                 reset = int(now) + primary.get("reset_seconds", 60)
             return "ok", (limit, max(limit - self.used, 0), self.used, reset)
+
+    def count_write(self, faults, now):
+        """Count one write (an API request other than GET/HEAD) against the `writes` fault, the
+        content-creation limit: None when it may go on, else the fault (its `retry_after`...).
+        After `after` writes the next is refused, and so is every write for `retry_after`
+        seconds; then the count starts over. `times` (default 1; negative: always) blocks at
+        most."""
+        with self.lock:
+            self.sync(faults)
+            fault = faults.get("writes")
+            if fault is None:
+                return None
+            if self.writes_blocked_until is not None:
+                if now < self.writes_blocked_until:
+                    return fault
+                self.writes_blocked_until = None
+                self.writes_seen = 0
+            times = fault.get("times", 1)
+            if (times < 0 or self.writes_fired < times) and self.writes_seen >= fault.get("after", 0):
+                self.writes_fired += 1
+                self.writes_blocked_until = now + fault.get("retry_after", 60)
+                return fault
+            self.writes_seen += 1
+            return None
 
     def peek(self, faults, now):
         """Rate-limit header values without counting (for 304s and errors)."""
@@ -358,6 +466,19 @@ class Request:
         self.query = urllib.parse.parse_qsl(query, keep_blank_values=True)
         self.credentials = Credentials(handler.headers)
         self.identity = None
+        self.body = b""
+
+    @property
+    def write(self):
+        """Whether this request may change something (the API methods other than GET/HEAD)."""
+        return self.method not in ("GET", "HEAD")
+
+    def json(self):
+        """The request body as JSON: a dict (or list), or None when it is not JSON at all."""
+        try:
+            return json.loads(self.body or b"{}")
+        except ValueError:
+            return None
 
     def arg(self, name, default=None):
         for key, value in self.query:
@@ -432,6 +553,8 @@ class Forge:
     api_base = ""
     realm = ""
     etags = False
+    # Refs a push may not create or update (receive.hideRefs).
+    hidden_refs = ()
 
     def __init__(self, app):
         self.app = app
@@ -503,6 +626,23 @@ class Forge:
         return json_response(fault.get("status", 429), {"message": "Too Many Requests"},
                              [("Retry-After", str(fault.get("retry_after", 1)))])
 
+    def may_push(self, repo, identity):
+        """Whether `identity` may push to `repo` (git and LFS uploads)."""
+        return identity is not None and identity.write
+
+    def push_denied(self, repo, identity):
+        return Response(403, "Permission denied.\n", content_type="text/plain; charset=utf-8")
+
+    def writes_limited(self, fault):
+        """The answer to a write refused by the `writes` fault (content-creation limits)."""
+        return self.secondary_limited(fault)
+
+    def api_segments(self, raw_path):
+        """The segments after the API base when `raw_path` is an API path, else None."""
+        if raw_path == self.api_base or raw_path.startswith(self.api_base + "/"):
+            return raw_path[len(self.api_base):].split("/")[1:]
+        return None
+
     def injected(self, entry):
         status = entry["status"]
         body = entry.get("body", {"message": f"injected {status}"})
@@ -526,6 +666,17 @@ class App:
         self.base_url = ""
         self.forges = {}
         self.limiters = {}
+        # Held by a write from its checks against the world to its edit, so that numbers are
+        # handed out in sequence and a name is never taken twice.
+        self.write_lock = threading.RLock()
+        self.next_id = 1_000_000_000
+
+    def new_id(self):
+        """An id for an item a client creates: unique in the server's life, above the ids the
+        world derives from names (below 100,000,000)."""
+        with self.write_lock:
+            self.next_id += 1
+            return self.next_id
 
     def add(self, forge_class):
         forge = forge_class(self)
@@ -572,8 +723,7 @@ class Handler(BaseHTTPRequestHandler):
             self.finish_response(json_response(500, {"message": self.app.world.error}), forge, "api", raw_path,
                                  query, req.credentials.present)
             return
-        api_segments = raw_path[len(forge.api_base):].split("/")[1:] if (
-            raw_path == forge.api_base or raw_path.startswith(forge.api_base + "/")) else None
+        api_segments = forge.api_segments(raw_path)
         if api_segments is not None:
             self.serve_api(forge, req, api_segments)
             return
@@ -588,6 +738,21 @@ class Handler(BaseHTTPRequestHandler):
         self.drain()
         self.finish_response(forge.not_found(), forge, "api", raw_path, query, req.credentials.present)
 
+    def read_body(self, limit=1 << 30):
+        """The request body (Content-Length or chunked)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = min(int(self.headers.get("Content-Length") or 0), limit)
+        return self.rfile.read(length) if length > 0 else b""
+
     def drain(self):
         """Read and drop a request body so the connection stays usable."""
         length = int(self.headers.get("Content-Length") or 0)
@@ -598,7 +763,10 @@ class Handler(BaseHTTPRequestHandler):
             length -= len(chunk)
 
     def serve_api(self, forge, req, segments):
-        self.drain()
+        if req.write:
+            req.body = self.read_body()
+        else:
+            self.drain()
         limiter = self.app.limiters[forge.name]
         faults = self.app.faults(forge)
         now = time.time()
@@ -607,15 +775,18 @@ class Handler(BaseHTTPRequestHandler):
         if entry is not None:
             response = forge.injected(entry)
             forge.decorate(req, response, limiter.peek(faults, now))
-            self.finish_response(response, forge, "api", req.path, req.query_string, sent)
+            self.finish_response(response, forge, "api", req.path, req.query_string, sent, req.write)
             return
         identity = forge.api_identity(req)
         if identity is INVALID:
             response = forge.unauthorized()
             forge.decorate(req, response, limiter.peek(faults, now))
-            self.finish_response(response, forge, "api", req.path, req.query_string, sent)
+            self.finish_response(response, forge, "api", req.path, req.query_string, sent, req.write)
             return
         req.identity = identity
+        if req.write:
+            self.serve_write(forge, req, segments, limiter, faults, now)
+            return
         response = forge.handle_api(req, segments)
         if forge.conditional(segments) and response.status == 200:
             etag = etag_of(response.body)
@@ -638,6 +809,21 @@ class Handler(BaseHTTPRequestHandler):
         forge.decorate(req, response, info)
         self.finish_response(response, forge, "api", req.path, req.query_string, sent)
 
+    def serve_write(self, forge, req, segments, limiter, faults, now):
+        """A write is counted, and may be refused by a limit, before it takes effect: a refused
+        write changes nothing."""
+        outcome, info = limiter.count(faults, now)
+        if outcome == "primary":
+            response = forge.rate_limited(info)
+        elif outcome == "secondary":
+            response = forge.secondary_limited(info)
+            info = limiter.peek(faults, now)
+        else:
+            fault = limiter.count_write(faults, now)
+            response = forge.writes_limited(fault) if fault is not None else forge.handle_api(req, segments)
+        forge.decorate(req, response, info)
+        self.finish_response(response, forge, "api", req.path, req.query_string, req.credentials.present, True)
+
     def serve_download(self, forge, req, segments):
         """A file outside the API (release assets): not rate-limited; injected errors of kind
         `download` apply."""
@@ -651,9 +837,10 @@ class Handler(BaseHTTPRequestHandler):
             response = forge.download(req, forge.api_identity(req), segments)
         self.finish_response(response, forge, "download", req.path, req.query_string, req.credentials.present)
 
-    def finish_response(self, response, forge, kind, path, query, token_sent):
+    def finish_response(self, response, forge, kind, path, query, token_sent, write=False):
+        fields = {"write": True} if write else {}
         self.app.log.write(forge=forge.name if forge else None, kind=kind, method=self.command, path=path,
-                           query=query, status=response.status, token=token_sent)
+                           query=query, status=response.status, token=token_sent, **fields)
         self.send_response(response.status)
         for key, value in response.headers:
             self.send_header(key, value)

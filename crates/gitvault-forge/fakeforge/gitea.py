@@ -8,7 +8,9 @@ import time
 import urllib.parse
 
 from core import EPOCH, Forge, Repo, can_see, json_response, page_slice, rfc3339, stable_id, unquote
-from gitea_meta import Metadata
+from core import Response
+from gitea_meta import Metadata, may
+from gitea_write import Writes
 
 DEFAULT_LIMIT = 30
 MAX_LIMIT = 50
@@ -19,10 +21,18 @@ class Gitea(Forge):
     prefix = "/gitea"
     api_base = "/gitea/api/v1"
     realm = "Gitea"
+    hidden_refs = ("refs/pull",)
 
     def __init__(self, app):
         super().__init__(app)
         self.meta = Metadata(self)
+        self.writes = Writes(self)
+
+    def may_push(self, repo, identity):
+        return identity is not None and identity.write and may(repo, identity, "push")
+
+    def push_denied(self, repo, identity):
+        return Response(403, "User permission denied\n", content_type="text/plain; charset=utf-8")
 
     def conditional(self, segments):
         # A repository and its metadata (gitea_meta.py) answer with ETags and 304s; the account
@@ -137,12 +147,13 @@ class Gitea(Forge):
             "language": "", "languages_url": self.url(f"{self.api_base}/repos/{repo.full_name}/languages"),
             "html_url": html, "url": self.url(f"{self.api_base}/repos/{repo.full_name}"), "link": "",
             "ssh_url": self.ssh_url(repo.full_name, f"git@{host}:{repo.full_name}.git"), "clone_url": html + ".git", "original_url": "",
-            "website": "", "stars_count": 0, "forks_count": 0, "watchers_count": 0, "open_issues_count": 0,
+            "website": raw.get("website", ""), "stars_count": 0, "forks_count": 0, "watchers_count": 0,
+            "open_issues_count": 0,
             "open_pr_counter": 0, "release_counter": 0, "default_branch": repo.default_branch,
             "archived": repo.archived, "created_at": rfc3339(repo.created), "updated_at": rfc3339(repo.updated(root)),
             "archived_at": rfc3339(repo.updated(root)) if repo.archived else "1970-01-01T00:00:00Z",
             "permissions": {"admin": admin, "push": identity is not None, "pull": True},
-            "has_issues": True,
+            "has_issues": bool(raw.get("has_issues", True)),
             "internal_tracker": {"enable_time_tracker": True, "allow_only_contributors_to_track_time": True,
                                  "enable_issue_dependencies": True},
             "has_wiki": repo.has_wiki, "wiki_branch": "main",
@@ -188,8 +199,8 @@ class Gitea(Forge):
     # Routes.
 
     def handle_api(self, req, seg):
-        if req.method not in ("GET", "HEAD"):
-            return self.not_found()
+        if req.write:
+            return self.writes.handle(req, seg) or self.not_found()
         seg = [unquote(s) for s in seg]
         identity = req.identity
         match seg:

@@ -97,7 +97,8 @@ class Metadata:
         self.users = {}
 
     def sync(self):
-        generation, _ = self.forge.app.world.current()
+        self.forge.app.world.current()
+        generation = self.forge.app.world.file_generation
         with self.lock:
             if generation != self.generation:
                 self.generation = generation
@@ -108,10 +109,15 @@ class Metadata:
         self.sync()
         with self.lock:
             found = self.models.get(repo.key)
+            # A write replaces the entry of the repository it changes, and only that one (see
+            # core.apply_edit): a model is good as long as its entry is the same object.
+            if found is not None and found.raw is not repo.raw:
+                found = None
             if found is None:
                 owner, _ = self.forge.find_account(repo.owner)
                 found = github_data.build(self.forge.app.root, repo, owner or repo.owner)
                 found.context = Context(self.forge, repo)
+                found.raw = repo.raw
                 self.models[repo.key] = found
             return found
 

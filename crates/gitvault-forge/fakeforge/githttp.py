@@ -5,7 +5,10 @@ Only the smart protocol is served (ref advertisement with `?service=`, `git-uplo
 anonymous requests for anything but a visible public repository get 401 with a Basic challenge
 (so that git asks for credentials; a forge does not tell strangers whether a private repository
 exists), rejected credentials get 401, and a valid token that may not see the repository gets 404.
-Pushing needs a valid token.
+Pushing needs a valid token with write access (`"write": false` in its world entry makes it
+read-only: 403, as the forges answer), and refs the forge keeps for itself (`refs/pull/*` on
+GitHub and Gitea, `refs/merge-requests/*` on GitLab) cannot be pushed: `receive.hideRefs` makes
+git reject them with "deny updating a hidden ref", which is what the forges' own git says.
 
 A repository the world lists but that has no directory on disk is an empty repository: fetching
 from it sees no refs (served from one shared empty repository), and the first push creates it at
@@ -59,8 +62,11 @@ def access(app, forge, req, repo, wiki, write, kind):
         return challenge(forge, "Authentication required."), None
     if repo is None or not can_see(identity, repo):
         return not_found(), None
-    if wiki and (not repo.has_wiki or not repo.exists_on_disk(app.root, wiki=True)):
+    # A push creates the wiki of a repository that has one enabled.
+    if wiki and (not repo.has_wiki or not (write or repo.exists_on_disk(app.root, wiki=True))):
         return not_found(), None
+    if write and not forge.may_push(repo, identity):
+        return forge.push_denied(repo, identity), None
     return None, identity
 
 
@@ -104,15 +110,15 @@ def run_backend(handler, forge, req, path, service_path, identity):
         "REMOTE_ADDR": "127.0.0.1",
         "GATEWAY_INTERFACE": "CGI/1.1",
         "SERVER_PROTOCOL": "HTTP/1.1",
-        # What GitHub allows: partial clones and fetching any reachable object.
-        "GIT_CONFIG_COUNT": "3",
-        "GIT_CONFIG_KEY_0": "uploadpack.allowFilter",
-        "GIT_CONFIG_VALUE_0": "true",
-        "GIT_CONFIG_KEY_1": "uploadpack.allowReachableSHA1InWant",
-        "GIT_CONFIG_VALUE_1": "true",
-        "GIT_CONFIG_KEY_2": "http.receivepack",
-        "GIT_CONFIG_VALUE_2": "true",
     })
+    # What GitHub allows: partial clones and fetching any reachable object; pushes, except to the
+    # refs the forge keeps for itself (receive-pack only: fetches still see them).
+    config = [("uploadpack.allowFilter", "true"), ("uploadpack.allowReachableSHA1InWant", "true"),
+              ("http.receivepack", "true")] + [("receive.hideRefs", ref) for ref in forge.hidden_refs]
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for index, (key, value) in enumerate(config):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
     if identity is not None:
         env["REMOTE_USER"] = identity.login
     for header, var in (("Content-Type", "CONTENT_TYPE"), ("Content-Encoding", "HTTP_CONTENT_ENCODING"),
@@ -135,8 +141,9 @@ def run_backend(handler, forge, req, path, service_path, identity):
         status, cgi_headers = read_cgi_headers(proc.stdout)
         # Protocol v2 asks for refs and for objects through the same POST: the log says which.
         command = sniffer.command() if req.method == "POST" else None
+        fields = {"write": True} if req.method == "POST" and service_path == "git-receive-pack" else {}
         handler.app.log.write(forge=forge.name, kind="git", method=req.method, path=req.path, query=req.query_string,
-                              status=status, token=req.credentials.present, command=command)
+                              status=status, token=req.credentials.present, command=command, **fields)
         handler.send_response(status)
         for key, value in cgi_headers:
             handler.send_header(key, value)

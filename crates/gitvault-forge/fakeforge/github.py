@@ -6,9 +6,10 @@ releases...) are in github_meta.py."""
 
 import base64
 
-from core import (Forge, Repo, can_see, EPOCH, json_response, page_slice, page_url, rfc3339, stable_id,
+from core import (Forge, Repo, Response, can_see, EPOCH, json_response, page_slice, page_url, rfc3339, stable_id,
                   unquote)
-from github_meta import Metadata, collaborators, permission, permissions_object
+from github_meta import Metadata, collaborators, may_push, permission, permissions_object
+from github_write import Writes
 
 DOCS = "https://docs.github.com/rest"
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
@@ -24,10 +25,28 @@ class GitHub(Forge):
     api_base = "/github/api/v3"
     realm = "GitHub"
     etags = True
+    hidden_refs = ("refs/pull",)
 
     def __init__(self, app):
         super().__init__(app)
         self.meta = Metadata(self)
+        self.writes = Writes(self)
+
+    def api_segments(self, raw_path):
+        # Release asset uploads go to `upload_url`: GitHub Enterprise Server's
+        # /api/uploads/repos/{owner}/{repo}/releases/{id}/assets (uploads.github.com on github.com).
+        uploads = self.prefix + "/api/uploads/"
+        if raw_path.startswith(uploads):
+            return ["uploads"] + raw_path[len(uploads):].split("/")
+        return super().api_segments(raw_path)
+
+    def may_push(self, repo, identity):
+        return identity is not None and identity.write and may_push(repo, identity)
+
+    def push_denied(self, repo, identity):
+        # What GitHub's git answers; git shows it after "remote:" and fails with the 403.
+        return Response(403, f"Permission to {repo.full_name}.git denied to {identity.login}.\n",
+                        content_type="text/plain; charset=utf-8")
 
     # The world.
 
@@ -148,7 +167,8 @@ class GitHub(Forge):
             "ssh_url": self.ssh_url(repo.full_name, f"git@{host.split(':')[0]}:{repo.full_name}.git"),
             "clone_url": self.url(f"/github/{repo.full_name}.git"),
             "svn_url": html, "homepage": raw.get("homepage"), "mirror_url": None, "size": repo.size_kib(root),
-            "stargazers_count": 0, "watchers_count": 0, "language": raw.get("language"), "has_issues": True,
+            "stargazers_count": 0, "watchers_count": 0, "language": raw.get("language"),
+            "has_issues": bool(raw.get("has_issues", True)),
             "has_projects": True, "has_downloads": True, "has_wiki": repo.has_wiki, "has_pages": False,
             "has_discussions": False, "forks_count": 0, "archived": repo.archived, "disabled": False,
             "open_issues_count": 0, "license": None, "allow_forking": True, "is_template": False,
@@ -259,9 +279,12 @@ class GitHub(Forge):
 
     # Routes.
 
+    def writes_limited(self, fault):
+        return self.secondary_limited(fault)
+
     def handle_api(self, req, seg):
-        if req.method not in ("GET", "HEAD"):
-            return self.not_found()
+        if req.write:
+            return self.writes.handle(req, seg) or self.not_found()
         seg = [unquote(s) for s in seg]
         identity = req.identity
         match seg:

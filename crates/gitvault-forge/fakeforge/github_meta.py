@@ -122,7 +122,8 @@ class Metadata:
     # Caches, dropped whenever world.json changes.
 
     def sync(self):
-        generation, _ = self.forge.app.world.current()
+        self.forge.app.world.current()
+        generation = self.forge.app.world.file_generation
         with self.lock:
             if generation != self.generation:
                 self.generation = generation
@@ -133,10 +134,15 @@ class Metadata:
         self.sync()
         with self.lock:
             found = self.models.get(repo.key)
+            # A write replaces the entry of the repository it changes, and only that one (see
+            # core.apply_edit): a model is good as long as its entry is the same object.
+            if found is not None and found.raw is not repo.raw:
+                found = None
             if found is None:
                 context = Context(self, repo)
                 found = github_data.build(self.forge.app.root, repo, context.owner)
                 found.context = context
+                found.raw = repo.raw
                 self.models[repo.key] = found
             return found
 

@@ -30,6 +30,8 @@ class GitLab(Forge):
     prefix = "/gitlab"
     api_base = "/gitlab/api/v4"
     realm = "GitLab"
+    # GitLab keeps merge request heads (and pipelines, keep-arounds, environments) for itself.
+    hidden_refs = ("refs/merge-requests", "refs/pipelines", "refs/keep-around", "refs/environments")
     # GitLab's API answers carry a weak ETag and honour If-None-Match (Rack::ETag and
     # Rack::ConditionalGet in front of the API).
     etags = True
@@ -251,6 +253,10 @@ class GitLab(Forge):
         return None
 
     # Routes.
+
+    def push_denied(self, repo, identity):
+        return Response(403, "You are not allowed to push code to this project.\n",
+                        content_type="text/plain; charset=utf-8")
 
     def handle_api(self, req, seg):
         if req.method not in ("GET", "HEAD"):

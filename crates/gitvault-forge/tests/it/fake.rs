@@ -10,8 +10,12 @@ use serde_json::{Value, json};
 
 use FakeForgeKind::{Bitbucket, Gitea, Github, Gitlab};
 
+mod gitea_write;
+mod github_write;
 mod gitlab_metadata;
+mod gitlab_write;
 mod metadata;
+mod write_support;
 
 /// One answer, its headers lower-cased.
 struct Answer {
