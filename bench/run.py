@@ -627,9 +627,19 @@ def pack_bytes(repo: str, tips: list[str], exclude: list[str]) -> int:
     stand alone. A `git bundle` is a thin pack: its deltas may point at objects of
     earlier bundles, so it can be smaller."""
     revs = "".join(f"{t}\n" for t in tips) + "".join(f"^{x}\n" for x in exclude)
-    p = subprocess.run(["git", "-C", repo, "pack-objects", "--revs", "--stdout", "-q"], input=revs.encode(),
-                       stdout=subprocess.PIPE, check=True)
-    return len(p.stdout)
+    # Counted as it streams: holding a full pack in this process would raise its RSS,
+    # which every child forked afterwards inherits in its ru_maxrss.
+    with open(os.devnull, "wb") as sink:
+        p = subprocess.Popen(["git", "-C", repo, "pack-objects", "--revs", "--stdout", "-q"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sink)
+        p.stdin.write(revs.encode())
+        p.stdin.close()
+        total = 0
+        while chunk := p.stdout.read(1 << 20):
+            total += len(chunk)
+        if p.wait() != 0:
+            raise ToolError(f"git pack-objects --revs in {repo} exited {p.returncode}")
+    return total
 
 
 def days_disk_need(src_bytes: int, tools: list[str], days: int) -> int:
@@ -1295,6 +1305,9 @@ def bench_size(size: str, args, tools: list[str], skipped: dict) -> dict:
             print(f"[{size}] scenario 4: {args.days} daily incrementals, one vault per tool"
                   + ("" if len(groups) == 1 else " (one tool at a time: not enough disk for all vaults)"), flush=True)
             result["days"] = run_days(size, src, args, [t for g in groups for t in g], log, groups)
+    # A forked child starts with its parent's RSS in ru_maxrss: this is the floor of every
+    # "peak RSS, with children" figure (see bench/README.md).
+    result["harness_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     other = result["machine"]["foreign_cpu_during_run"] = foreign_cpu(counters, cpu_counters())
     if other > BUSY:
         print(f"[{size}] warning: other processes used {other:.0%} of the CPUs during the run; "
