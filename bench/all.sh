@@ -11,9 +11,10 @@
 # 5. BENCHMARKS.md rebuilt from the newest result of every part (run.py --report-only), so the
 #    storage, copy and metadata sections written by the other scripts are kept.
 #
-# Times on the 2-core reference machine: small ~3 min, medium ~15 min, large ~1 h with 5
-# repetitions (~30 min with --large-reps 1), forge ~10 min; the first run also generates the
-# repositories (medium ~1 min, large ~4 min, cached in bench/work/) and may build rustic
+# Times on the 2-core reference machine: small ~2.5 min, medium ~5 min (measured), large
+# ~1 h with 5 repetitions, ~35 min with --large-reps 1 (estimated: with less than ~26 GB free
+# scenario 4 replays the 30 days once per tool), forge ~10 min; the first run also generates
+# the repositories (medium ~1 min, large ~4 min, cached in bench/work/) and may build rustic
 # (~12 min, cached). Run it on an idle machine: the report flags runs where others used the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
