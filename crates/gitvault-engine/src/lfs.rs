@@ -93,18 +93,15 @@ pub(crate) struct LfsSource<'a> {
 /// Find and store the LFS objects of one repository's backup. `base` is the snapshot of the
 /// repository the backup builds on, `include` the tips it records.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn backup(
-    vault: &Vault,
+/// The LFS objects a repository's backup must hold: those of the base (a base written before
+/// version 3 has no list: then the whole history is read), and those pointed to by what is new
+/// since. Only reads the source, so it runs while the new pack is written.
+pub(crate) fn wanted(
     git: &Git,
     source: &LfsSource,
     base: Option<&RepoSnapshot>,
     include: &[ObjectId],
-    known: &Known,
-    marked: &HashSet<DataId>,
-    progress: &dyn Progress,
-) -> Result<Outcome> {
-    // The objects of the base (a base written before version 3 has no list: then the whole
-    // history is read), and those pointed to by what is new since.
+) -> Result<BTreeSet<String>> {
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     let mut exclude: Vec<ObjectId> = Vec::new();
     if let Some(b) = base.filter(|b| b.lfs.is_some()) {
@@ -117,6 +114,21 @@ pub(crate) fn backup(
             wanted.insert(p.oid);
         }
     }
+    Ok(wanted)
+}
+
+/// Store (or find already stored) the `wanted` LFS objects of a repository.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backup(
+    vault: &Vault,
+    git: &Git,
+    source: &LfsSource,
+    base: Option<&RepoSnapshot>,
+    wanted: BTreeSet<String>,
+    known: &Known,
+    marked: &HashSet<DataId>,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
     if vault.config.version < LFS_VERSION {
         if !wanted.is_empty() {
             tracing::warn!(

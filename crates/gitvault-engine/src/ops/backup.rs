@@ -494,70 +494,73 @@ fn backup_repo(
         Some((_, b)) => tips(&b.refs, b.head.as_ref())?,
         None => BTreeSet::new(),
     };
-    let mut chain = base.map(|(_, b)| b.chain.clone()).unwrap_or_default();
-    let mut done = Vec::new();
-    let (mut objects_added, mut bytes_added, mut bytes_resumed) = (0, 0, 0);
-    // Every tip already in the base means every object is too: no pack, and no git call.
-    if !include.is_subset(&exclude) {
-        // Packs an interrupted run stored for this repository on the same base: with the
-        // base's chain they hold everything their tips reach, so they extend the base.
-        let mut resumed: Vec<PackRecord> = Vec::new();
-        for p in
-            pending.iter().filter(|p| p.name == name && p.object_format == format && p.base == base.map(|(id, _)| id))
-        {
-            if !pending_data_present(vault, p)? {
-                continue;
-            }
-            for oid in &p.tips {
-                exclude.insert(ObjectId::parse(oid)?);
-            }
-            for pack in &p.packs {
-                if !resumed.iter().any(|r| r.pack.id == pack.pack.id) {
-                    resumed.push(PackRecord { snapshot, ..pack.clone() });
-                }
-            }
-            done.push(p.id);
-        }
-        if !resumed.is_empty() {
-            tracing::info!(repo = %name, packs = resumed.len(), "resuming from packs an interrupted backup stored");
-        }
-        let new_pack = if include.is_subset(&exclude) {
-            None
-        } else {
-            pack_and_store(vault, git, name, &source.path, &include, &exclude, snapshot, progress)?
-        };
-        for p in resumed.iter().chain(&new_pack) {
-            objects_added += p.objects;
-            bytes_added += p.stored_size();
-        }
-        bytes_resumed = resumed.iter().map(PackRecord::stored_size).sum();
-        if let Some(pack) = new_pack.as_ref().filter(|_| vault.config.version >= 2) {
-            // Should this run stop before its snapshot, the next one starts from here.
-            let mut packs = resumed.clone();
-            packs.push(pack.clone());
-            let tips = include.iter().map(|o| o.to_string()).collect();
-            match vault.write_pending(name, &format, base.map(|(id, _)| id), tips, packs) {
-                Ok(id) => done.push(id),
-                Err(e) => tracing::warn!(repo = %name, error = %e, "could not record the stored pack for resuming"),
-            }
-        }
-        chain.extend(resumed);
-        chain.extend(new_pack);
-    }
-
     let lfs_url = spec.lfs_url.as_deref().or(source.url.as_deref());
     let lfs_source = crate::lfs::LfsSource { name, git_dir: &source.path, url: lfs_url };
-    let include: Vec<ObjectId> = include.into_iter().collect();
-    let lfs = crate::lfs::backup(
-        vault,
-        git,
-        &lfs_source,
-        base.map(|(_, b)| b),
-        &include,
-        &run.lfs_known,
-        &run.marked,
-        progress,
-    )?;
+    let include_list: Vec<ObjectId> = include.iter().cloned().collect();
+    let lfs_base = base.map(|(_, b)| b);
+    // The LFS pointer scan only reads the source: it runs while the pack is written and sealed.
+    let (packed, wanted) = std::thread::scope(|scope| {
+        let scan = scope.spawn(|| crate::lfs::wanted(git, &lfs_source, lfs_base, &include_list));
+        let packed = (|| -> Result<_> {
+            let mut chain = base.map(|(_, b)| b.chain.clone()).unwrap_or_default();
+            let mut done = Vec::new();
+            let (mut objects_added, mut bytes_added, mut bytes_resumed) = (0, 0, 0);
+            // Every tip already in the base means every object is too: no pack, and no git call.
+            if !include.is_subset(&exclude) {
+                // Packs an interrupted run stored for this repository on the same base: with the
+                // base's chain they hold everything their tips reach, so they extend the base.
+                let mut resumed: Vec<PackRecord> = Vec::new();
+                for p in pending
+                    .iter()
+                    .filter(|p| p.name == name && p.object_format == format && p.base == base.map(|(id, _)| id))
+                {
+                    if !pending_data_present(vault, p)? {
+                        continue;
+                    }
+                    for oid in &p.tips {
+                        exclude.insert(ObjectId::parse(oid)?);
+                    }
+                    for pack in &p.packs {
+                        if !resumed.iter().any(|r| r.pack.id == pack.pack.id) {
+                            resumed.push(PackRecord { snapshot, ..pack.clone() });
+                        }
+                    }
+                    done.push(p.id);
+                }
+                if !resumed.is_empty() {
+                    tracing::info!(repo = %name, packs = resumed.len(), "resuming from packs an interrupted backup stored");
+                }
+                let new_pack = if include.is_subset(&exclude) {
+                    None
+                } else {
+                    pack_and_store(vault, git, name, &source.path, &include, &exclude, snapshot, progress)?
+                };
+                for p in resumed.iter().chain(&new_pack) {
+                    objects_added += p.objects;
+                    bytes_added += p.stored_size();
+                }
+                bytes_resumed = resumed.iter().map(PackRecord::stored_size).sum();
+                if let Some(pack) = new_pack.as_ref().filter(|_| vault.config.version >= 2) {
+                    // Should this run stop before its snapshot, the next one starts from here.
+                    let mut packs = resumed.clone();
+                    packs.push(pack.clone());
+                    let tips = include.iter().map(|o| o.to_string()).collect();
+                    match vault.write_pending(name, &format, base.map(|(id, _)| id), tips, packs) {
+                        Ok(id) => done.push(id),
+                        Err(e) => {
+                            tracing::warn!(repo = %name, error = %e, "could not record the stored pack for resuming")
+                        }
+                    }
+                }
+                chain.extend(resumed);
+                chain.extend(new_pack);
+            }
+            Ok((chain, done, objects_added, bytes_added, bytes_resumed))
+        })();
+        (packed, scan.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    let (chain, done, objects_added, mut bytes_added, bytes_resumed) = packed?;
+    let lfs = crate::lfs::backup(vault, git, &lfs_source, lfs_base, wanted?, &run.lfs_known, &run.marked, progress)?;
     bytes_added += lfs.bytes_added;
 
     let changes = match previous {
