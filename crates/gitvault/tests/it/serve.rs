@@ -11,20 +11,29 @@ use gitvault_ops::catalog::{Catalog, Outcome, RunFilter, Trigger};
 
 use crate::common::{PASSWORD, World, commit, new_repo, noise};
 
+/// `gitvault serve [EXTRA...] --config CONFIG` in the world `w`, its catalog `catalog.db`.
+fn serve_cmd(w: &World, config: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gitvault"));
+    c.arg("serve")
+        .args(extra)
+        .arg("--config")
+        .arg(config)
+        .env("GITVAULT_PASSWORD", PASSWORD)
+        .env("GITVAULT_CACHE_DIR", &w.cache)
+        .env("GITVAULT_CATALOG", w.path("catalog.db"))
+        .env("HOME", w.dir.path())
+        .env_remove("GITVAULT_VAULT");
+    c
+}
+
 struct Serve {
     child: Child,
 }
 
 impl Serve {
     fn start(w: &World, config: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_gitvault"))
-            // Port 0: tests run side by side, each daemon's API on a port of its own.
-            .args(["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().expect("utf-8")])
-            .env("GITVAULT_PASSWORD", PASSWORD)
-            .env("GITVAULT_CACHE_DIR", &w.cache)
-            .env("GITVAULT_CATALOG", w.path("catalog.db"))
-            .env("HOME", w.dir.path())
-            .env_remove("GITVAULT_VAULT")
+        // Port 0: tests run side by side, each daemon's API on a port of its own.
+        let child = serve_cmd(w, config, &["--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -324,13 +333,7 @@ fn bad_schedules_and_a_second_daemon_are_clear_errors() {
         ("[[policy]]\nname = \"p\"\nschedule = \"0 2 * * *\"\noverlap = \"sometimes\"\n", "not skip or queue"),
     ] {
         let config = write_config(&w, &format!("{source}\n{policy}"));
-        let out = Command::new(env!("CARGO_BIN_EXE_gitvault"))
-            .args(["serve", "--config", config.to_str().expect("utf-8")])
-            .env("GITVAULT_PASSWORD", PASSWORD)
-            .env("HOME", w.dir.path())
-            .env_remove("GITVAULT_VAULT")
-            .output()
-            .expect("serve");
+        let out = serve_cmd(&w, &config, &[]).output().expect("serve");
         assert_eq!(out.status.code(), Some(2), "{policy}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{policy}: {stderr}");
@@ -340,14 +343,7 @@ fn bad_schedules_and_a_second_daemon_are_clear_errors() {
     wait_for(&w, 30, "the first daemon", |c| {
         c.logs(&Default::default()).expect("logs").iter().any(|l| l.message.starts_with("gitvault serve started"))
     });
-    let second = Command::new(env!("CARGO_BIN_EXE_gitvault"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().expect("utf-8")])
-        .env("GITVAULT_PASSWORD", PASSWORD)
-        .env("GITVAULT_CATALOG", w.path("catalog.db"))
-        .env("HOME", w.dir.path())
-        .env_remove("GITVAULT_VAULT")
-        .output()
-        .expect("second serve");
+    let second = serve_cmd(&w, &config, &["--listen", "127.0.0.1:0"]).output().expect("second serve");
     assert_eq!(second.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&second.stderr).contains("another `gitvault serve` uses the catalog"));
     let (code, _) = first.terminate();
@@ -551,15 +547,9 @@ on = ["failure"]
     };
     let (operator, auditor) = (token("operator", "ci"), token("auditor", "soc2"));
 
-    let child = Command::new(env!("CARGO_BIN_EXE_gitvault"))
-        .args(["serve", "--config", config.to_str().expect("utf-8")])
-        .env("GITVAULT_PASSWORD", PASSWORD)
-        .env("GITVAULT_CACHE_DIR", &w.cache)
-        .env("GITVAULT_CATALOG", w.path("catalog.db"))
-        .env("HOME", w.dir.path())
+    let child = serve_cmd(&w, &config, &[])
         .env("TEST_WEBHOOK_SECRET", "hook-secret")
         .env("TEST_SMTP_PASSWORD", "smtp-secret")
-        .env_remove("GITVAULT_VAULT")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -719,16 +709,7 @@ fn serve_speaks_https_with_a_configured_certificate_and_says_when_its_port_is_ta
     let path = w.path("gitvault.toml");
     std::fs::write(&path, format!("{tls}[[vault]]\nname = \"local\"\nurl = \"{}\"\n\n{source}", w.vault.display()))
         .expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_gitvault"))
-        .args(["serve", "--config", path.to_str().expect("utf-8")])
-        .env("GITVAULT_PASSWORD", PASSWORD)
-        .env("GITVAULT_CATALOG", w.path("catalog.db"))
-        .env("HOME", w.dir.path())
-        .env_remove("GITVAULT_VAULT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve");
+    let child = serve_cmd(&w, &path, &[]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("serve");
     let mut serve = Serve { child };
     let base = api_address(&mut serve);
     assert!(base.starts_with("https://"), "{base}");
@@ -742,12 +723,9 @@ fn serve_speaks_https_with_a_configured_certificate_and_says_when_its_port_is_ta
     // A second daemon on another catalog but a port already taken: a clear error, exit 1.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
-    let out = Command::new(env!("CARGO_BIN_EXE_gitvault"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config", path.to_str().expect("utf-8")])
-        .env("GITVAULT_PASSWORD", PASSWORD)
+    let listen = format!("127.0.0.1:{port}");
+    let out = serve_cmd(&w, &path, &["--listen", &listen])
         .env("GITVAULT_CATALOG", w.path("other.db"))
-        .env("HOME", w.dir.path())
-        .env_remove("GITVAULT_VAULT")
         .output()
         .expect("serve");
     assert_eq!(out.status.code(), Some(1));
