@@ -201,7 +201,9 @@ pub fn serve(s: &'static Settings, config_path: &std::path::Path, listen: Option
         s.recorder.prefer_path(c);
     }
     let catalog_path = s.recorder.path().to_path_buf();
-    let catalog = Arc::new(Catalog::open(&catalog_path).with_context(|| "serve keeps its run history in the catalog")?);
+    let catalog = Arc::new(Catalog::open(&catalog_path).context(
+        "serve keeps its run history in the catalog: give a writable one with --catalog or GITVAULT_CATALOG",
+    )?);
     // One daemon per catalog: a second would run every schedule twice.
     let lock_path = catalog_path.with_extension("serve-lock");
     let lock = std::fs::OpenOptions::new()
@@ -216,6 +218,21 @@ pub fn serve(s: &'static Settings, config_path: &std::path::Path, listen: Option
             catalog_path.display(),
             lock_path.display()
         );
+    }
+    // Holding the lock, every run a daemon started and still shows as going belongs to a daemon
+    // that is gone (killed, power cut): it did not end, say so.
+    let daemon_triggers = [Trigger::Schedule, Trigger::Catchup, Trigger::Retry, Trigger::Api];
+    let abandoned: Vec<i64> = catalog
+        .runs(&gitvault_ops::catalog::RunFilter::default())?
+        .into_iter()
+        .filter(|r| r.outcome == Outcome::Running && daemon_triggers.contains(&r.trigger))
+        .map(|r| r.id)
+        .collect();
+    if !abandoned.is_empty() {
+        let n = catalog.mark_abandoned(&abandoned, OffsetDateTime::now_utc())?;
+        let message = format!("{n} runs of a previous `gitvault serve` never ended: marked interrupted");
+        tracing::warn!("{message}");
+        let _ = catalog.log(None, "warn", None, &message);
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

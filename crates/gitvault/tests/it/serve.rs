@@ -304,14 +304,29 @@ timezone = "UTC"
     // The last time the schedule fired, as a previous `serve` recorded it: three hours ago.
     let three_hours_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(3);
     catalog(&w).set_last_fire("hourly", "0", three_hours_ago).expect("seed");
+    // A run that daemon was in when it was killed: still `running` in the catalog.
+    let killed = catalog(&w)
+        .start_run(&gitvault_ops::catalog::NewRun {
+            command: "backup".into(),
+            policy: Some("hourly".into()),
+            vault: Some("local".into()),
+            trigger: Trigger::Schedule,
+            actor: "schedule:hourly".into(),
+            backup_type: None,
+            attempt: 1,
+            started_at: three_hours_ago,
+        })
+        .expect("seed a run");
     let serve = Serve::start(&w, &config);
     wait_for(&w, 60, "the catch-up run", |c| runs_of(c, "hourly").iter().any(|r| r.outcome == Outcome::Ok));
     std::thread::sleep(Duration::from_secs(2));
     let (code, stderr) = serve.terminate();
     assert_eq!(code, Some(0), "{stderr}");
-    let runs = runs_of(&catalog(&w), "hourly");
+    let runs: Vec<_> = runs_of(&catalog(&w), "hourly").into_iter().filter(|r| r.id != killed).collect();
     assert_eq!(runs.len(), 1, "three missed hours are caught up once: {runs:#?}");
     assert_eq!(runs[0].trigger, Trigger::Catchup);
+    let abandoned = catalog(&w).run(killed).expect("run").expect("the seeded run");
+    assert_eq!(abandoned.outcome, Outcome::Interrupted, "the killed daemon's run is marked, not left running");
     assert_eq!(w.snapshots().len(), 1);
 }
 
