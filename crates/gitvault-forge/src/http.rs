@@ -60,6 +60,8 @@ pub struct Api {
     waiting: Arc<dyn Waiting>,
     requests: Arc<AtomicU64>,
     not_modified: Arc<AtomicU64>,
+    /// Milliseconds spent waiting for rate limits (what the forge asked for).
+    paused_ms: Arc<AtomicU64>,
 }
 
 /// A successful answer.
@@ -98,6 +100,7 @@ impl Api {
             waiting,
             requests: Arc::new(AtomicU64::new(0)),
             not_modified: Arc::new(AtomicU64::new(0)),
+            paused_ms: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -117,6 +120,11 @@ impl Api {
     /// Of [`Api::requests`], those answered `304 Not Modified`.
     pub fn not_modified(&self) -> u64 {
         self.not_modified.load(Ordering::Relaxed)
+    }
+
+    /// Time spent waiting because the forge said to (rate limits, `Retry-After`).
+    pub fn rate_limit_pauses(&self) -> Duration {
+        Duration::from_millis(self.paused_ms.load(Ordering::Relaxed))
     }
 
     /// `path` (starting with `/`) under the base URL.
@@ -194,7 +202,7 @@ impl Api {
                 }
                 // A rate limit is not a failure: it does not use up an attempt.
                 attempt -= 1;
-                self.pause(wait, "rate limited");
+                self.rate_limited(wait);
                 continue;
             }
             let message = error_message(&body);
@@ -245,7 +253,7 @@ impl Api {
             let headers = resp.headers().clone();
             if let Some(wait) = rate_limit_wait(status, &headers).filter(|w| *w <= self.patience.max_wait) {
                 attempt -= 1;
-                self.pause(wait, "rate limited");
+                self.rate_limited(wait);
                 continue;
             }
             if status.is_server_error() && attempt < self.patience.attempts {
@@ -310,6 +318,79 @@ impl Api {
         base / 2 + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
     }
 
+    /// A write: `method` on `url` with `body`. Only what cannot have been carried out is
+    /// tried again — a refused connection, a rate limit (403/429 with `Retry-After` or no
+    /// requests left: GitHub's secondary limits on content creation) —, never a 5xx or a
+    /// timeout, after which the write may have happened: the caller finds out by reading.
+    pub(crate) fn send(&self, method: reqwest::Method, url: &str, what: &str, body: Body<'_>) -> Result<Page> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut req = self.http.request(method.clone(), url).header("Accept", self.forge.accept());
+            if let Some((name, value)) = self.credentials.api_header(self.forge) {
+                req = req.header(name, value);
+            }
+            req = match &body {
+                Body::Json(v) => req.header("Content-Type", "application/json").body(v.to_string()),
+                Body::Bytes { content_type, data } => req.header("Content-Type", *content_type).body(data.to_vec()),
+            };
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let resp = match req.send() {
+                Ok(r) => r,
+                Err(source) if source.is_connect() && attempt < self.patience.attempts => {
+                    self.pause(self.backoff(attempt), "connection failed, retrying");
+                    continue;
+                }
+                Err(source) => return Err(Error::Unreachable { forge: self.forge, url: url.to_string(), source }),
+            };
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().map_err(|source| Error::Unreachable {
+                forge: self.forge,
+                url: url.to_string(),
+                source,
+            })?;
+            if status.is_success() {
+                let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
+                        forge: self.forge,
+                        what: what.to_string(),
+                        detail: format!("not JSON: {e}"),
+                    })?
+                };
+                return Ok(Page { body, headers });
+            }
+            if let Some(wait) = rate_limit_wait(status, &headers) {
+                if wait > self.patience.max_wait {
+                    return Err(Error::RateLimitTooLong {
+                        forge: self.forge,
+                        wait_seconds: wait.as_secs(),
+                        max_seconds: self.patience.max_wait.as_secs(),
+                    });
+                }
+                attempt -= 1;
+                self.rate_limited(wait);
+                continue;
+            }
+            let message = error_message(&bytes);
+            let what = what.to_string();
+            return Err(match status {
+                StatusCode::UNAUTHORIZED => {
+                    Error::Unauthorized { forge: self.forge, what, message, hint: self.forge.token_hint() }
+                }
+                StatusCode::NOT_FOUND => Error::NotFound { forge: self.forge, what, message },
+                _ => Error::Http { forge: self.forge, what, status: status.as_u16(), message },
+            });
+        }
+    }
+
+    fn rate_limited(&self, wait: Duration) {
+        self.paused_ms.fetch_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.pause(wait, "rate limited");
+    }
+
     fn pause(&self, wait: Duration, reason: &str) {
         self.waiting.waiting(self.forge, wait, reason);
         std::thread::sleep(wait);
@@ -342,6 +423,12 @@ fn rate_limit_wait(status: StatusCode, headers: &HeaderMap) -> Option<Duration> 
     }
 }
 
+/// What a write sends.
+pub(crate) enum Body<'a> {
+    Json(&'a serde_json::Value),
+    Bytes { content_type: &'a str, data: &'a [u8] },
+}
+
 /// The message of a forge's error body (`{"message": …}`, Bitbucket's `{"error": {"message": …}}`,
 /// GitLab's `{"error": "…"}`), or the start of the body.
 fn error_message(body: &[u8]) -> String {
@@ -352,12 +439,51 @@ fn error_message(body: &[u8]) -> String {
             .or_else(|| v.get("error").and_then(|e| e.get("message")).and_then(|m| m.as_str()))
             .or_else(|| v.get("error").and_then(|e| e.as_str()));
         if let Some(m) = found {
-            return m.to_string();
+            let details = error_details(&v);
+            return if details.is_empty() { m.to_string() } else { format!("{m}: {details}") };
+        }
+        // GitLab's validation errors: `{"message": {"name": ["has already been taken"]}}`.
+        if let Some(fields) = v.get("message").and_then(|m| m.as_object()) {
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|(field, why)| match why {
+                    serde_json::Value::Array(list) => {
+                        let list: Vec<&str> = list.iter().filter_map(|w| w.as_str()).collect();
+                        format!("{field} {}", list.join(", "))
+                    }
+                    other => format!("{field} {other}"),
+                })
+                .collect();
+            return parts.join("; ");
+        }
+        if let Some(list) = v.get("message").and_then(|m| m.as_array()) {
+            let list: Vec<&str> = list.iter().filter_map(|w| w.as_str()).collect();
+            return list.join("; ");
         }
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() { "no message".to_string() } else { text.chars().take(200).collect() }
+}
+
+/// GitHub's `errors` list: objects (`resource`, `field`, `code`, `message`) or sentences.
+fn error_details(v: &serde_json::Value) -> String {
+    let Some(list) = v.get("errors").and_then(|e| e.as_array()) else { return String::new() };
+    let parts: Vec<String> = list
+        .iter()
+        .map(|e| match e {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(o) => {
+                let get = |k: &str| o.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+                match (get("message"), get("field"), get("code")) {
+                    (m, _, _) if !m.is_empty() => m.to_string(),
+                    (_, f, c) => format!("{} {f} {c}", get("resource")).trim().to_string(),
+                }
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    parts.join("; ")
 }
 
 /// The `rel="next"` target of a `Link` header.
@@ -426,5 +552,16 @@ mod tests {
         assert_eq!(error_message(br#"{"type":"error","error":{"message":"Access denied"}}"#), "Access denied");
         assert_eq!(error_message(br#"{"error":"invalid_token"}"#), "invalid_token");
         assert_eq!(error_message(b""), "no message");
+        assert_eq!(
+            error_message(
+                br#"{"message":"Validation Failed","errors":[{"resource":"Label","code":"invalid","field":"color"}]}"#
+            ),
+            "Validation Failed: Label color invalid"
+        );
+        assert_eq!(
+            error_message(br#"{"message":"Unprocessable Entity","errors":["Can not approve your own pull request"]}"#),
+            "Unprocessable Entity: Can not approve your own pull request"
+        );
+        assert_eq!(error_message(br#"{"message":{"name":["has already been taken"]}}"#), "name has already been taken");
     }
 }

@@ -18,6 +18,7 @@ mod gitlab_meta;
 mod http;
 pub mod meta;
 mod repo;
+pub mod restore;
 mod source;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -475,11 +475,35 @@ pub struct RestoreArgs {
     pub repo: Option<String>,
     /// Where to restore: the bare repository itself for one repository, else a directory that
     /// receives `<name>.git` for each.
-    #[arg(long, value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "to_forge", conflicts_with = "to_forge")]
+    pub target: Option<PathBuf>,
     /// Restore into an existing non-empty bare repository, replacing its refs.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "to_forge")]
     pub force: bool,
+    /// Restore into a forge instead: `github:OWNER[/NAME]` or `gitea:OWNER[/NAME]`. The
+    /// repository is created when missing, its git data, wiki and LFS objects pushed, its issues,
+    /// pull requests, comments, reviews, labels, milestones and releases recreated. The token
+    /// comes from GITHUB_TOKEN / GITEA_TOKEN. Without NAME each repository keeps its name.
+    #[arg(long, value_name = "FORGE:OWNER[/NAME]")]
+    pub to_forge: Option<String>,
+    /// The target forge's API base (GitHub Enterprise, Gitea; the fake forge in tests).
+    #[arg(long, value_name = "URL", requires = "to_forge")]
+    pub api_url: Option<String>,
+    /// Write the mapping of old to new numbers and URLs here (JSON), kept current as items are
+    /// created.
+    #[arg(long, value_name = "FILE", requires = "to_forge")]
+    pub map: Option<PathBuf>,
+    /// Print what would be created, skipped and mapped, and write nothing.
+    #[arg(long, requires = "to_forge")]
+    pub dry_run: bool,
+    /// Restore into a target repository that exists and is not empty (items an earlier restore
+    /// created are recognised and not duplicated).
+    #[arg(long, requires = "to_forge")]
+    pub into_existing: bool,
+    /// The least time between two writes to the forge [default: 1s on api.github.com, which
+    /// asks for it, else 0s]. Waits the forge asks for (Retry-After) are always honoured.
+    #[arg(long, value_name = "DURATION", requires = "to_forge")]
+    pub write_interval: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -63,7 +63,7 @@ impl Account {
 
 /// Where a forge's token comes from: the source's own file or variable, else the forge's usual
 /// environment variables. None at all means anonymous access (public repositories only).
-fn credentials(forge: ForgeKind, o: &AccountOptions) -> Result<Credentials> {
+pub(crate) fn credentials(forge: ForgeKind, o: &AccountOptions) -> Result<Credentials> {
     let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     if let Some(file) = &o.token_file {
         let text =
@@ -102,7 +102,7 @@ fn credentials(forge: ForgeKind, o: &AccountOptions) -> Result<Credentials> {
 }
 
 /// Rate-limit waits and retries, said on stderr: a long wait must not look like a hang.
-struct TellWaiting;
+pub(crate) struct TellWaiting;
 impl Waiting for TellWaiting {
     fn waiting(&self, forge: ForgeKind, wait: Duration, reason: &str) {
         tracing::warn!("{forge}: {reason}; waiting {:.0} s", wait.as_secs_f64().ceil());

@@ -13,6 +13,7 @@ mod progress;
 mod record;
 mod secrets;
 mod serve;
+mod to_forge;
 mod unlock;
 
 use std::path::{Path, PathBuf};
@@ -293,13 +294,18 @@ fn audit_of(command: &Command, s: &Settings) -> Option<Audited> {
     let whole = || vault.clone().unwrap_or_else(|| "-".into());
     let (action, target, run) = match command {
         Command::Init(_) => ("init", whole(), false),
+        Command::Restore(a) if a.dry_run => return None,
         Command::Restore(a) => (
-            "restore",
+            if a.to_forge.is_some() { "restore_to_forge" } else { "restore" },
             format!(
                 "{} of snapshot {} into {}",
                 a.repo.as_deref().unwrap_or("every repository"),
                 a.snapshot,
-                a.target.display()
+                match (&a.to_forge, &a.target) {
+                    (Some(forge), _) => forge.clone(),
+                    (None, Some(t)) => t.display().to_string(),
+                    (None, None) => "-".into(),
+                }
             ),
             true,
         ),
@@ -351,13 +357,15 @@ fn dispatch(command: Command, s: &'static Settings) -> Result<u8> {
             output::diff(&d, s.json)?;
             Ok(0)
         }
+        Command::Restore(a) if a.to_forge.is_some() => to_forge::run(s, &a),
         Command::Restore(a) => {
+            let target = a.target.clone().ok_or_else(|| UsageError("give --target DIR or --to-forge".into()))?;
             let vault = s.unlock()?;
             let snaps = vault.snapshots()?;
             let snap = resolve_snapshot(&snaps, &a.snapshot)?;
             let opts = restore::RestoreOptions { force: a.force };
-            let report = restore::restore(&vault, snap, a.repo.as_deref(), &a.target, &opts, s.progress().as_ref())
-                .with_context(|| format!("restoring snapshot {} into {}", snap.id.short(), a.target.display()))?;
+            let report = restore::restore(&vault, snap, a.repo.as_deref(), &target, &opts, s.progress().as_ref())
+                .with_context(|| format!("restoring snapshot {} into {}", snap.id.short(), target.display()))?;
             s.note_ledger(&vault);
             output::restore(&report, s.json)?;
             Ok(0)

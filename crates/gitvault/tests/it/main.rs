@@ -22,3 +22,4 @@ mod serve;
 mod sftp;
 mod storage_check;
 mod tamper;
+mod to_forge;
