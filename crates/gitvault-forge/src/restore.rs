@@ -245,7 +245,7 @@ pub fn restore_repository(
     });
 
     // The repository.
-    let found = w.find_repo(owner, name)?;
+    let found = w.find_repo(owner, name).map_err(|e| explain_denied(&e).unwrap_or(e))?;
     let local_refs = git.read_refs(src.git_dir).map_err(|e| git_error(src.git_dir, e))?;
     let (pushable, skipped): (Vec<_>, Vec<_>) = local_refs
         .refs
@@ -264,7 +264,7 @@ pub fn restore_repository(
                 finish_counts(&mut report, w, requests_before, writes_before);
                 return Ok(report);
             }
-            let repo = w.create_repo(owner, name, &settings)?;
+            let repo = w.create_repo(owner, name, &settings).map_err(|e| explain_denied(&e).unwrap_or(e))?;
             report.count("repository").created += 1;
             (repo, Existing::default())
         }
@@ -462,10 +462,24 @@ fn abort_if_denied(e: &Error) -> Result<()> {
         Error::Unauthorized { .. } | Error::RateLimitTooLong { .. } | Error::Unreachable { .. } => {
             Err(Error::Usage(e.to_string()))
         }
-        Error::Http { status: 403, .. } => Err(Error::Usage(format!(
-            "{e}: the token cannot write to the target (it needs write access to the repository: GitHub `repo` scope or Contents, Issues, Pull requests: write)"
+        _ => explain_denied(e).map_or(Ok(()), Err),
+    }
+}
+
+/// A 403 said in terms of what to do.
+fn explain_denied(e: &Error) -> Option<Error> {
+    match e {
+        Error::Http { status: 403, forge, .. } => Some(Error::Usage(format!(
+            "{e}: the token has no write access to the target; {forge} needs {}",
+            match forge {
+                ForgeKind::Github =>
+                    "a classic token with the `repo` scope (and `workflow` for workflow files), or a fine-grained one with Administration, Contents, Issues and Pull requests: read and write",
+                ForgeKind::Gitea =>
+                    "a token with the write:repository and write:issue scopes (write:organization to create in an organisation)",
+                _ => "a token that may create repositories and write to them",
+            }
         ))),
-        _ => Ok(()),
+        _ => None,
     }
 }
 

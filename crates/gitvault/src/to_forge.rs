@@ -147,7 +147,9 @@ pub fn run(s: &Settings, a: &RestoreArgs) -> Result<u8> {
         match done {
             Ok(report) => result.repositories.push(report),
             Err(e) => {
-                tracing::error!("{name}: {e:#}");
+                if names.len() > 1 {
+                    tracing::error!("{name}: {e:#}");
+                }
                 result.errors.push(fr::Failure { item: name.clone(), error: format!("{e:#}") });
             }
         }
@@ -167,12 +169,11 @@ pub fn run(s: &Settings, a: &RestoreArgs) -> Result<u8> {
             s.note_ledger(&vault);
         }
     }
-    print(&result, s.json)?;
-    if result.repositories.is_empty()
-        && let Some(first) = result.errors.first()
-    {
-        bail!("{}: {}", first.item, first.error);
+    if result.repositories.is_empty() && !result.errors.is_empty() {
+        let all: Vec<String> = result.errors.iter().map(|e| format!("{}: {}", e.item, e.error)).collect();
+        bail!("{}", all.join("\n"));
     }
+    print(&result, s.json)?;
     Ok(if complete { 0 } else { exit::PARTIAL })
 }
 
@@ -344,7 +345,7 @@ fn print(r: &Run, json: bool) -> Result<()> {
         if let Some(l) = &rep.lfs {
             println!("  LFS objects: {l}");
         }
-        for (kind, c) in &rep.counts {
+        for (kind, c) in rep.counts.iter().filter(|(_, c)| **c != fr::Count::default()) {
             let mut parts = vec![format!("{} {}", c.created, if r.dry_run { "to create" } else { "created" })];
             if c.existing > 0 {
                 parts.push(format!("{} already there", c.existing));
@@ -355,7 +356,7 @@ fn print(r: &Run, json: bool) -> Result<()> {
             println!("  {}: {}", kind.replace('_', " "), parts.join(", "));
         }
         if rep.deleted_in_backup > 0 {
-            println!("  {} items deleted on the forge before the backup were left out", rep.deleted_in_backup);
+            println!("  left out, deleted on the forge before the backup: {}", rep.deleted_in_backup);
         }
         for n in &rep.notes {
             println!("  note: {n}");

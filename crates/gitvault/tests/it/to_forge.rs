@@ -337,3 +337,143 @@ fn a_repository_is_restored_into_an_empty_organisation_item_by_item_and_again_wi
     assert_eq!(r2["counts"]["comments"]["existing"], 3, "{r2}");
     assert_eq!(titles(&s.list("/repos/neworg/api/issues?state=all")).len(), 5);
 }
+
+#[test]
+fn a_restore_stopped_half_way_is_completed_by_the_next_run_without_duplicates() {
+    let s = Setup::new();
+    // Writes paced 150 ms apart, killed after a dozen: issues exist, others do not yet.
+    let mut child = s
+        .m
+        .w
+        .cmd(&["restore", &s.snapshot, "--to-forge", "github:neworg", "--api-url", &s.api, "--write-interval", "150ms"])
+        .env("GITHUB_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while s.api_writes() < 12 {
+        assert!(std::time::Instant::now() < deadline, "the restore never got to 12 writes");
+        assert!(child.try_wait().expect("wait").is_none(), "the restore finished before it could be stopped");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let first = s.api_writes();
+    let partial = s.list("/repos/neworg/api/issues?state=all");
+    assert!(!partial.is_empty() && partial.len() < 5, "stopped half way: {:?}", titles(&partial));
+
+    // The same command again: recognised as this restore's own target, completed.
+    let again = s.restore_json(&[], 0);
+    let r = &again["repositories"][0];
+    assert_eq!(r["failures"], json!([]), "{r}");
+    assert!(
+        r["counts"]["issues"]["existing"].as_u64().unwrap_or(0)
+            + r["counts"]["pulls"]["existing"].as_u64().unwrap_or(0)
+            >= 1
+    );
+    let items = s.list("/repos/neworg/api/issues?state=all&direction=asc");
+    assert_eq!(titles(&items), ["Crash on start", "Typo", "Fix the crash", "Add a feature", "After the gap"]);
+    let comments: usize =
+        items.iter().map(|i| s.list(&format!("/repos/neworg/api/issues/{}/comments", i["number"])).len()).sum();
+    assert_eq!(comments, 5, "2 on #1, 3 carried by #3: none twice, none missing");
+    assert_eq!(
+        s.list(&format!("/repos/neworg/api/pulls/{}/comments", by_title(&items, "Add a feature")["number"])).len(),
+        2
+    );
+    assert_eq!(s.list("/repos/neworg/api/labels").len(), 2);
+    assert_eq!(s.list("/repos/neworg/api/releases")[0]["assets"].as_array().map(Vec::len), Some(1));
+    // Both runs together wrote what one uninterrupted run writes, give or take the request in
+    // flight when the first was stopped.
+    let total = first + r["writes"].as_u64().expect("writes") as usize;
+    assert!((24..=25).contains(&total), "writes over both runs: {total}");
+}
+
+#[test]
+fn the_forge_s_content_limits_are_waited_out_and_reported() {
+    let s = Setup::new();
+    // After 6 writes GitHub's secondary limit refuses writes for 1 s (403 + Retry-After).
+    s.m.forge.write_world(&world(json!({}), json!({"writes": {"after": 6, "retry_after": 1, "times": 1}})));
+    let report = s.restore_json(&[], 0);
+    let r = &report["repositories"][0];
+    assert_eq!(r["failures"], json!([]), "{r}");
+    assert!(r["forge_pauses_seconds"].as_f64().expect("pauses") >= 1.0, "{r}");
+    let refused = s.m.forge.requests().iter().filter(|q| q["write"] == true && q["status"] == 403).count();
+    assert_eq!(refused, 1, "one refused write, retried after the wait");
+    assert_eq!(titles(&s.list("/repos/neworg/api/issues?state=all")).len(), 5);
+}
+
+#[test]
+fn bad_targets_and_tokens_are_refused_clearly_and_one_bad_item_does_not_stop_the_rest() {
+    let s = Setup::new();
+    let check = |out: std::process::Output, code: i32, words: &[&str]| {
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        for w in words {
+            assert!(stderr.contains(w), "{w:?} not in: {stderr}");
+        }
+        assert!(!stderr.contains(TOKEN));
+    };
+    // A token without write access: nothing is created.
+    check(s.restore("readonly", &[]), 1, &["neworg/api", "403", "Resource not accessible", "write access"]);
+    assert!(s.get("/repos/neworg/api").get("message").is_some());
+    // No such organisation.
+    let out =
+        s.m.w
+            .cmd(&["restore", &s.snapshot, "--to-forge", "github:nobody", "--api-url", &s.api])
+            .env("GITHUB_TOKEN", TOKEN)
+            .output()
+            .expect("run");
+    check(out, 1, &["nobody", "not found"]);
+    // No token at all.
+    let out =
+        s.m.w
+            .cmd(&["restore", &s.snapshot, "--to-forge", "github:neworg", "--api-url", &s.api])
+            .env_remove("GITHUB_TOKEN")
+            .output()
+            .expect("run");
+    check(out, 2, &["GITHUB_TOKEN"]);
+    // --to-forge with --target, an unknown forge.
+    check(s.restore(TOKEN, &["--target", "x"]), 2, &["--target"]);
+    let out = s.m.w.cmd(&["restore", &s.snapshot, "--to-forge", "bitbucket:team"]).output().expect("run");
+    check(out, 2, &["bitbucket"]);
+
+    // A name taken by a repository with content of its own: refused unless --into-existing.
+    let taken = s.m.forge.git_dir(Github, "neworg", "api");
+    git(
+        s.m.w.dir.path(),
+        &["clone", "-q", "--bare", s.m.w.path("work/api").to_str().expect("utf-8"), taken.to_str().expect("utf-8")],
+    );
+    let mut w = world(json!({}), json!({}));
+    w["github"]["repos"].as_array_mut().expect("repos").push(json!({"owner": "neworg", "name": "api"}));
+    // One label the forge refuses (GitHub wants six hex digits).
+    w["github"]["repos"][0]["labels"]
+        .as_array_mut()
+        .expect("labels")
+        .push(json!({"name": "weird", "color": "not-hex"}));
+    s.m.forge.write_world(&w);
+    let snapshot = s.m.backup()["snapshot"].as_str().expect("snapshot").to_string();
+    let out =
+        s.m.w
+            .cmd(&["restore", &snapshot, "--to-forge", "github:neworg", "--api-url", &s.api])
+            .env("GITHUB_TOKEN", TOKEN)
+            .output()
+            .expect("run");
+    check(out, 1, &["exists and is not empty", "--into-existing"]);
+    let out = s
+        .m
+        .w
+        .cmd(&["restore", &snapshot, "--to-forge", "github:neworg", "--api-url", &s.api, "--into-existing", "--json"])
+        .env("GITHUB_TOKEN", TOKEN)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3), "partial: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let r = &report["repositories"][0];
+    let failures = r["failures"].as_array().expect("failures");
+    assert_eq!(failures.len(), 1, "{r}");
+    assert!(failures[0]["item"].as_str().expect("item").contains("weird"), "{r}");
+    assert!(failures[0]["error"].as_str().expect("error").contains("color"), "{r}");
+    // (This world has issue 5 back.)
+    assert_eq!(titles(&s.list("/repos/neworg/api/issues?state=all")).len(), 6, "the rest is restored");
+}
