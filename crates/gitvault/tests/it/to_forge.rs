@@ -477,3 +477,63 @@ fn bad_targets_and_tokens_are_refused_clearly_and_one_bad_item_does_not_stop_the
     // (This world has issue 5 back.)
     assert_eq!(titles(&s.list("/repos/neworg/api/issues?state=all")).len(), 6, "the rest is restored");
 }
+
+#[test]
+fn the_wiki_and_the_git_lfs_objects_reach_the_target_too() {
+    let m = MetaWorld::new(Github, "acme", "github:acme", ("GITHUB_TOKEN", TOKEN));
+    let mut w = world(json!({}), json!({}));
+    w["github"]["repos"][0]["has_wiki"] = json!(true);
+    m.forge.write_file("assets/tool.bin", b"tool");
+    m.forge.write_world(&w);
+    // A file in Git LFS, pushed with its object (git-lfs's pre-push hook uploads it).
+    let work = m.w.path("work/api");
+    let big = crate::common::noise(5, 120_000);
+    git(&work, &["lfs", "install", "--local"]);
+    git(&work, &["lfs", "track", "*.bin"]);
+    std::fs::write(work.join("big.bin"), &big).expect("write");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "a large file"]);
+    let auth = format!("http.extraHeader=Authorization: Bearer {TOKEN}");
+    git(&work, &["-c", &auth, "push", "-q", &m.forge.clone_url(Github, "acme", "api"), "HEAD:refs/heads/main"]);
+    // The wiki.
+    let wiki_work = crate::common::new_repo(&m.w.path("work/wiki"));
+    commit(&wiki_work, "Home.md", b"# Home\n", "wiki home");
+    let wiki = m.forge.git_dir(Github, "acme", "api.wiki");
+    git(m.w.dir.path(), &["clone", "-q", "--bare", wiki_work.to_str().expect("utf-8"), wiki.to_str().expect("utf-8")]);
+    let snapshot = m.backup()["snapshot"].as_str().expect("snapshot").to_string();
+
+    let api = m.forge.api_url(Github);
+    let out =
+        m.w.cmd(&[
+            "restore",
+            &snapshot,
+            "--repo",
+            "acme/api",
+            "--to-forge",
+            "github:neworg/restored",
+            "--api-url",
+            &api,
+            "--json",
+        ])
+        .env("GITHUB_TOKEN", TOKEN)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let r = &report["repositories"][0];
+    assert_eq!((r["wiki"].as_str(), r["lfs"].as_str()), (Some("pushed"), Some("pushed")), "{r}");
+    assert_eq!(r["target"], "github:neworg/restored");
+
+    let ls = |dir: &std::path::Path| git(m.w.dir.path(), &["ls-remote", dir.to_str().expect("utf-8")]);
+    assert_eq!(ls(&m.forge.git_dir(Github, "neworg", "restored.wiki")), ls(&wiki));
+    let heads =
+        |refs: String| refs.lines().filter(|l| l.contains("refs/heads/")).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        heads(ls(&m.forge.git_dir(Github, "neworg", "restored"))),
+        heads(ls(&m.forge.git_dir(Github, "acme", "api")))
+    );
+    use sha2::Digest as _;
+    let oid: String = sha2::Sha256::digest(&big).iter().map(|b| format!("{b:02x}")).collect();
+    let stored = m.forge.root().join("lfs/github/neworg/restored").join(&oid[..2]).join(&oid[2..4]).join(&oid);
+    assert_eq!(std::fs::read(&stored).expect("the LFS object on the target"), big);
+}
