@@ -293,6 +293,13 @@ fn gitlab_write_refusals_come_in_gitlabs_shapes() {
         write(&forge, "POST", &format!("{p}/merge_requests"), mr, 409),
         json!({"message": ["Another open merge request already exists for this source branch: !1"]})
     );
+    // A reply to a single note turns it into a thread, as on GitLab.
+    write(&forge, "POST", &format!("{p}/merge_requests/1/notes"), json!({"body": "Single."}), 201);
+    let single = read(&forge, &format!("{p}/merge_requests/1/discussions"))[0]["id"].as_str().expect("id").to_string();
+    write(&forge, "POST", &format!("{p}/merge_requests/1/discussions/{single}/notes"), json!({"body": "Reply."}), 201);
+    let threads = read(&forge, &format!("{p}/merge_requests/1/discussions"));
+    assert_eq!((threads.as_array().map(Vec::len), threads[0]["individual_note"].as_bool()), (Some(1), Some(false)));
+    assert_eq!(field(&threads[0]["notes"], "type"), ["DiscussionNote", "DiscussionNote"]);
     assert_eq!(
         write(&forge, "POST", &format!("{p}/merge_requests/1/notes"), json!({"body": " "}), 400),
         json!({"message": {"note": ["can't be blank"]}})
