@@ -10,6 +10,7 @@ import time
 from core import (EPOCH, INVALID, Forge, Repo, can_see, json_response, page_slice, page_url, Response, rfc3339, stable_id,
                   unquote)
 from gitlab_meta import Metadata
+from gitlab_write import Writes
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
@@ -39,6 +40,7 @@ class GitLab(Forge):
     def __init__(self, app):
         super().__init__(app)
         self.meta = Metadata(self)
+        self.writes = Writes(self)
 
     # The world.
 
@@ -179,13 +181,15 @@ class GitLab(Forge):
                        "cluster_agents": api + "/cluster_agents"},
             "packages_enabled": True, "empty_repo": empty, "archived": project.archived,
             "visibility": raw.get("visibility", "public"), "resolve_outdated_diff_discussions": False,
-            "container_registry_enabled": False, "issues_enabled": True, "merge_requests_enabled": True,
+            "container_registry_enabled": False, "issues_enabled": bool(raw.get("issues_enabled", True)),
+            "merge_requests_enabled": bool(raw.get("merge_requests_enabled", True)),
             "wiki_enabled": project.has_wiki, "jobs_enabled": True, "snippets_enabled": True,
             "lfs_enabled": True, "creator_id": self.user_id(identity.login if identity else "root"),
             "import_status": "none", "open_issues_count": 0, "public_jobs": True, "shared_with_groups": [],
             "only_allow_merge_if_pipeline_succeeds": False, "request_access_enabled": True,
             "repository_access_level": "enabled", "wiki_access_level": "enabled" if project.has_wiki else "disabled",
-            "issues_access_level": "enabled", "merge_requests_access_level": "enabled",
+            "issues_access_level": "enabled" if raw.get("issues_enabled", True) else "disabled",
+            "merge_requests_access_level": "enabled" if raw.get("merge_requests_enabled", True) else "disabled",
         }
         if namespace["kind"] == "user":
             body["owner"] = self.user_shape(project.owner)
@@ -259,11 +263,17 @@ class GitLab(Forge):
                         content_type="text/plain; charset=utf-8")
 
     def handle_api(self, req, seg):
-        if req.method not in ("GET", "HEAD"):
-            return self.not_found()
+        if req.write:
+            return self.writes.handle(req, seg) or self.not_found()
         identity = req.identity
         seg = [unquote(s) for s in seg]
         match seg:
+            case ["namespaces", key]:
+                group = self.find_group(key)
+                user = None if group else self.find_user(key)
+                if group is None and user is None:
+                    return self.not_found("Namespace")
+                return json_response(200, self.namespace_shape(group.full_path if group else user))
             case ["user"]:
                 if identity is None:
                     return self.unauthorized()

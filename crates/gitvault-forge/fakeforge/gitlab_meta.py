@@ -53,6 +53,7 @@ class Model:
         self.links = {}           # (tag, id) -> Item
         self.members = []         # (username, access_level)
         self.protected = []       # Item
+        self.uploads = []         # Item: files posted to `POST /projects/:id/uploads`
 
 
 def note_from_world(full, kind, iid, index, raw, parent_created, default_author):
@@ -61,7 +62,7 @@ def note_from_world(full, kind, iid, index, raw, parent_created, default_author)
         id=raw.get("id") or stable_id("gitlab", "note", full, kind, str(iid), str(index)),
         author=raw.get("author", default_author), body=raw.get("body", ""), system=bool(raw.get("system", False)),
         internal=bool(raw.get("internal", False)), created=created, updated=time_or(raw.get("updated_at"), created),
-        diff=None)
+        diff=None, thread=bool(raw.get("thread", False)), reply_to=raw.get("reply_to"))
 
 
 def item_from_world(project, full, kind, iid, raw, owner):
@@ -142,6 +143,9 @@ def build(root, project, owner):
         if item.notes:
             item.updated = max(item.updated, max(n.updated for n in item.notes))
     releases(root, project, owner, model)
+    for entry in raw.get("uploads", []):
+        model.uploads.append(Item(id=entry["id"], secret=entry["secret"], name=entry["name"],
+                                  path=os.path.join(root, entry["file"])))
     for entry in raw.get("members", []):
         if isinstance(entry, str):
             model.members.append((entry, 30))
@@ -335,12 +339,14 @@ class Metadata:
         return body
 
     def discussions(self, project, mr):
-        """Every note of `mr` as discussions: one per plain note (`individual_note`), one per diff
-        thread (a diff note and the notes that `reply_to` it), ordered by their first note."""
+        """Every note of `mr` as discussions: one per plain note (`individual_note`), one per thread
+        (a diff note or a note with `thread`, and the notes that `reply_to` it), ordered by their
+        first note."""
         threads = {}
         order = []
         for note in mr.notes:
-            root = note.diff.reply_to if note.diff is not None and note.diff.reply_to else note.id
+            reply_to = note.diff.reply_to if note.diff is not None else note.reply_to
+            root = reply_to if reply_to in {n.id for n in mr.notes} else note.id
             if root not in threads:
                 threads[root] = []
                 order.append(root)
@@ -348,7 +354,7 @@ class Metadata:
         out = []
         for root in order:
             notes = threads[root]
-            diff = notes[0].diff is not None
+            diff = notes[0].diff is not None or notes[0].thread
             body_notes = []
             for n in notes:
                 shaped = self.note(project, mr, n, "MergeRequest")
@@ -519,9 +525,12 @@ class Metadata:
         return None
 
     # Release link targets, outside the API: `/gitlab/{project}/uploads/{secret}/{name}` and
-    # `/gitlab/{project}/-/releases/{tag}/downloads/{filepath}` (a 302 to the link's URL).
+    # `/gitlab/{project}/-/releases/{tag}/downloads/{filepath}` (a 302 to the link's URL); files
+    # posted to the uploads API at the same upload URL and at `/gitlab/-/project/{id}/uploads/…`.
 
     def download_target(self, segments):
+        if len(segments) == 6 and segments[:2] == ["-", "project"] and segments[3] == "uploads":
+            return segments[2], "upload", segments[4], segments[5]
         if "-" in segments:
             i = segments.index("-")
             rest = segments[i + 1:]
@@ -552,7 +561,13 @@ class Metadata:
         link = next((li for li in model.links.values() if li.url is None and secret(project, li) == a
                      and quote(li.name) == quote(b)), None)
         if link is None:
-            return None
+            upload = next((u for u in model.uploads if u.secret == a and u.name == b), None)
+            if upload is None:
+                return None
+            with open(upload.path, "rb") as f:
+                data = f.read()
+            return Response(200, data, [("Content-Disposition", f"attachment; filename=\"{upload.name}\"")],
+                            content_type="application/octet-stream")
         return Response(200, link_data(link), [("Content-Disposition", f"attachment; filename=\"{link.name}\"")],
                         content_type="application/octet-stream")
 
