@@ -10,6 +10,8 @@ use serde_json::Value;
 use crate::ForgeKind;
 use crate::error::{Error, Result};
 
+mod gitlab;
+
 /// Everything a restore recreates, in the order it is recreated.
 #[derive(Clone, Debug, Default)]
 pub struct Metadata {
@@ -21,6 +23,11 @@ pub struct Metadata {
     pub releases: Vec<Release>,
     /// Items the forge no longer had at the backup, left out.
     pub deleted: usize,
+    /// The source numbers merge requests apart from its issues (GitLab: issue `#1` and merge
+    /// request `!1` both exist), so an item is known by its kind and number together.
+    pub separate_numbers: bool,
+    /// What the backup holds that this shape leaves out (GitLab's system notes...).
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -166,6 +173,7 @@ pub struct Asset {
 pub fn read(forge: ForgeKind, tree: &Path, git_dir: &Path) -> Result<Metadata> {
     match forge {
         ForgeKind::Github | ForgeKind::Gitea => read_github_like(forge, tree, git_dir),
+        ForgeKind::Gitlab => gitlab::read(tree, git_dir),
         other => Err(Error::Usage(format!("restoring {other} metadata into a forge is not supported yet"))),
     }
 }
