@@ -14,6 +14,7 @@ pub mod model;
 pub mod text;
 
 mod github;
+mod gitlab;
 mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,25 +35,41 @@ use text::{Links, NewRef};
 pub const FORGE_OWNED_REFS: [&str; 5] =
     ["refs/pull/", "refs/merge-requests/", "refs/pipelines/", "refs/keep-around/", "refs/environments/"];
 
-/// Where to restore: `github:OWNER[/NAME]`...
+/// Where to restore: `github:OWNER[/NAME]`, `gitlab:GROUP[/SUBGROUP...][/NAME]`...
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetSpec {
     pub forge: ForgeKind,
+    /// The account, organisation or (GitLab) namespace path.
     pub owner: String,
     pub name: Option<String>,
 }
 
 impl TargetSpec {
+    /// A GitLab target's path is kept whole as the owner until [`resolve_target`] asks the
+    /// forge whether it names a namespace or a project in one.
     pub fn parse(s: &str) -> Result<Self> {
         let usage = |why: &str| {
-            Error::Usage(format!("--to-forge {s:?}: {why} (expected github:OWNER[/NAME] or gitea:OWNER[/NAME])"))
+            Error::Usage(format!(
+                "--to-forge {s:?}: {why} (expected github:OWNER[/NAME], gitea:OWNER[/NAME] or gitlab:GROUP[/SUBGROUP...][/NAME])"
+            ))
         };
         let source = crate::ForgeSource::parse(s).ok_or_else(|| usage("no forge prefix"))??;
         match source.forge {
             ForgeKind::Github | ForgeKind::Gitea => {}
+            ForgeKind::Gitlab => return Ok(Self { forge: source.forge, owner: source.path, name: None }),
             other => return Err(usage(&format!("restoring into {other} is not supported yet"))),
         }
         Ok(Self { forge: source.forge, owner: source.owner().to_string(), name: source.repo().map(str::to_string) })
+    }
+}
+
+/// `spec` with its owner and name told apart where only the forge can tell: a GitLab path
+/// that names a group (or a user) is the namespace every repository is restored under; else
+/// its last segment is the new project's name, in the namespace its parent path names.
+pub fn resolve_target(w: &dyn Writer, spec: TargetSpec) -> Result<TargetSpec> {
+    match spec.forge {
+        ForgeKind::Gitlab if spec.name.is_none() => gitlab::resolve_target(&w.writes().api, spec),
+        _ => Ok(spec),
     }
 }
 
@@ -70,6 +87,7 @@ pub fn writer(api: Api, interval: Duration) -> Result<Box<dyn Writer>> {
     let writes = Writes::new(api, interval);
     match writes.api.forge {
         ForgeKind::Github => Ok(Box::new(github::Github { writes })),
+        ForgeKind::Gitlab => Ok(Box::new(gitlab::Gitlab { writes })),
         other => Err(Error::Usage(format!("restoring into {other} is not supported yet"))),
     }
 }
@@ -237,6 +255,8 @@ pub fn restore_repository(
     if let Some(m) = meta {
         report.deleted_in_backup = m.deleted;
         report.mapping.old_url = m.repo.html_url.clone();
+        report.notes.extend(m.notes.iter().cloned());
+        report.notes.extend(w.cannot_hold(m));
     }
     let settings = meta.map(|m| m.repo.clone()).unwrap_or_else(|| model::RepoSettings {
         has_issues: true,
@@ -476,6 +496,8 @@ fn explain_denied(e: &Error) -> Option<Error> {
                     "a classic token with the `repo` scope (and `workflow` for workflow files), or a fine-grained one with Administration, Contents, Issues and Pull requests: read and write",
                 ForgeKind::Gitea =>
                     "a token with the write:repository and write:issue scopes (write:organization to create in an organisation)",
+                ForgeKind::Gitlab =>
+                    "a token with the `api` scope, and Developer access to the group (Maintainer to set the default branch or archive)",
                 _ => "a token that may create repositories and write to them",
             }
         ))),
@@ -494,9 +516,9 @@ fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w
         let c = report.count("milestones");
         if existing.milestones.contains_key(&m.title) { c.existing += 1 } else { c.created += 1 }
     }
-    let predicted = predict(meta, existing, &report.source, w);
+    let predicted = predict(meta, existing, &report.source, w, None);
     for item in &meta.items {
-        let key = item_key(&report.source, item.number);
+        let key = item_key(&report.source, meta, item);
         let kind = if item.kind == ItemKind::Pull { "pulls" } else { "issues" };
         if existing.items.contains_key(&key) {
             report.count(kind).existing += 1;
@@ -507,7 +529,7 @@ fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w
             let k = post_kind(&p.kind);
             report.count(k).created += 1;
         }
-        if let Some(new) = predicted.get(&item.number) {
+        if let Some(new) = predicted.lookup(is_merge_request(meta, item), item.number) {
             report.mapping.items.push(MappedItem {
                 kind: kind_name(item.kind).into(),
                 restored_as: if item.kind == ItemKind::Pull { "pull" } else { "issue" }.into(),
@@ -544,25 +566,50 @@ fn kind_name(k: ItemKind) -> &'static str {
     }
 }
 
-/// The marker key of item `number` of `source`.
-fn item_key(source: &str, number: u64) -> String {
-    format!("{source}#{number}")
+/// The marker key of `item` of `source`: `github:acme/api#12`; a GitLab source's merge
+/// requests, numbered apart from its issues, `gitlab:acme/api!12`.
+fn item_key(source: &str, meta: &Metadata, item: &model::Item) -> String {
+    format!("{source}{}", old_ref(meta, item))
+}
+
+/// How the source referred to `item`: `#12`, or `!12` for a GitLab merge request.
+fn old_ref(meta: &Metadata, item: &model::Item) -> String {
+    format!("{}{}", if is_merge_request(meta, item) { '!' } else { '#' }, item.number)
+}
+
+/// `item` is numbered apart from the source's issues (a GitLab merge request).
+fn is_merge_request(meta: &Metadata, item: &model::Item) -> bool {
+    meta.separate_numbers && item.kind == ItemKind::Pull
 }
 
 /// The numbers items will get: those already restored keep theirs; the others are numbered
-/// in order after the highest number in use (forges number sequentially).
-fn predict(meta: &Metadata, existing: &Existing, source: &str, w: &dyn Writer) -> BTreeMap<u64, NewRef> {
+/// in order after the highest number in use (forges number sequentially). With `branches`
+/// known, a pull request whose branches are not both there is counted as the issue it becomes
+/// (it matters where issues and pull requests are numbered apart).
+fn predict(
+    meta: &Metadata,
+    existing: &Existing,
+    source: &str,
+    w: &dyn Writer,
+    branches: Option<&BTreeSet<&str>>,
+) -> Links {
     let (issue_sigil, pull_sigil) = w.sigils();
     let mut next_issue = existing.last_issue;
     let mut next_pull = existing.last_pull;
-    let mut out = BTreeMap::new();
+    let mut out = Links::default();
     for item in &meta.items {
-        if let Some(found) = existing.items.get(&item_key(source, item.number)) {
+        let table = out.table(is_merge_request(meta, item));
+        if let Some(found) = existing.items.get(&item_key(source, meta, item)) {
             let sigil = if found.pull { pull_sigil } else { issue_sigil };
-            out.insert(item.number, NewRef { sigil, number: found.number, url: found.url.clone() });
+            table.insert(item.number, NewRef { sigil, number: found.number, url: found.url.clone() });
             continue;
         }
-        let pull = item.kind == ItemKind::Pull;
+        let pull = item.kind == ItemKind::Pull
+            && branches.is_none_or(|b| {
+                item.pull
+                    .as_ref()
+                    .is_some_and(|p| p.same_repo && b.contains(p.head.as_str()) && b.contains(p.base.as_str()))
+            });
         let number = if w.shared_numbers() || !pull {
             next_issue += 1;
             if w.shared_numbers() {
@@ -575,7 +622,7 @@ fn predict(meta: &Metadata, existing: &Existing, source: &str, w: &dyn Writer) -
         };
         // The URL a repository answers for an issue number also works for a pull request
         // on GitHub and Gitea (they redirect); the real one is recorded once created.
-        out.insert(
+        table.insert(
             item.number,
             NewRef { sigil: if pull { pull_sigil } else { issue_sigil }, number, url: String::new() },
         );
@@ -635,13 +682,15 @@ fn restore_metadata(
     }
 
     // Issues and pull requests, in their original order.
-    let mut links = Links { numbers: predict(meta, &existing, source, w), old_base: meta.repo.html_url.clone() };
-    let bang = false;
+    let mut links =
+        Links { old_base: meta.repo.html_url.clone(), ..predict(meta, &existing, source, w, Some(branches)) };
+    let bang = meta.separate_numbers;
     let old_repo = meta.repo.html_url.as_deref().unwrap_or(source);
     let total = meta.items.len() as u64;
     for (i, item) in meta.items.iter().enumerate() {
         progress.step(source, "issues and pull requests", i as u64, total);
-        let key = item_key(source, item.number);
+        let key = item_key(source, meta, item);
+        let merge_request = is_merge_request(meta, item);
         let kind = if item.kind == ItemKind::Pull { "pulls" } else { "issues" };
         let labels: Vec<String> = item.labels.clone();
         let milestone = item.milestone.as_deref().and_then(|k| milestones.get(k)).map(String::as_str);
@@ -656,7 +705,7 @@ fn restore_metadata(
                     && item.pull.as_ref().is_some_and(|p| {
                         p.same_repo && branches.contains(p.head.as_str()) && branches.contains(p.base.as_str())
                     });
-                let header = item_header(item, old_repo, as_pull);
+                let header = item_header(meta, item, old_repo, as_pull);
                 let body = text::with_header(&header, &key, &links.rewrite(&item.body, bang));
                 let created = if as_pull {
                     let p = item.pull.as_ref().expect("a pull");
@@ -670,7 +719,7 @@ fn restore_metadata(
                                 "#{} could not be recreated as a pull request ({e}); it is an issue",
                                 item.number
                             ));
-                            let header = item_header(item, old_repo, false);
+                            let header = item_header(meta, item, old_repo, false);
                             let body = text::with_header(&header, &key, &links.rewrite(&item.body, bang));
                             w.create_issue(
                                 repo,
@@ -700,13 +749,19 @@ fn restore_metadata(
         };
         // The real number and URL, for the mapping and for the links of later items.
         let (issue_sigil, pull_sigil) = w.sigils();
-        if links.numbers.get(&item.number).is_some_and(|p| p.number != made.number) && found.is_none() {
+        if let Some(expected) = links.lookup(merge_request, item.number).filter(|p| p.number != made.number)
+            && found.is_none()
+        {
             report.notes.push(format!(
-                "#{} became #{} rather than the expected #{}: links to it written before may point elsewhere",
-                item.number, made.number, links.numbers[&item.number].number
+                "{} became {}{} rather than the expected {}{}: links to it written before may point elsewhere",
+                old_ref(meta, item),
+                if made.pull { pull_sigil } else { issue_sigil },
+                made.number,
+                expected.sigil,
+                expected.number
             ));
         }
-        links.numbers.insert(
+        links.table(merge_request).insert(
             item.number,
             NewRef {
                 sigil: if made.pull { pull_sigil } else { issue_sigil },
@@ -791,7 +846,8 @@ fn restore_metadata(
                                     thread_ids.insert(post.key(), id);
                                     Some(Ok(()))
                                 }
-                                Err(e @ Error::Http { status: 422, .. }) => {
+                                // GitHub says 422 for a line not in the diff, GitLab 400.
+                                Err(e @ Error::Http { status: 400 | 422, .. }) => {
                                     report.notes.push(format!(
                                         "a review comment on #{} ({path}) could not be placed on its line ({e}); it is a comment",
                                         made.number
@@ -915,14 +971,18 @@ fn review_state(state: &str) -> &str {
 }
 
 /// The header of a recreated issue or pull request.
-fn item_header(item: &model::Item, old_repo: &str, as_pull: bool) -> String {
+fn item_header(meta: &Metadata, item: &model::Item, old_repo: &str, as_pull: bool) -> String {
     let what = match item.kind {
         ItemKind::Issue => "issue",
+        ItemKind::Pull if meta.separate_numbers => "merge request",
         ItemKind::Pull => "pull request",
     };
     let mut h = format!(
-        "Originally {what} [#{}]({}) by **{}**, opened {} in {old_repo}",
-        item.number, item.url, item.author, item.created_at
+        "Originally {what} [{}]({}) by **{}**, opened {} in {old_repo}",
+        old_ref(meta, item),
+        item.url,
+        item.author,
+        item.created_at
     );
     if !item.open
         && let Some(at) = &item.closed_at
@@ -938,7 +998,7 @@ fn item_header(item: &model::Item, old_repo: &str, as_pull: bool) -> String {
         }
         if !as_pull {
             h.push_str(&format!(
-                ".\nIt was a pull request from `{}` into `{}`; those branches are not both in the restored repository, so it is recreated as an issue that carries its whole discussion",
+                ".\nIt was a {what} from `{}` into `{}`; those branches are not both in the restored repository, so it is recreated as an issue that carries its whole discussion",
                 p.head, p.base
             ));
         }
@@ -958,6 +1018,8 @@ mod tests {
         assert_eq!(TargetSpec::parse("github:acme").expect("valid").name, None);
         assert!(TargetSpec::parse("acme/api").is_err());
         assert!(TargetSpec::parse("bitbucket:team").is_err());
+        let t = TargetSpec::parse("gitlab:acme/sub/api").expect("valid");
+        assert_eq!((t.forge, t.owner.as_str(), t.name), (ForgeKind::Gitlab, "acme/sub/api", None));
     }
 
     #[test]

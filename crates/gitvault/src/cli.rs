@@ -480,13 +480,17 @@ pub struct RestoreArgs {
     /// Restore into an existing non-empty bare repository, replacing its refs.
     #[arg(long, conflicts_with = "to_forge")]
     pub force: bool,
-    /// Restore into a forge instead: `github:OWNER[/NAME]` or `gitea:OWNER[/NAME]`. The
-    /// repository is created when missing, its git data, wiki and LFS objects pushed, its issues,
-    /// pull requests, comments, reviews, labels, milestones and releases recreated. The token
-    /// comes from GITHUB_TOKEN / GITEA_TOKEN. Without NAME each repository keeps its name.
+    /// Restore into a forge instead: `github:OWNER[/NAME]`, `gitea:OWNER[/NAME]` or
+    /// `gitlab:GROUP[/SUBGROUP...][/NAME]`. The repository is created when missing, its git
+    /// data, wiki and LFS objects pushed, its issues, pull requests, comments, reviews, labels,
+    /// milestones and releases recreated. The token comes from GITHUB_TOKEN / GITEA_TOKEN /
+    /// GITLAB_TOKEN. Without NAME each repository keeps its name. On GitLab the path is asked
+    /// about: when it names a group (or user), every repository goes under it; otherwise its
+    /// last segment is the new project's name, in the group its parent path names.
     #[arg(long, value_name = "FORGE:OWNER[/NAME]")]
     pub to_forge: Option<String>,
-    /// The target forge's API base (GitHub Enterprise, Gitea; the fake forge in tests).
+    /// The target forge's API base (GitHub Enterprise, Gitea, GitLab's `https://HOST/api/v4`;
+    /// the fake forge in tests).
     #[arg(long, value_name = "URL", requires = "to_forge")]
     pub api_url: Option<String>,
     /// Write the mapping of old to new numbers and URLs here (JSON), kept current as items are

@@ -79,6 +79,7 @@ pub fn run(s: &Settings, a: &RestoreArgs) -> Result<u8> {
     let git_auth = credentials.git_header(target.forge).map(|h| HttpAuth::new(h.expose()));
     let api = Api::new(target.forge, &api_url, credentials, Patience::default(), Arc::new(forges::TellWaiting))?;
     let writer = fr::writer(api, interval)?;
+    let target = fr::resolve_target(writer.as_ref(), target).with_context(|| format!("the target {spec}"))?;
 
     let vault = s.unlock()?;
     let snaps = vault.snapshots()?;

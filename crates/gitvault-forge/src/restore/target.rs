@@ -162,6 +162,11 @@ pub trait Writer {
     fn shared_numbers(&self) -> bool {
         true
     }
+    /// What of `meta` this forge cannot hold as it was (approvals, a merged state...), and
+    /// what takes more than one write, said once per restore in the report's notes.
+    fn cannot_hold(&self, _meta: &super::model::Metadata) -> Vec<String> {
+        Vec::new()
+    }
     /// The web URL of item `number` in `repo`.
     fn item_url(&self, repo: &RepoInfo, number: u64, pull: bool) -> String;
     /// The requests and pauses so far.

@@ -57,6 +57,10 @@ pub struct NewRef {
 pub struct Links {
     /// Old number → where it went.
     pub numbers: BTreeMap<u64, NewRef>,
+    /// A GitLab source's merge requests (`!N`), numbered apart from its issues: old number →
+    /// where it went. Empty when the source numbers everything together, and `!N` then looks
+    /// in `numbers`.
+    pub merge_requests: BTreeMap<u64, NewRef>,
     /// The source repository's web URL (`https://github.com/acme/api`), whose item URLs are
     /// rewritten.
     pub old_base: Option<String>,
@@ -67,7 +71,7 @@ impl Links {
     /// every URL of an item of the old repository pointing at the new one, when it changed.
     /// Code spans and fenced code blocks are left alone.
     pub fn rewrite(&self, text: &str, bang: bool) -> String {
-        if self.numbers.is_empty() {
+        if self.numbers.is_empty() && self.merge_requests.is_empty() {
             return text.to_string();
         }
         let text = self.rewrite_urls(text);
@@ -88,6 +92,20 @@ impl Links {
         out
     }
 
+    /// Where old item `number` went: a merge request's or an issue's (a shared counter's).
+    pub fn lookup(&self, merge_request: bool, number: u64) -> Option<&NewRef> {
+        if merge_request && !self.merge_requests.is_empty() {
+            self.merge_requests.get(&number)
+        } else {
+            self.numbers.get(&number)
+        }
+    }
+
+    /// The table item `number` goes into: `merge_request` for a GitLab source's merge request.
+    pub fn table(&mut self, merge_request: bool) -> &mut BTreeMap<u64, NewRef> {
+        if merge_request { &mut self.merge_requests } else { &mut self.numbers }
+    }
+
     fn rewrite_line(&self, line: &str, bang: bool, out: &mut String) {
         let bytes = line.as_bytes();
         let mut i = 0;
@@ -105,9 +123,8 @@ impl Links {
                 let after_ok = after >= bytes.len() || !(bytes[after].is_ascii_alphanumeric() || bytes[after] == b'_');
                 if digits > 0 && digits < 20 && after_ok {
                     let old: u64 = line[i + 1..after].parse().unwrap_or(0);
-                    // A GitLab source's `#N` names an issue, `!N` a merge request; the mapping is
-                    // keyed by the number the item had, which is the same either way here.
-                    if let Some(new) = self.numbers.get(&old) {
+                    // A GitLab source's `#N` names an issue, `!N` a merge request.
+                    if let Some(new) = self.lookup(c == b'!', old) {
                         out.push(new.sigil);
                         out.push_str(&new.number.to_string());
                         i = after;
@@ -138,7 +155,7 @@ impl Links {
                     if digits == 0 || next.is_some_and(|b| b.is_ascii_alphanumeric()) {
                         return None;
                     }
-                    let new = self.numbers.get(&tail[..digits].parse::<u64>().ok()?)?;
+                    let new = self.lookup(*kind == "/-/merge_requests/", tail[..digits].parse::<u64>().ok()?)?;
                     Some((new.url.clone(), kind.len() + digits))
                 });
             match replaced {
@@ -174,7 +191,22 @@ mod tests {
         let mut numbers = BTreeMap::new();
         numbers.insert(3, NewRef { sigil: '#', number: 2, url: "https://new/acme/api/pull/2".into() });
         numbers.insert(5, NewRef { sigil: '!', number: 1, url: "https://new/acme/api/-/merge_requests/1".into() });
-        Links { numbers, old_base: Some("https://github.com/acme/api".into()) }
+        Links { numbers, old_base: Some("https://github.com/acme/api".into()), ..Links::default() }
+    }
+
+    #[test]
+    fn a_gitlab_source_s_issues_and_merge_requests_are_told_apart() {
+        let mut l = Links { old_base: Some("https://gitlab.example/acme/api".into()), ..Links::default() };
+        l.numbers.insert(1, NewRef { sigil: '#', number: 4, url: "https://new/acme/api/issues/4".into() });
+        l.merge_requests.insert(1, NewRef { sigil: '#', number: 7, url: "https://new/acme/api/pull/7".into() });
+        assert_eq!(l.rewrite("Closes #1, see !1 (not x!1)", true), "Closes #4, see #7 (not x!1)");
+        assert_eq!(
+            l.rewrite(
+                "https://gitlab.example/acme/api/-/merge_requests/1 https://gitlab.example/acme/api/-/issues/1",
+                true
+            ),
+            "https://new/acme/api/pull/7 https://new/acme/api/issues/4"
+        );
     }
 
     #[test]

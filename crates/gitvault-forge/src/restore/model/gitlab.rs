@@ -99,11 +99,13 @@ pub(super) fn read(tree: &Path, git_dir: &Path) -> Result<Metadata> {
         for a in alive(files(&entry.join("assets"))?, &mut meta.deleted) {
             let (Some(id), Some(name)) = (num(&a, "id"), text(&a, "name")) else { continue };
             let file = asset_bytes(&entry.join("assets").join(format!("{id}.bin")), git_dir)?;
-            if file.is_none()
-                && let Some(url) = text(&a, "url")
-            {
-                meta.notes
-                    .push(format!("release {tag}: the link {name:?} points elsewhere ({url}); it was not recreated"));
+            if file.is_none() {
+                // A link to another host: the backup holds its URL, not its bytes.
+                let url = text(&a, "url").unwrap_or_default();
+                meta.notes.push(format!(
+                    "release {tag}: the link {name:?} to {url} was not recreated (its bytes are not in the backup)"
+                ));
+                continue;
             }
             assets.push(Asset {
                 name,
