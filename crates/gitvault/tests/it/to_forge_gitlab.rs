@@ -2,7 +2,8 @@
 //! a GitLab group (pull requests become merge requests where their branches are there, reviews
 //! notes, a release asset an upload and a release link), and a GitLab project restored into
 //! another GitLab group, where issue 1 and merge request 1 both exist and `#1` and `!1` must each
-//! keep pointing at the right one. A second run writes nothing.
+//! keep pointing at the right one, and into GitHub, where one counter numbers them all. A second
+//! run writes nothing.
 
 use serde_json::{Value, json};
 
@@ -352,4 +353,59 @@ fn a_gitlab_project_is_restored_into_another_group_and_issue_and_merge_request_n
         (r2["counts"]["issues"]["existing"].as_u64(), r2["counts"]["pulls"]["existing"].as_u64()),
         (Some(2), Some(2))
     );
+}
+
+#[test]
+fn a_gitlab_project_restored_into_github_gets_one_numbering_with_merge_request_links_rewritten() {
+    let m = MetaWorld::new(Gitlab, "acme/sub", "gitlab:acme/sub/api", ("GITLAB_TOKEN", GL_TOKEN));
+    let work = m.w.path("work/api");
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    commit(&work, "feature.txt", b"feature\n", "a feature");
+    git(&work, &["checkout", "-q", "main"]);
+    let bare = m.forge.git_dir(Gitlab, "acme/sub", "api");
+    git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "feature"]);
+    let tool = crate::common::noise(13, 20_000);
+    m.forge.write_file("assets/tool.bin", &tool);
+    let mut world = gitlab_world();
+    world["github"] = json!({"accounts": {"neworg": {"type": "Organization", "members": ["alice"]}}, "repos": []});
+    m.forge.write_world(&world);
+    let snapshot = m.backup()["snapshot"].as_str().expect("snapshot").to_string();
+
+    let api = m.forge.api_url(Github);
+    let out =
+        m.w.cmd(&["restore", &snapshot, "--to-forge", "github:neworg", "--api-url", &api, "--json"])
+            .env("GITHUB_TOKEN", GL_TOKEN)
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["repositories"][0]["failures"], json!([]), "{report}");
+
+    let get = |path: &str| -> Value {
+        let v = reqwest::blocking::Client::new()
+            .get(format!("{api}{path}"))
+            .header("Authorization", format!("Bearer {GL_TOKEN}"))
+            .send()
+            .expect("get")
+            .text()
+            .expect("body");
+        serde_json::from_str(&v).expect("json")
+    };
+    // One counter: issue 1, merge request 1 as pull request #2, issue 2 as #3, merge request 2
+    // (its branch gone) as issue #4.
+    let items = get("/repos/neworg/api/issues?state=all&direction=asc&per_page=100");
+    let items = items.as_array().expect("list");
+    let titles: Vec<&str> = items.iter().filter_map(|i| i["title"].as_str()).collect();
+    assert_eq!(titles, ["Crash on start", "Fix the crash", "Typo", "Old work"], "{items:?}");
+    assert!(by_title(items, "Fix the crash").get("pull_request").is_some());
+    assert!(by_title(items, "Old work").get("pull_request").is_none());
+    assert!(body(by_title(items, "Crash on start")).ends_with("It crashes. Fixed by #2, see also #4 and #3."));
+    assert!(body(by_title(items, "Fix the crash")).ends_with("Closes #1"));
+    assert!(body(by_title(items, "Old work")).ends_with("Follow-up to #2"));
+    let comments = get("/repos/neworg/api/issues/1/comments");
+    assert!(body(&comments[0]).ends_with("Confirmed, #2 fixes it"), "{comments}");
+    let line_comments = get("/repos/neworg/api/pulls/2/comments");
+    let line_comments = line_comments.as_array().expect("list");
+    assert_eq!(line_comments.len(), 2, "{line_comments:?}");
+    assert_eq!(line_comments[1]["in_reply_to_id"], line_comments[0]["id"], "the thread is kept");
 }
