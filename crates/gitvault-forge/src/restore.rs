@@ -646,12 +646,21 @@ fn restore_metadata(
                 let body = text::with_header(&header, &key, &links.rewrite(&item.body, bang));
                 let created = if as_pull {
                     let p = item.pull.as_ref().expect("a pull");
-                    let np = NewPull { title: &item.title, body: &body, head: &p.head, base: &p.base, draft: p.draft };
+                    let np = NewPull {
+                        title: &item.title,
+                        body: &body,
+                        head: &p.head,
+                        base: &p.base,
+                        draft: p.draft,
+                        labels: &labels,
+                        milestone,
+                    };
                     match w.create_pull(repo, &np) {
                         Ok(m) => Ok(m),
-                        Err(e @ Error::Http { status: 422, .. }) => {
-                            // The branches are there but GitHub will not open it (no commits
-                            // between them, once merged): an issue carries it instead.
+                        Err(e @ Error::Http { status: 422 | 409, .. }) => {
+                            // The branches are there but the forge will not open it (GitHub: no
+                            // commits between them, once merged; Gitea: 409, one is open for
+                            // them already): an issue carries it instead.
                             report.notes.push(format!(
                                 "#{} could not be recreated as a pull request ({e}); it is an issue",
                                 item.number
@@ -738,7 +747,8 @@ fn restore_metadata(
                     w.comment(repo, &made, &text::with_header(&header, &post_key, &body))
                 }
                 PostKind::Review { state } => {
-                    if state == "COMMENTED" && post.body.trim().is_empty() {
+                    // GitHub says `COMMENTED`, Gitea `COMMENT`.
+                    if matches!(state.as_str(), "COMMENTED" | "COMMENT") && post.body.trim().is_empty() {
                         // The container of line comments, which are restored one by one.
                         continue;
                     }
@@ -813,7 +823,7 @@ fn restore_metadata(
         // Its end state.
         let finish = Finish { open: item.open, state_reason: item.state_reason.as_deref(), labels: &labels, milestone };
         if w.needs_finish(&made, found, &finish) {
-            match w.finish(repo, &made, &finish) {
+            match w.finish(repo, &made, found, &finish) {
                 Ok(()) => report.count("states").created += 1,
                 Err(e) => {
                     abort_if_denied(&e)?;
