@@ -13,6 +13,7 @@
 pub mod model;
 pub mod text;
 
+mod gitea;
 mod github;
 mod target;
 
@@ -70,6 +71,7 @@ pub fn writer(api: Api, interval: Duration) -> Result<Box<dyn Writer>> {
     let writes = Writes::new(api, interval);
     match writes.api.forge {
         ForgeKind::Github => Ok(Box::new(github::Github { writes })),
+        ForgeKind::Gitea => Ok(Box::new(gitea::Gitea::new(writes))),
         other => Err(Error::Usage(format!("restoring into {other} is not supported yet"))),
     }
 }
