@@ -464,9 +464,13 @@ fn abort_if_denied(e: &Error) -> Result<()> {
         Error::Unauthorized { .. } | Error::RateLimitTooLong { .. } | Error::Unreachable { .. } => {
             Err(Error::Usage(e.to_string()))
         }
-        Error::Http { status: 403, .. } => Err(Error::Usage(format!(
-            "{e}: the token cannot write to the target (it needs write access to the repository: GitHub `repo` scope or Contents, Issues, Pull requests: write)"
-        ))),
+        Error::Http { status: 403, forge, .. } => {
+            let needs = match forge {
+                ForgeKind::Gitea => "Gitea scopes write:repository and write:issue, and write access to the repository",
+                _ => "write access to the repository: GitHub `repo` scope or Contents, Issues, Pull requests: write",
+            };
+            Err(Error::Usage(format!("{e}: the token cannot write to the target (it needs {needs})")))
+        }
         _ => Ok(()),
     }
 }
@@ -954,6 +958,8 @@ mod tests {
         let t = TargetSpec::parse("github:acme/api2").expect("valid");
         assert_eq!((t.forge, t.owner.as_str(), t.name.as_deref()), (ForgeKind::Github, "acme", Some("api2")));
         assert_eq!(TargetSpec::parse("github:acme").expect("valid").name, None);
+        let t = TargetSpec::parse("gitea:neworg").expect("valid");
+        assert_eq!((t.forge, t.owner.as_str(), t.name), (ForgeKind::Gitea, "neworg", None));
         assert!(TargetSpec::parse("acme/api").is_err());
         assert!(TargetSpec::parse("bitbucket:team").is_err());
     }

@@ -326,6 +326,34 @@ fn a_gitea_repository_is_restored_into_another_gitea_organisation_item_by_item_a
     assert_eq!(r2["counts"]["review_comments"]["existing"], 1, "{r2}");
     assert_eq!(r2["counts"]["assets"]["existing"], 2, "{r2}");
     assert_eq!(gitea.items(dst).len(), 4);
+
+    // Someone reopens "Typo" and takes its label away: the next run puts back its state (one
+    // PATCH) and its label (one PUT: Gitea's issue edit takes no labels), nothing else.
+    let typo = by_title(&gitea.items(dst), "Typo").clone();
+    let client = reqwest::blocking::Client::new();
+    let auth = format!("token {TOKEN}");
+    let url = format!("{}/repos/{dst}/issues/{}", gitea.base, typo["number"]);
+    let edit = client
+        .patch(&url)
+        .header("Authorization", &auth)
+        .header("Content-Type", "application/json")
+        .body(json!({"state": "open"}).to_string())
+        .send();
+    assert!(edit.expect("patch").status().is_success());
+    let edit = client
+        .put(format!("{url}/labels"))
+        .header("Authorization", &auth)
+        .header("Content-Type", "application/json")
+        .body(json!({"labels": []}).to_string())
+        .send();
+    assert!(edit.expect("put").status().is_success());
+    let before = api_writes(&m);
+    let third = restore(&m, &snapshot, TOKEN);
+    let r3 = &third["repositories"][0];
+    assert_eq!((api_writes(&m) - before, r3["writes"].as_u64()), (2, Some(2)), "{r3}");
+    assert_eq!(r3["counts"]["states"]["created"], 1, "{r3}");
+    let typo = by_title(&gitea.items(dst), "Typo").clone();
+    assert_eq!((typo["state"].as_str(), names(&typo["labels"])), (Some("closed"), vec!["area/ui".to_string()]));
 }
 
 #[test]
