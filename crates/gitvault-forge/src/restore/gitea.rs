@@ -334,7 +334,7 @@ impl Writer for Gitea {
 
     fn create_pull(&self, repo: &RepoInfo, pull: &NewPull<'_>) -> Result<Made> {
         // `CreatePullRequestOption` has no `draft`: Gitea marks drafts by a `WIP:` title prefix,
-        // which would change the title; the header says what it was.
+        // which would change the title, so a draft comes back as a ready pull request.
         let mut body = json!({"title": pull.title, "body": pull.body, "head": pull.head, "base": pull.base});
         let labels = self.label_ids(pull.labels);
         if !labels.is_empty() {
