@@ -13,6 +13,7 @@
 pub mod model;
 pub mod text;
 
+mod gitea;
 mod github;
 mod target;
 
@@ -70,6 +71,7 @@ pub fn writer(api: Api, interval: Duration) -> Result<Box<dyn Writer>> {
     let writes = Writes::new(api, interval);
     match writes.api.forge {
         ForgeKind::Github => Ok(Box::new(github::Github { writes })),
+        ForgeKind::Gitea => Ok(Box::new(gitea::Gitea::new(writes))),
         other => Err(Error::Usage(format!("restoring into {other} is not supported yet"))),
     }
 }
@@ -660,12 +662,21 @@ fn restore_metadata(
                 let body = text::with_header(&header, &key, &links.rewrite(&item.body, bang));
                 let created = if as_pull {
                     let p = item.pull.as_ref().expect("a pull");
-                    let np = NewPull { title: &item.title, body: &body, head: &p.head, base: &p.base, draft: p.draft };
+                    let np = NewPull {
+                        title: &item.title,
+                        body: &body,
+                        head: &p.head,
+                        base: &p.base,
+                        draft: p.draft,
+                        labels: &labels,
+                        milestone,
+                    };
                     match w.create_pull(repo, &np) {
                         Ok(m) => Ok(m),
-                        Err(e @ Error::Http { status: 422, .. }) => {
-                            // The branches are there but GitHub will not open it (no commits
-                            // between them, once merged): an issue carries it instead.
+                        Err(e @ Error::Http { status: 422 | 409, .. }) => {
+                            // The branches are there but the forge will not open it (GitHub: no
+                            // commits between them, once merged; Gitea: 409, one is open for
+                            // them already): an issue carries it instead.
                             report.notes.push(format!(
                                 "#{} could not be recreated as a pull request ({e}); it is an issue",
                                 item.number
@@ -752,7 +763,8 @@ fn restore_metadata(
                     w.comment(repo, &made, &text::with_header(&header, &post_key, &body))
                 }
                 PostKind::Review { state } => {
-                    if state == "COMMENTED" && post.body.trim().is_empty() {
+                    // GitHub says `COMMENTED`, Gitea `COMMENT`.
+                    if matches!(state.as_str(), "COMMENTED" | "COMMENT") && post.body.trim().is_empty() {
                         // The container of line comments, which are restored one by one.
                         continue;
                     }
@@ -827,7 +839,7 @@ fn restore_metadata(
         // Its end state.
         let finish = Finish { open: item.open, state_reason: item.state_reason.as_deref(), labels: &labels, milestone };
         if w.needs_finish(&made, found, &finish) {
-            match w.finish(repo, &made, &finish) {
+            match w.finish(repo, &made, found, &finish) {
                 Ok(()) => report.count("states").created += 1,
                 Err(e) => {
                     abort_if_denied(&e)?;
@@ -956,6 +968,8 @@ mod tests {
         let t = TargetSpec::parse("github:acme/api2").expect("valid");
         assert_eq!((t.forge, t.owner.as_str(), t.name.as_deref()), (ForgeKind::Github, "acme", Some("api2")));
         assert_eq!(TargetSpec::parse("github:acme").expect("valid").name, None);
+        let t = TargetSpec::parse("gitea:neworg").expect("valid");
+        assert_eq!((t.forge, t.owner.as_str(), t.name), (ForgeKind::Gitea, "neworg", None));
         assert!(TargetSpec::parse("acme/api").is_err());
         assert!(TargetSpec::parse("bitbucket:team").is_err());
     }

@@ -23,3 +23,4 @@ mod sftp;
 mod storage_check;
 mod tamper;
 mod to_forge;
+mod to_forge_gitea;

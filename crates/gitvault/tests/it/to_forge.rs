@@ -9,9 +9,9 @@ use crate::common::{commit, git};
 use crate::metadata::MetaWorld;
 use gitvault_forge::testing::FakeForgeKind::Github;
 
-const TOKEN: &str = "ghp_RestoreTokenNeverPrinted77";
+pub(crate) const TOKEN: &str = "ghp_RestoreTokenNeverPrinted77";
 
-fn world(extra_tokens: Value, faults: Value) -> Value {
+pub(crate) fn world(extra_tokens: Value, faults: Value) -> Value {
     let mut tokens = json!({TOKEN: {"login": "alice"}, "readonly": {"login": "alice", "write": false}});
     if let (Some(t), Some(extra)) = (tokens.as_object_mut(), extra_tokens.as_object()) {
         t.extend(extra.clone());
@@ -83,17 +83,17 @@ fn metadata() -> Value {
     })
 }
 
-struct Setup {
-    m: MetaWorld,
-    api: String,
-    asset: Vec<u8>,
-    snapshot: String,
+pub(crate) struct Setup {
+    pub m: MetaWorld,
+    pub api: String,
+    pub asset: Vec<u8>,
+    pub snapshot: String,
 }
 
 impl Setup {
     /// A repository with a `feature` branch and a tag, its metadata, backed up; issue 5 is
     /// deleted on the forge before the second backup, which is the one restored.
-    fn new() -> Self {
+    pub fn new() -> Self {
         let m = MetaWorld::new(Github, "acme", "github:acme", ("GITHUB_TOKEN", TOKEN));
         let work = m.w.path("work/api");
         git(&work, &["checkout", "-q", "-b", "feature"]);
@@ -160,16 +160,16 @@ impl Setup {
         self.m.api_get_with(path, ("Authorization", format!("Bearer {TOKEN}")))
     }
 
-    fn api_writes(&self) -> usize {
+    pub fn api_writes(&self) -> usize {
         self.m.forge.requests().iter().filter(|r| r["write"] == true && r["kind"] == "api").count()
     }
 }
 
-fn titles(items: &[Value]) -> Vec<String> {
+pub(crate) fn titles(items: &[Value]) -> Vec<String> {
     items.iter().map(|i| i["title"].as_str().unwrap_or_default().to_string()).collect()
 }
 
-fn by_title<'a>(items: &'a [Value], title: &str) -> &'a Value {
+pub(crate) fn by_title<'a>(items: &'a [Value], title: &str) -> &'a Value {
     items.iter().find(|i| i["title"] == title).unwrap_or_else(|| panic!("no item {title:?} in {:?}", titles(items)))
 }
 
