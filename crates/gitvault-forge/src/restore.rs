@@ -238,6 +238,7 @@ pub fn restore_repository(
     let meta = src.metadata;
     if let Some(m) = meta {
         report.deleted_in_backup = m.deleted;
+        report.notes.extend(w.unsupported(m));
         report.mapping.old_url = m.repo.html_url.clone();
     }
     let settings = meta.map(|m| m.repo.clone()).unwrap_or_else(|| model::RepoSettings {

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 
 use super::github::encode;
-use super::model::{Label, Milestone, RepoSettings, num, text};
+use super::model::{Label, Metadata, Milestone, RepoSettings, num, text};
 use super::target::{
     Existing, Finish, FoundItem, FoundRelease, Made, NewIssue, NewLineComment, NewPull, NewRelease, RepoInfo, Writer,
     Writes,
@@ -124,6 +124,27 @@ impl Gitea {
 }
 
 impl Writer for Gitea {
+    fn unsupported(&self, meta: &Metadata) -> Vec<String> {
+        let mut notes = Vec::new();
+        let drafts = meta.items.iter().filter(|i| i.pull.as_ref().is_some_and(|p| p.draft)).count();
+        if drafts > 0 {
+            notes.push(format!("{drafts} draft pull requests come back ready: Gitea has no draft flag"));
+        }
+        let reasons = meta
+            .items
+            .iter()
+            .filter(|i| !i.open && i.state_reason.as_deref().is_some_and(|r| r != "completed"))
+            .count();
+        if reasons > 0 {
+            notes.push(format!("{reasons} issues closed as not planned are closed: Gitea keeps no state reason"));
+        }
+        let labelled = meta.releases.iter().flat_map(|r| &r.assets).filter(|a| a.label.is_some()).count();
+        if labelled > 0 {
+            notes.push(format!("{labelled} release assets lose their label: Gitea attachments have none"));
+        }
+        notes
+    }
+
     fn writes(&self) -> &Writes {
         &self.writes
     }

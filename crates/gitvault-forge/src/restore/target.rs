@@ -159,6 +159,11 @@ pub trait Writer {
         content_type: &str,
         bytes: &[u8],
     ) -> Result<()>;
+    /// What of `meta` this forge has no place for (listed in the report, not an error).
+    fn unsupported(&self, meta: &super::model::Metadata) -> Vec<String> {
+        let _ = meta;
+        Vec::new()
+    }
     /// Sigils for references on this forge: (issue, pull request).
     fn sigils(&self) -> (char, char) {
         ('#', '#')

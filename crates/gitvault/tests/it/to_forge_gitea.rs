@@ -372,6 +372,9 @@ fn a_github_snapshot_is_restored_into_gitea_with_its_items_labels_milestones_and
     let r = &report["repositories"][0];
     assert_eq!(r["target"], "gitea:neworg/api", "{r}");
     assert_eq!(r["failures"], json!([]), "{r}");
+    // What Gitea has no place for is listed.
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("closed as not planned") && notes.contains("lose their label"), "{notes}");
     assert_writes_counted(&s.m, r, before);
 
     let repo = gitea.get(&format!("/repos/{dst}"));
