@@ -82,6 +82,9 @@ pub struct Options {
     pub dry_run: bool,
     /// Write into a repository that exists and is not empty.
     pub into_existing: bool,
+    /// Targets an earlier run of this restore wrote into (from its mapping file): resumed
+    /// without `into_existing`, even before any item carries a marker.
+    pub known_targets: BTreeSet<String>,
 }
 
 /// What is restored: the repository as the vault gave it back.
@@ -269,6 +272,10 @@ pub fn restore_repository(
             }
             let repo = w.create_repo(owner, name, &settings).map_err(|e| explain_denied(&e).unwrap_or(e))?;
             report.count("repository").created += 1;
+            report.mapping.new_url = Some(repo.html_url.clone());
+            // From here on the mapping file names this target: a run stopped before any item
+            // carries a marker is still recognised as this restore's.
+            checkpoint(&report);
             (repo, Existing::default())
         }
         Some(repo) => {
@@ -279,7 +286,7 @@ pub fn restore_repository(
             }
             .ls_remote(&repo.clone_url)
             .map_err(|e| Error::Usage(format!("cannot read the git refs of {}: {e}", report.target)))?;
-            let ours = !existing.items.is_empty();
+            let ours = !existing.items.is_empty() || opts.known_targets.contains(&report.target);
             let empty = remote.refs.is_empty() && existing.foreign_items == 0 && existing.releases.is_empty();
             if !empty && !ours && !opts.into_existing {
                 return Err(Error::Usage(format!(

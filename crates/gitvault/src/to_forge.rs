@@ -102,6 +102,7 @@ pub fn run(s: &Settings, a: &RestoreArgs) -> Result<u8> {
         errors: Vec::new(),
     };
     let progress = Steps { quiet: s.quiet || s.json };
+    let known_targets = a.map.as_deref().map(previous_targets).unwrap_or_default();
     let git = Git::new();
     for name in &names {
         let new_name = target.name.clone().unwrap_or_else(|| short_name(name).to_string());
@@ -118,7 +119,11 @@ pub fn run(s: &Settings, a: &RestoreArgs) -> Result<u8> {
             };
             let src =
                 fr::Source { name, git_dir: &local.code, wiki_dir: local.wiki.as_deref(), metadata: meta.as_ref() };
-            let opts = fr::Options { dry_run: a.dry_run, into_existing: a.into_existing };
+            let opts = fr::Options {
+                dry_run: a.dry_run,
+                into_existing: a.into_existing,
+                known_targets: known_targets.clone(),
+            };
             let done_so_far: Vec<fr::Mapping> = result.repositories.iter().map(|r| r.mapping.clone()).collect();
             let mut checkpoint = |r: &fr::Report| {
                 if let Some(map) = &a.map
@@ -256,6 +261,17 @@ fn restore_locally(
         None
     };
     Ok(Local { code, wiki, meta })
+}
+
+/// The targets an earlier run recorded in the mapping file `path` (none when there is no file
+/// or it cannot be read).
+fn previous_targets(path: &Path) -> std::collections::BTreeSet<String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Default::default() };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else { return Default::default() };
+    doc["repositories"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|m| m["target"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 fn write_map(path: &Path, snapshot: &str, target: &str, repositories: Vec<&fr::Mapping>) -> Result<()> {

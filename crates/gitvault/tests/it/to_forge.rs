@@ -607,3 +607,32 @@ fn a_gitea_snapshot_is_restored_into_github_the_other_way_round() {
         .expect("bytes");
     assert_eq!(bytes.as_ref(), b"tool bytes");
 }
+
+#[test]
+fn a_run_that_created_only_the_repository_is_resumed_through_its_mapping_file() {
+    let s = Setup::new();
+    let map = s.m.w.path("map.json");
+    let map_arg = map.to_str().expect("utf-8");
+    // Every issue and pull request the forge is asked to create fails: the repository, its
+    // git data, labels and milestones are there, no item carries a marker yet.
+    let failing = json!({"errors": [{"path": "/repos/neworg/api/(issues|pulls)$", "method": "POST", "status": 500,
+                                     "times": -1, "body": {"message": "Server Error"}}]});
+    s.m.forge.write_world(&world(json!({}), failing));
+    let out = s.restore(TOKEN, &["--map", map_arg]);
+    assert_eq!(out.status.code(), Some(3), "partial: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.list("/repos/neworg/api/issues?state=all").is_empty());
+    let mapped: Value = serde_json::from_str(&std::fs::read_to_string(&map).expect("map")).expect("json");
+    assert_eq!(mapped["repositories"][0]["target"], "github:neworg/api");
+
+    // The forge is well again. Without the mapping the target looks like someone else's...
+    s.m.forge.write_world(&world(json!({}), json!({})));
+    let out = s.restore(TOKEN, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--into-existing"));
+    // ...with it, the run is resumed and completed.
+    let again = s.restore_json(&["--map", map_arg], 0);
+    let r = &again["repositories"][0];
+    assert_eq!(r["counts"]["labels"]["existing"], 2, "{r}");
+    assert_eq!(r["counts"]["issues"]["created"], 3, "{r}");
+    assert_eq!(titles(&s.list("/repos/neworg/api/issues?state=all")).len(), 5);
+}
