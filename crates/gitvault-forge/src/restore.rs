@@ -266,7 +266,7 @@ pub fn restore_repository(
             if opts.dry_run {
                 report.git.created = pushable.len() as u64;
                 report.count("repository").created += 1;
-                dry_plan(&mut report, meta, &Existing::default(), w);
+                dry_plan(&mut report, meta, &Existing::default(), w, &local_branches(&pushable));
                 finish_counts(&mut report, w, requests_before, writes_before);
                 return Ok(report);
             }
@@ -317,7 +317,7 @@ pub fn restore_repository(
                 None => report.git.created += 1,
             }
         }
-        dry_plan(&mut report, meta, &existing, w);
+        dry_plan(&mut report, meta, &existing, w, &local_branches(&pushable));
         finish_counts(&mut report, w, requests_before, writes_before);
         return Ok(report);
     }
@@ -427,6 +427,10 @@ pub fn restore_repository(
     Ok(report)
 }
 
+fn local_branches(refs: &[String]) -> BTreeSet<&str> {
+    refs.iter().filter_map(|n| n.strip_prefix("refs/heads/")).collect()
+}
+
 fn finish_counts(report: &mut Report, w: &dyn Writer, requests_before: u64, writes_before: u64) {
     let writes = w.writes().count() - writes_before;
     report.writes = writes;
@@ -494,7 +498,13 @@ fn explain_denied(e: &Error) -> Option<Error> {
 }
 
 /// The dry-run plan: what would be created, by kind, against what `existing` already holds.
-fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w: &dyn Writer) {
+fn dry_plan(
+    report: &mut Report,
+    meta: Option<&Metadata>,
+    existing: &Existing,
+    w: &dyn Writer,
+    branches: &BTreeSet<&str>,
+) {
     let Some(meta) = meta else { return };
     for l in &meta.labels {
         let c = report.count("labels");
@@ -512,7 +522,8 @@ fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w
             report.count(kind).existing += 1;
             continue;
         }
-        report.count(kind).created += 1;
+        let as_pull = as_pull(item, branches);
+        report.count(if item.kind == ItemKind::Pull && !as_pull { "pulls_as_issues" } else { kind }).created += 1;
         for p in &item.posts {
             let k = post_kind(&p.kind);
             report.count(k).created += 1;
@@ -520,7 +531,7 @@ fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w
         if let Some(new) = predicted.get(&item.number) {
             report.mapping.items.push(MappedItem {
                 kind: kind_name(item.kind).into(),
-                restored_as: if item.kind == ItemKind::Pull { "pull" } else { "issue" }.into(),
+                restored_as: if as_pull { "pull" } else { "issue" }.into(),
                 old_number: item.number,
                 new_number: new.number,
                 old_url: item.url.clone(),
@@ -537,6 +548,16 @@ fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w
             report.count("assets").created += r.assets.len() as u64;
         }
     }
+}
+
+/// Whether `item` is recreated as a pull request: it was one, from a branch of this repository,
+/// and both its branches are there after the push.
+fn as_pull(item: &model::Item, branches: &BTreeSet<&str>) -> bool {
+    item.kind == ItemKind::Pull
+        && item
+            .pull
+            .as_ref()
+            .is_some_and(|p| p.same_repo && branches.contains(p.head.as_str()) && branches.contains(p.base.as_str()))
 }
 
 fn post_kind(k: &PostKind) -> &'static str {
@@ -662,10 +683,7 @@ fn restore_metadata(
                 Made { number: f.number, url: f.url.clone(), pull: f.pull }
             }
             None => {
-                let as_pull = item.kind == ItemKind::Pull
-                    && item.pull.as_ref().is_some_and(|p| {
-                        p.same_repo && branches.contains(p.head.as_str()) && branches.contains(p.base.as_str())
-                    });
+                let as_pull = as_pull(item, branches);
                 let header = item_header(item, old_repo, as_pull);
                 let body = text::with_header(&header, &key, &links.rewrite(&item.body, bang));
                 let created = if as_pull {

@@ -371,6 +371,26 @@ fn print(r: &Run, json: bool) -> Result<()> {
             }
             println!("  {}: {}", kind.replace('_', " "), parts.join(", "));
         }
+        let moved: Vec<String> = rep
+            .mapping
+            .items
+            .iter()
+            .filter(|i| i.old_number != i.new_number || i.kind != i.restored_as)
+            .map(|i| {
+                let became = if i.kind != i.restored_as { format!(" (as {})", i.restored_as) } else { String::new() };
+                format!("#{} -> #{}{became}", i.old_number, i.new_number)
+            })
+            .collect();
+        if !moved.is_empty() {
+            let verb = if r.dry_run { "would be renumbered" } else { "renumbered" };
+            let shown: Vec<&str> = moved.iter().take(20).map(String::as_str).collect();
+            let more = if moved.len() > 20 {
+                format!(" and {} more (see --json or --map)", moved.len() - 20)
+            } else {
+                String::new()
+            };
+            println!("  {verb}: {}{more}", shown.join(", "));
+        }
         if rep.deleted_in_backup > 0 {
             println!("  left out, deleted on the forge before the backup: {}", rep.deleted_in_backup);
         }

@@ -186,7 +186,11 @@ fn a_repository_is_restored_into_an_empty_organisation_item_by_item_and_again_wi
     let planned = &plan["repositories"][0];
     assert_eq!(planned["created_repository"], true, "{planned}");
     assert_eq!(planned["counts"]["issues"]["created"], 3, "{planned}");
-    assert_eq!(planned["counts"]["pulls"]["created"], 2, "{planned}");
+    assert_eq!(planned["counts"]["pulls"]["created"], 1, "{planned}");
+    assert_eq!(planned["counts"]["pulls_as_issues"]["created"], 1, "{planned}");
+    let text = String::from_utf8_lossy(&s.restore(TOKEN, &["--dry-run"]).stdout).to_string();
+    assert!(text.contains("would restore github:acme/api -> github:neworg/api (new repository)"), "{text}");
+    assert!(text.contains("would be renumbered: #3 -> #3 (as issue), #6 -> #5"), "{text}");
     assert!(s.get("/repos/neworg/api").get("message").is_some(), "not created by the dry run");
 
     let before = s.api_writes();
