@@ -158,11 +158,12 @@ class World:
     issues, comments, releases...) is kept as a journal of edits to the world's JSON (`Edit`) and
     replayed over the file whenever it changes, so a test may rewrite world.json (add a fault,
     a token) without losing what a restore created. The journal is in memory (it lives as long as
-    the server) and mirrored to DIR/state.json for people reading a failed test."""
+    the server) and mirrored to DIR/state.jsonl (one edit a line, appended) for people reading a
+    failed test."""
 
     def __init__(self, root):
         self.path = os.path.join(root, "world.json")
-        self.state_path = os.path.join(root, "state.json")
+        self.state_path = os.path.join(root, "state.jsonl")
         self.lock = threading.Lock()
         self.raw_bytes = None
         self.file_data = {}
@@ -209,10 +210,9 @@ class World:
             self.data = data
             self.journal.extend(edits)
             self.generation += 1
-            tmp = self.state_path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"journal": self.journal}, f, indent=1)
-            os.replace(tmp, self.state_path)
+            # Appended, not rewritten: a restore of thousands of items must not cost the square.
+            with open(self.state_path, "a", encoding="utf-8") as f:
+                f.writelines(json.dumps(edit) + "\n" for edit in edits)
 
     def token(self, token, forge):
         """The identity of `token` on `forge`, or INVALID for an unknown, expired or foreign one."""
@@ -694,6 +694,9 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     # Git keeps connections open between requests of one fetch.
     timeout = 120
+    # An answer goes out as headers then body; with Nagle's algorithm on a kept-alive connection
+    # the body waits for the client's delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass

@@ -320,6 +320,10 @@ class Metadata:
                     model, ("comment", c.id), lambda: self.comment(model, c)))
             case ["issues", "comments", cid] if number_arg(cid) in model.comments_by_id:
                 return json_response(200, self.comment(model, model.comments_by_id[number_arg(cid)]))
+            case ["issues", number, "comments"] if number_arg(number) in model.issues:
+                # Not paged, as Gitea answers it.
+                items, error = self.window(req, [c for c in model.comments if c.number == number_arg(number)])
+                return error or json_response(200, [self.comment(model, c) for c in items])
             case ["issues", number] if number_arg(number) in model.issues:
                 return json_response(200, self.issue(model, model.issues[number_arg(number)]))
             case ["pulls"]:

@@ -91,6 +91,8 @@ class Writes:
                 return self.create_item(repo, model, pull=False)
             case ("PATCH", ["issues", _]) if number in model.issues:
                 return self.edit_item(repo, model, number, pull=False)
+            case ("PUT", ["issues", _, "labels"]) if number in model.issues:
+                return self.replace_labels(repo, model, number)
             case ("POST", ["issues", _, "comments"]) if number in model.issues:
                 return self.create_comment(repo, model, number)
             case ("POST", ["pulls"]):
@@ -335,6 +337,28 @@ class Writes:
         fields["updated_at"] = at
         set_item(self.app, repo, model, number, fields)
         return self.item_answer(repo, number, pull)
+
+    def replace_labels(self, repo, model, number):
+        """`IssueLabelsOption`: the labels by id (or by name, which Gitea accepts too); 200 with
+        the item's labels."""
+        issue = model.issues[number]
+        author = self.req.identity is not None and self.req.identity.login.lower() == issue.user.lower()
+        refused = self.refused(repo, "pull" if author else "push")
+        if refused:
+            return refused
+        data, bad = self.body()
+        if bad:
+            return bad
+        wanted = data.get("labels") or []
+        names = {w.lower() for w in wanted if isinstance(w, str)}
+        ids = [w for w in wanted if isinstance(w, int)]
+        ids += [label.id for label in model.labels.values() if label.name.lower() in names]
+        fields, bad = self.item_fields({"labels": ids}, model)
+        if bad:
+            return bad
+        set_item(self.app, repo, model, number, dict(fields, updated_at=now()))
+        repo, model = self.fresh(repo)
+        return json_response(200, [self.meta.label(model, name) for name in model.issues[number].labels])
 
     def create_comment(self, repo, model, number):
         refused = self.refused(repo, "pull")

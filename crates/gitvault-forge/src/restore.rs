@@ -13,6 +13,7 @@
 pub mod model;
 pub mod text;
 
+mod gitea;
 mod github;
 mod gitlab;
 mod target;
@@ -87,6 +88,7 @@ pub fn writer(api: Api, interval: Duration) -> Result<Box<dyn Writer>> {
     let writes = Writes::new(api, interval);
     match writes.api.forge {
         ForgeKind::Github => Ok(Box::new(github::Github { writes })),
+        ForgeKind::Gitea => Ok(Box::new(gitea::Gitea::new(writes))),
         ForgeKind::Gitlab => Ok(Box::new(gitlab::Gitlab { writes })),
         other => Err(Error::Usage(format!("restoring into {other} is not supported yet"))),
     }
@@ -98,6 +100,9 @@ pub struct Options {
     pub dry_run: bool,
     /// Write into a repository that exists and is not empty.
     pub into_existing: bool,
+    /// Targets an earlier run of this restore wrote into (from its mapping file): resumed
+    /// without `into_existing`, even before any item carries a marker.
+    pub known_targets: BTreeSet<String>,
 }
 
 /// What is restored: the repository as the vault gave it back.
@@ -254,9 +259,9 @@ pub fn restore_repository(
     let meta = src.metadata;
     if let Some(m) = meta {
         report.deleted_in_backup = m.deleted;
+        report.notes.extend(w.unsupported(m));
         report.mapping.old_url = m.repo.html_url.clone();
         report.notes.extend(m.notes.iter().cloned());
-        report.notes.extend(w.cannot_hold(m));
     }
     let settings = meta.map(|m| m.repo.clone()).unwrap_or_else(|| model::RepoSettings {
         has_issues: true,
@@ -280,12 +285,16 @@ pub fn restore_repository(
             if opts.dry_run {
                 report.git.created = pushable.len() as u64;
                 report.count("repository").created += 1;
-                dry_plan(&mut report, meta, &Existing::default(), w);
+                dry_plan(&mut report, meta, &Existing::default(), w, &local_branches(&pushable));
                 finish_counts(&mut report, w, requests_before, writes_before);
                 return Ok(report);
             }
             let repo = w.create_repo(owner, name, &settings).map_err(|e| explain_denied(&e).unwrap_or(e))?;
             report.count("repository").created += 1;
+            report.mapping.new_url = Some(repo.html_url.clone());
+            // From here on the mapping file names this target: a run stopped before any item
+            // carries a marker is still recognised as this restore's.
+            checkpoint(&report);
             (repo, Existing::default())
         }
         Some(repo) => {
@@ -296,7 +305,7 @@ pub fn restore_repository(
             }
             .ls_remote(&repo.clone_url)
             .map_err(|e| Error::Usage(format!("cannot read the git refs of {}: {e}", report.target)))?;
-            let ours = !existing.items.is_empty();
+            let ours = !existing.items.is_empty() || opts.known_targets.contains(&report.target);
             let empty = remote.refs.is_empty() && existing.foreign_items == 0 && existing.releases.is_empty();
             if !empty && !ours && !opts.into_existing {
                 return Err(Error::Usage(format!(
@@ -327,7 +336,7 @@ pub fn restore_repository(
                 None => report.git.created += 1,
             }
         }
-        dry_plan(&mut report, meta, &existing, w);
+        dry_plan(&mut report, meta, &existing, w, &local_branches(&pushable));
         finish_counts(&mut report, w, requests_before, writes_before);
         return Ok(report);
     }
@@ -437,6 +446,10 @@ pub fn restore_repository(
     Ok(report)
 }
 
+fn local_branches(refs: &[String]) -> BTreeSet<&str> {
+    refs.iter().filter_map(|n| n.strip_prefix("refs/heads/")).collect()
+}
+
 fn finish_counts(report: &mut Report, w: &dyn Writer, requests_before: u64, writes_before: u64) {
     let writes = w.writes().count() - writes_before;
     report.writes = writes;
@@ -506,7 +519,13 @@ fn explain_denied(e: &Error) -> Option<Error> {
 }
 
 /// The dry-run plan: what would be created, by kind, against what `existing` already holds.
-fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w: &dyn Writer) {
+fn dry_plan(
+    report: &mut Report,
+    meta: Option<&Metadata>,
+    existing: &Existing,
+    w: &dyn Writer,
+    branches: &BTreeSet<&str>,
+) {
     let Some(meta) = meta else { return };
     for l in &meta.labels {
         let c = report.count("labels");
@@ -516,7 +535,7 @@ fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w
         let c = report.count("milestones");
         if existing.milestones.contains_key(&m.title) { c.existing += 1 } else { c.created += 1 }
     }
-    let predicted = predict(meta, existing, &report.source, w, None);
+    let predicted = predict(meta, existing, &report.source, w, branches);
     for item in &meta.items {
         let key = item_key(&report.source, meta, item);
         let kind = if item.kind == ItemKind::Pull { "pulls" } else { "issues" };
@@ -524,7 +543,8 @@ fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w
             report.count(kind).existing += 1;
             continue;
         }
-        report.count(kind).created += 1;
+        let as_pull = as_pull(item, branches);
+        report.count(if item.kind == ItemKind::Pull && !as_pull { "pulls_as_issues" } else { kind }).created += 1;
         for p in &item.posts {
             let k = post_kind(&p.kind);
             report.count(k).created += 1;
@@ -532,7 +552,7 @@ fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w
         if let Some(new) = predicted.lookup(is_merge_request(meta, item), item.number) {
             report.mapping.items.push(MappedItem {
                 kind: kind_name(item.kind).into(),
-                restored_as: if item.kind == ItemKind::Pull { "pull" } else { "issue" }.into(),
+                restored_as: if as_pull { "pull" } else { "issue" }.into(),
                 old_number: item.number,
                 new_number: new.number,
                 old_url: item.url.clone(),
@@ -549,6 +569,16 @@ fn dry_plan(report: &mut Report, meta: Option<&Metadata>, existing: &Existing, w
             report.count("assets").created += r.assets.len() as u64;
         }
     }
+}
+
+/// Whether `item` is recreated as a pull request: it was one, from a branch of this repository,
+/// and both its branches are there after the push.
+fn as_pull(item: &model::Item, branches: &BTreeSet<&str>) -> bool {
+    item.kind == ItemKind::Pull
+        && item
+            .pull
+            .as_ref()
+            .is_some_and(|p| p.same_repo && branches.contains(p.head.as_str()) && branches.contains(p.base.as_str()))
 }
 
 fn post_kind(k: &PostKind) -> &'static str {
@@ -583,16 +613,10 @@ fn is_merge_request(meta: &Metadata, item: &model::Item) -> bool {
 }
 
 /// The numbers items will get: those already restored keep theirs; the others are numbered
-/// in order after the highest number in use (forges number sequentially). With `branches`
-/// known, a pull request whose branches are not both there is counted as the issue it becomes
-/// (it matters where issues and pull requests are numbered apart).
-fn predict(
-    meta: &Metadata,
-    existing: &Existing,
-    source: &str,
-    w: &dyn Writer,
-    branches: Option<&BTreeSet<&str>>,
-) -> Links {
+/// in order after the highest number in use (forges number sequentially). A pull request
+/// whose branches are not both in `branches` is counted as the issue it becomes (it matters
+/// where issues and pull requests are numbered apart).
+fn predict(meta: &Metadata, existing: &Existing, source: &str, w: &dyn Writer, branches: &BTreeSet<&str>) -> Links {
     let (issue_sigil, pull_sigil) = w.sigils();
     let mut next_issue = existing.last_issue;
     let mut next_pull = existing.last_pull;
@@ -604,12 +628,7 @@ fn predict(
             table.insert(item.number, NewRef { sigil, number: found.number, url: found.url.clone() });
             continue;
         }
-        let pull = item.kind == ItemKind::Pull
-            && branches.is_none_or(|b| {
-                item.pull
-                    .as_ref()
-                    .is_some_and(|p| p.same_repo && b.contains(p.head.as_str()) && b.contains(p.base.as_str()))
-            });
+        let pull = as_pull(item, branches);
         let number = if w.shared_numbers() || !pull {
             next_issue += 1;
             if w.shared_numbers() {
@@ -682,8 +701,7 @@ fn restore_metadata(
     }
 
     // Issues and pull requests, in their original order.
-    let mut links =
-        Links { old_base: meta.repo.html_url.clone(), ..predict(meta, &existing, source, w, Some(branches)) };
+    let mut links = Links { old_base: meta.repo.html_url.clone(), ..predict(meta, &existing, source, w, branches) };
     let bang = meta.separate_numbers;
     let old_repo = meta.repo.html_url.as_deref().unwrap_or(source);
     let total = meta.items.len() as u64;
@@ -701,20 +719,26 @@ fn restore_metadata(
                 Made { number: f.number, url: f.url.clone(), pull: f.pull }
             }
             None => {
-                let as_pull = item.kind == ItemKind::Pull
-                    && item.pull.as_ref().is_some_and(|p| {
-                        p.same_repo && branches.contains(p.head.as_str()) && branches.contains(p.base.as_str())
-                    });
+                let as_pull = as_pull(item, branches);
                 let header = item_header(meta, item, old_repo, as_pull);
                 let body = text::with_header(&header, &key, &links.rewrite(&item.body, bang));
                 let created = if as_pull {
                     let p = item.pull.as_ref().expect("a pull");
-                    let np = NewPull { title: &item.title, body: &body, head: &p.head, base: &p.base, draft: p.draft };
+                    let np = NewPull {
+                        title: &item.title,
+                        body: &body,
+                        head: &p.head,
+                        base: &p.base,
+                        draft: p.draft,
+                        labels: &labels,
+                        milestone,
+                    };
                     match w.create_pull(repo, &np) {
                         Ok(m) => Ok(m),
-                        Err(e @ Error::Http { status: 422, .. }) => {
-                            // The branches are there but GitHub will not open it (no commits
-                            // between them, once merged): an issue carries it instead.
+                        Err(e @ Error::Http { status: 422 | 409, .. }) => {
+                            // The branches are there but the forge will not open it (GitHub: no
+                            // commits between them, once merged; Gitea: 409, one is open for
+                            // them already): an issue carries it instead.
                             report.notes.push(format!(
                                 "#{} could not be recreated as a pull request ({e}); it is an issue",
                                 item.number
@@ -807,7 +831,8 @@ fn restore_metadata(
                     w.comment(repo, &made, &text::with_header(&header, &post_key, &body))
                 }
                 PostKind::Review { state } => {
-                    if state == "COMMENTED" && post.body.trim().is_empty() {
+                    // GitHub says `COMMENTED`, Gitea `COMMENT`.
+                    if matches!(state.as_str(), "COMMENTED" | "COMMENT") && post.body.trim().is_empty() {
                         // The container of line comments, which are restored one by one.
                         continue;
                     }
@@ -883,7 +908,7 @@ fn restore_metadata(
         // Its end state.
         let finish = Finish { open: item.open, state_reason: item.state_reason.as_deref(), labels: &labels, milestone };
         if w.needs_finish(&made, found, &finish) {
-            match w.finish(repo, &made, &finish) {
+            match w.finish(repo, &made, found, &finish) {
                 Ok(()) => report.count("states").created += 1,
                 Err(e) => {
                     abort_if_denied(&e)?;
@@ -1016,6 +1041,8 @@ mod tests {
         let t = TargetSpec::parse("github:acme/api2").expect("valid");
         assert_eq!((t.forge, t.owner.as_str(), t.name.as_deref()), (ForgeKind::Github, "acme", Some("api2")));
         assert_eq!(TargetSpec::parse("github:acme").expect("valid").name, None);
+        let t = TargetSpec::parse("gitea:neworg").expect("valid");
+        assert_eq!((t.forge, t.owner.as_str(), t.name), (ForgeKind::Gitea, "neworg", None));
         assert!(TargetSpec::parse("acme/api").is_err());
         assert!(TargetSpec::parse("bitbucket:team").is_err());
         let t = TargetSpec::parse("gitlab:acme/sub/api").expect("valid");

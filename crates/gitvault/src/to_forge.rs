@@ -103,6 +103,7 @@ pub fn run(s: &Settings, a: &RestoreArgs) -> Result<u8> {
         errors: Vec::new(),
     };
     let progress = Steps { quiet: s.quiet || s.json };
+    let known_targets = a.map.as_deref().map(previous_targets).unwrap_or_default();
     let git = Git::new();
     for name in &names {
         let new_name = target.name.clone().unwrap_or_else(|| short_name(name).to_string());
@@ -119,7 +120,11 @@ pub fn run(s: &Settings, a: &RestoreArgs) -> Result<u8> {
             };
             let src =
                 fr::Source { name, git_dir: &local.code, wiki_dir: local.wiki.as_deref(), metadata: meta.as_ref() };
-            let opts = fr::Options { dry_run: a.dry_run, into_existing: a.into_existing };
+            let opts = fr::Options {
+                dry_run: a.dry_run,
+                into_existing: a.into_existing,
+                known_targets: known_targets.clone(),
+            };
             let done_so_far: Vec<fr::Mapping> = result.repositories.iter().map(|r| r.mapping.clone()).collect();
             let mut checkpoint = |r: &fr::Report| {
                 if let Some(map) = &a.map
@@ -259,6 +264,17 @@ fn restore_locally(
     Ok(Local { code, wiki, meta })
 }
 
+/// The targets an earlier run recorded in the mapping file `path` (none when there is no file
+/// or it cannot be read).
+fn previous_targets(path: &Path) -> std::collections::BTreeSet<String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Default::default() };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else { return Default::default() };
+    doc["repositories"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|m| m["target"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
 fn write_map(path: &Path, snapshot: &str, target: &str, repositories: Vec<&fr::Mapping>) -> Result<()> {
     let doc = MapFile { snapshot, target, repositories };
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
@@ -355,6 +371,26 @@ fn print(r: &Run, json: bool) -> Result<()> {
                 parts.push(format!("{} failed", c.failed));
             }
             println!("  {}: {}", kind.replace('_', " "), parts.join(", "));
+        }
+        let moved: Vec<String> = rep
+            .mapping
+            .items
+            .iter()
+            .filter(|i| i.old_number != i.new_number || i.kind != i.restored_as)
+            .map(|i| {
+                let became = if i.kind != i.restored_as { format!(" (as {})", i.restored_as) } else { String::new() };
+                format!("#{} -> #{}{became}", i.old_number, i.new_number)
+            })
+            .collect();
+        if !moved.is_empty() {
+            let verb = if r.dry_run { "would be renumbered" } else { "renumbered" };
+            let shown: Vec<&str> = moved.iter().take(20).map(String::as_str).collect();
+            let more = if moved.len() > 20 {
+                format!(" and {} more (see --json or --map)", moved.len() - 20)
+            } else {
+                String::new()
+            };
+            println!("  {verb}: {}{more}", shown.join(", "));
         }
         if rep.deleted_in_backup > 0 {
             println!("  left out, deleted on the forge before the backup: {}", rep.deleted_in_backup);

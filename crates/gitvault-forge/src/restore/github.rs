@@ -293,7 +293,7 @@ impl Writer for Github {
         }
     }
 
-    fn finish(&self, repo: &RepoInfo, item: &Made, f: &Finish<'_>) -> Result<()> {
+    fn finish(&self, repo: &RepoInfo, item: &Made, _found: Option<&FoundItem>, f: &Finish<'_>) -> Result<()> {
         let mut body = json!({
             "state": if f.open { "open" } else { "closed" },
             "labels": f.labels,

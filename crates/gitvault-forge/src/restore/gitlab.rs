@@ -296,8 +296,14 @@ impl Writer for Gitlab {
     fn create_pull(&self, repo: &RepoInfo, pull: &NewPull<'_>) -> Result<Made> {
         // GitLab marks a draft by its title.
         let title = if pull.draft { format!("Draft: {}", pull.title) } else { pull.title.to_string() };
-        let body = json!({"source_branch": pull.head, "target_branch": pull.base, "title": title,
-                          "description": pull.body});
+        let mut body = json!({"source_branch": pull.head, "target_branch": pull.base, "title": title,
+                              "description": pull.body});
+        if !pull.labels.is_empty() {
+            body["labels"] = json!(pull.labels.join(","));
+        }
+        if let Some(m) = pull.milestone.and_then(|m| m.parse::<u64>().ok()) {
+            body["milestone_id"] = json!(m);
+        }
         let what = format!("the merge request {:?}", pull.title);
         Self::made(&self.writes.post(&format!("{}/merge_requests", Self::project(repo)), &what, &body)?, true, &what)
     }
@@ -335,24 +341,25 @@ impl Writer for Gitlab {
         text(&v, "id").ok_or_else(|| Self::parse_error(&what, "no discussion id in the answer"))
     }
 
-    fn needs_finish(&self, made: &Made, found: Option<&FoundItem>, f: &Finish<'_>) -> bool {
+    fn needs_finish(&self, _made: &Made, found: Option<&FoundItem>, f: &Finish<'_>) -> bool {
         let wanted_labels: BTreeSet<String> = f.labels.iter().cloned().collect();
         match found {
             Some(found) => {
                 found.open != f.open || found.labels != wanted_labels || found.milestone.as_deref() != f.milestone
             }
-            // A new issue got its labels and milestone when created; a merge request did not.
-            None => !f.open || (made.pull && (!f.labels.is_empty() || f.milestone.is_some())),
+            // A new issue or merge request got its labels and milestone when created.
+            None => !f.open,
         }
     }
 
-    fn finish(&self, repo: &RepoInfo, item: &Made, f: &Finish<'_>) -> Result<()> {
-        let body = json!({
-            // Closing a closed item or reopening an open one changes nothing on GitLab.
-            "state_event": if f.open { "reopen" } else { "close" },
+    fn finish(&self, repo: &RepoInfo, item: &Made, found: Option<&FoundItem>, f: &Finish<'_>) -> Result<()> {
+        let mut body = json!({
             "labels": f.labels.join(","),
             "milestone_id": f.milestone.and_then(|m| m.parse::<u64>().ok()).unwrap_or(0),
         });
+        if found.is_none_or(|found| found.open != f.open) {
+            body["state_event"] = json!(if f.open { "reopen" } else { "close" });
+        }
         let path = Self::item_path(repo, item);
         self.writes.put(&path, &format!("the state of {}", Self::reference(item)), &body)?;
         Ok(())
@@ -407,7 +414,8 @@ impl Writer for Gitlab {
         format!("{}/-/{}/{number}", repo.html_url, if pull { "merge_requests" } else { "issues" })
     }
 
-    fn cannot_hold(&self, meta: &Metadata) -> Vec<String> {
+    /// Also what takes more than one write (a closed milestone, an asset).
+    fn unsupported(&self, meta: &Metadata) -> Vec<String> {
         let mut notes = Vec::new();
         let mut say = |n: usize, what: &str| {
             if n > 0 {

@@ -88,6 +88,10 @@ pub struct NewPull<'a> {
     pub head: &'a str,
     pub base: &'a str,
     pub draft: bool,
+    /// Label names and the target's milestone, for forges that take them with a new pull
+    /// request (Gitea); the others get them from [`Writer::finish`].
+    pub labels: &'a [String],
+    pub milestone: Option<&'a str>,
 }
 
 /// A comment on a line of a pull request's diff.
@@ -143,7 +147,8 @@ pub trait Writer {
     fn line_comment(&self, repo: &RepoInfo, item: &Made, c: &NewLineComment<'_>) -> Result<String>;
     /// Whether [`Writer::finish`] has anything to write for `found`.
     fn needs_finish(&self, made: &Made, found: Option<&FoundItem>, finish: &Finish<'_>) -> bool;
-    fn finish(&self, repo: &RepoInfo, item: &Made, finish: &Finish<'_>) -> Result<()>;
+    /// Writes what [`Writer::needs_finish`] found to differ from `found` (`None`: just created).
+    fn finish(&self, repo: &RepoInfo, item: &Made, found: Option<&FoundItem>, finish: &Finish<'_>) -> Result<()>;
     fn create_release(&self, repo: &RepoInfo, release: &NewRelease<'_>) -> Result<FoundRelease>;
     fn upload_asset(
         &self,
@@ -154,6 +159,11 @@ pub trait Writer {
         content_type: &str,
         bytes: &[u8],
     ) -> Result<()>;
+    /// What of `meta` this forge has no place for (listed in the report, not an error).
+    fn unsupported(&self, meta: &super::model::Metadata) -> Vec<String> {
+        let _ = meta;
+        Vec::new()
+    }
     /// Sigils for references on this forge: (issue, pull request).
     fn sigils(&self) -> (char, char) {
         ('#', '#')
@@ -161,11 +171,6 @@ pub trait Writer {
     /// One counter numbers issues and pull requests (GitHub, Gitea), or two (GitLab).
     fn shared_numbers(&self) -> bool {
         true
-    }
-    /// What of `meta` this forge cannot hold as it was (approvals, a merged state...), and
-    /// what takes more than one write, said once per restore in the report's notes.
-    fn cannot_hold(&self, _meta: &super::model::Metadata) -> Vec<String> {
-        Vec::new()
     }
     /// The web URL of item `number` in `repo`.
     fn item_url(&self, repo: &RepoInfo, number: u64, pull: bool) -> String;

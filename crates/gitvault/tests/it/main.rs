@@ -23,4 +23,5 @@ mod sftp;
 mod storage_check;
 mod tamper;
 mod to_forge;
+mod to_forge_gitea;
 mod to_forge_gitlab;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::common::{commit, git};
 use crate::metadata::MetaWorld;
-use gitvault_forge::testing::FakeForgeKind::Github;
+use gitvault_forge::testing::FakeForgeKind::{Gitea, Github};
 
 pub(crate) const TOKEN: &str = "ghp_RestoreTokenNeverPrinted77";
 
@@ -84,16 +84,16 @@ fn metadata() -> Value {
 }
 
 pub(crate) struct Setup {
-    pub(crate) m: MetaWorld,
-    pub(crate) api: String,
-    pub(crate) asset: Vec<u8>,
-    pub(crate) snapshot: String,
+    pub m: MetaWorld,
+    pub api: String,
+    pub asset: Vec<u8>,
+    pub snapshot: String,
 }
 
 impl Setup {
     /// A repository with a `feature` branch and a tag, its metadata, backed up; issue 5 is
     /// deleted on the forge before the second backup, which is the one restored.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let m = MetaWorld::new(Github, "acme", "github:acme", ("GITHUB_TOKEN", TOKEN));
         let work = m.w.path("work/api");
         git(&work, &["checkout", "-q", "-b", "feature"]);
@@ -160,16 +160,16 @@ impl Setup {
         self.m.api_get_with(path, ("Authorization", format!("Bearer {TOKEN}")))
     }
 
-    fn api_writes(&self) -> usize {
+    pub fn api_writes(&self) -> usize {
         self.m.forge.requests().iter().filter(|r| r["write"] == true && r["kind"] == "api").count()
     }
 }
 
-fn titles(items: &[Value]) -> Vec<String> {
+pub(crate) fn titles(items: &[Value]) -> Vec<String> {
     items.iter().map(|i| i["title"].as_str().unwrap_or_default().to_string()).collect()
 }
 
-fn by_title<'a>(items: &'a [Value], title: &str) -> &'a Value {
+pub(crate) fn by_title<'a>(items: &'a [Value], title: &str) -> &'a Value {
     items.iter().find(|i| i["title"] == title).unwrap_or_else(|| panic!("no item {title:?} in {:?}", titles(items)))
 }
 
@@ -186,7 +186,11 @@ fn a_repository_is_restored_into_an_empty_organisation_item_by_item_and_again_wi
     let planned = &plan["repositories"][0];
     assert_eq!(planned["created_repository"], true, "{planned}");
     assert_eq!(planned["counts"]["issues"]["created"], 3, "{planned}");
-    assert_eq!(planned["counts"]["pulls"]["created"], 2, "{planned}");
+    assert_eq!(planned["counts"]["pulls"]["created"], 1, "{planned}");
+    assert_eq!(planned["counts"]["pulls_as_issues"]["created"], 1, "{planned}");
+    let text = String::from_utf8_lossy(&s.restore(TOKEN, &["--dry-run"]).stdout).to_string();
+    assert!(text.contains("would restore github:acme/api -> github:neworg/api (new repository)"), "{text}");
+    assert!(text.contains("would be renumbered: #3 -> #3 (as issue), #6 -> #5"), "{text}");
     assert!(s.get("/repos/neworg/api").get("message").is_some(), "not created by the dry run");
 
     let before = s.api_writes();
@@ -536,4 +540,103 @@ fn the_wiki_and_the_git_lfs_objects_reach_the_target_too() {
     let oid: String = sha2::Sha256::digest(&big).iter().map(|b| format!("{b:02x}")).collect();
     let stored = m.forge.root().join("lfs/github/neworg/restored").join(&oid[..2]).join(&oid[2..4]).join(&oid);
     assert_eq!(std::fs::read(&stored).expect("the LFS object on the target"), big);
+}
+
+/// GET a JSON document from the fake GitHub as `token`.
+fn github_get(m: &MetaWorld, path: &str, token: &str) -> Value {
+    let url = format!("{}{path}", m.forge.api_url(Github));
+    let resp = reqwest::blocking::Client::new().get(url).bearer_auth(token).send().expect("get");
+    serde_json::from_slice(&resp.bytes().expect("body")).expect("json")
+}
+
+#[test]
+fn a_gitea_snapshot_is_restored_into_github_the_other_way_round() {
+    let m = MetaWorld::new(Gitea, "acme", "gitea:acme", ("GITEA_TOKEN", "gitea-source-token"));
+    let work = m.w.path("work/api");
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    commit(&work, "feature.txt", b"feature\n", "a feature");
+    git(&work, &["checkout", "-q", "main"]);
+    git(&work, &["push", "-q", m.forge.git_dir(Gitea, "acme", "api").to_str().expect("utf-8"), "feature"]);
+    m.forge.write_file("assets/tool.bin", b"tool bytes");
+    let gitea_repo = json!({
+        "owner": "acme", "name": "api", "private": false, "description": "From Gitea",
+        "labels": [{"name": "bug", "color": "d73a4a"}],
+        "milestones": [{"id": 71, "number": 1, "title": "v1.0", "state": "open"}],
+        "issues": [{"number": 1, "title": "Crash", "body": "It crashes; see #2", "state": "open", "user": "bob",
+                    "labels": ["bug"], "milestone": 1, "created_at": "2024-01-01T10:00:00Z",
+                    "comments": [{"id": 11, "user": "carol", "body": "me too", "created_at": "2024-01-02T10:00:00Z"}]}],
+        "pulls": [{"number": 2, "title": "Feature", "body": "Fixes #1", "state": "open", "user": "carol",
+                   "head": "feature", "base": "main", "created_at": "2024-01-03T10:00:00Z"}],
+        "releases": [{"id": 9, "tag_name": "v1", "name": "v1", "body": "first",
+                      "created_at": "2024-01-04T10:00:00Z",
+                      "assets": [{"id": 90, "name": "tool.bin", "file": "assets/tool.bin"}]}],
+    });
+    m.forge.write_world(&json!({
+        "tokens": {"gitea-source-token": {"login": "alice", "forges": ["gitea"]}, TOKEN: {"login": "alice", "forges": ["github"]}},
+        "gitea": {"orgs": ["acme"], "repos": [gitea_repo]},
+        "github": {"accounts": {"neworg": {"type": "Organization"}}, "repos": []},
+    }));
+    let snapshot = m.backup()["snapshot"].as_str().expect("snapshot").to_string();
+    let api = m.forge.api_url(Github);
+    let out =
+        m.w.cmd(&["restore", &snapshot, "--to-forge", "github:neworg", "--api-url", &api, "--json"])
+            .env("GITHUB_TOKEN", TOKEN)
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["repositories"][0]["failures"], json!([]), "{report}");
+
+    let repo = github_get(&m, "/repos/neworg/api", TOKEN);
+    assert_eq!(repo["description"], "From Gitea", "{repo}");
+    let issue = github_get(&m, "/repos/neworg/api/issues/1", TOKEN);
+    assert_eq!(issue["title"], "Crash");
+    assert!(issue["body"].as_str().expect("body").ends_with("It crashes; see #2"));
+    assert_eq!(
+        (issue["labels"][0]["name"].as_str(), issue["milestone"]["title"].as_str()),
+        (Some("bug"), Some("v1.0"))
+    );
+    let comments = github_get(&m, "/repos/neworg/api/issues/1/comments", TOKEN);
+    assert!(comments[0]["body"].as_str().expect("body").ends_with("me too"), "{comments}");
+    let pull = github_get(&m, "/repos/neworg/api/pulls/2", TOKEN);
+    assert_eq!((pull["head"]["ref"].as_str(), pull["base"]["ref"].as_str()), (Some("feature"), Some("main")), "{pull}");
+    let release = github_get(&m, "/repos/neworg/api/releases/tags/v1", TOKEN);
+    assert_eq!(release["assets"][0]["name"], "tool.bin", "{release}");
+    let bytes = reqwest::blocking::Client::new()
+        .get(release["assets"][0]["browser_download_url"].as_str().expect("url"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .expect("download")
+        .bytes()
+        .expect("bytes");
+    assert_eq!(bytes.as_ref(), b"tool bytes");
+}
+
+#[test]
+fn a_run_that_created_only_the_repository_is_resumed_through_its_mapping_file() {
+    let s = Setup::new();
+    let map = s.m.w.path("map.json");
+    let map_arg = map.to_str().expect("utf-8");
+    // Every issue and pull request the forge is asked to create fails: the repository, its
+    // git data, labels and milestones are there, no item carries a marker yet.
+    let failing = json!({"errors": [{"path": "/repos/neworg/api/(issues|pulls)$", "method": "POST", "status": 500,
+                                     "times": -1, "body": {"message": "Server Error"}}]});
+    s.m.forge.write_world(&world(json!({}), failing));
+    let out = s.restore(TOKEN, &["--map", map_arg]);
+    assert_eq!(out.status.code(), Some(3), "partial: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.list("/repos/neworg/api/issues?state=all").is_empty());
+    let mapped: Value = serde_json::from_str(&std::fs::read_to_string(&map).expect("map")).expect("json");
+    assert_eq!(mapped["repositories"][0]["target"], "github:neworg/api");
+
+    // The forge is well again. Without the mapping the target looks like someone else's...
+    s.m.forge.write_world(&world(json!({}), json!({})));
+    let out = s.restore(TOKEN, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--into-existing"));
+    // ...with it, the run is resumed and completed.
+    let again = s.restore_json(&["--map", map_arg], 0);
+    let r = &again["repositories"][0];
+    assert_eq!(r["counts"]["labels"]["existing"], 2, "{r}");
+    assert_eq!(r["counts"]["issues"]["created"], 3, "{r}");
+    assert_eq!(titles(&s.list("/repos/neworg/api/issues?state=all")).len(), 5);
 }

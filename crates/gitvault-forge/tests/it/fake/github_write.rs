@@ -332,9 +332,8 @@ fn github_created_items_survive_a_rewrite_of_the_world() {
         send("POST", &api(&forge, "/repos/alice/notes/issues"), "good", Some(&json!({"title": "x"}))).status,
         403
     );
-    let state: Value =
-        serde_json::from_str(&std::fs::read_to_string(forge.root().join("state.json")).expect("state.json"))
-            .expect("state.json is JSON");
-    assert_eq!(state["journal"].as_array().map(Vec::len), Some(2));
+    let state = std::fs::read_to_string(forge.root().join("state.jsonl")).expect("state.jsonl");
+    let edits: Vec<Value> = state.lines().map(|l| serde_json::from_str(l).expect("one edit a line")).collect();
+    assert_eq!(edits.len(), 2);
     assert!(Path::new(&forge.root().join("world.json")).exists());
 }
