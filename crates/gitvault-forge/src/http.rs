@@ -332,7 +332,9 @@ impl Api {
             }
             req = match &body {
                 Body::Json(v) => req.header("Content-Type", "application/json").body(v.to_string()),
-                Body::Bytes { content_type, data } => req.header("Content-Type", *content_type).body(data.to_vec()),
+                Body::Upload(u) => req
+                    .header("Content-Type", u.content_type.as_str())
+                    .body(reqwest::blocking::Body::sized(u.reader()?, u.len())),
             };
             self.requests.fetch_add(1, Ordering::Relaxed);
             let resp = match req.send() {
@@ -426,7 +428,8 @@ fn rate_limit_wait(status: StatusCode, headers: &HeaderMap) -> Option<Duration> 
 /// What a write sends.
 pub(crate) enum Body<'a> {
     Json(&'a serde_json::Value),
-    Bytes { content_type: &'a str, data: &'a [u8] },
+    /// A file, streamed (opened again for each attempt).
+    Upload(&'a crate::restore::upload::Upload),
 }
 
 /// The message of a forge's error body (`{"message": …}`, Bitbucket's `{"error": {"message": …}}`,

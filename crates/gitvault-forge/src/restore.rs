@@ -17,6 +17,7 @@ mod gitea;
 mod github;
 mod gitlab;
 mod target;
+pub(crate) mod upload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -969,9 +970,7 @@ fn restore_metadata(
                 report.notes.push(format!("release {}: the bytes of {} were not in the backup", r.tag, a.name));
                 continue;
             };
-            let uploaded = std::fs::read(file)
-                .map_err(|source| Error::Io { path: file.clone(), source })
-                .and_then(|bytes| w.upload_asset(repo, &release, &a.name, a.label.as_deref(), &a.content_type, &bytes));
+            let uploaded = w.upload_asset(repo, &release, &a.name, a.label.as_deref(), &a.content_type, file);
             match uploaded {
                 Ok(()) => report.count("assets").created += 1,
                 Err(e) => {

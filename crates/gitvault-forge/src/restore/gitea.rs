@@ -18,6 +18,7 @@ use super::target::{
     Writes,
 };
 use super::text::markers;
+use super::upload::Upload;
 use crate::ForgeKind;
 use crate::error::{Error, Result};
 use crate::http::Body;
@@ -449,86 +450,16 @@ impl Writer for Gitea {
         name: &str,
         _label: Option<&str>,
         _content_type: &str,
-        bytes: &[u8],
+        file: &std::path::Path,
     ) -> Result<()> {
         // Gitea keeps neither a label nor a content type for an attachment.
-        let (content_type, data) = multipart("attachment", name, bytes);
+        let upload = Upload::multipart("attachment", name, file)?;
         let path = format!("/repos/{}/releases/{}/assets?name={}", repo.api_path, release.id, encode(name));
-        self.writes.send(
-            reqwest::Method::POST,
-            &path,
-            &format!("the asset {name:?}"),
-            Body::Bytes { content_type: &content_type, data: &data },
-        )?;
+        self.writes.send(reqwest::Method::POST, &path, &format!("the asset {name:?}"), Body::Upload(&upload))?;
         Ok(())
     }
 
     fn item_url(&self, repo: &RepoInfo, number: u64, pull: bool) -> String {
         format!("{}/{}/{number}", repo.html_url, if pull { "pulls" } else { "issues" })
-    }
-}
-
-/// A `multipart/form-data` body with one file part `field`: its content type (with the
-/// boundary) and its bytes.
-fn multipart(field: &str, filename: &str, data: &[u8]) -> (String, Vec<u8>) {
-    let mut boundary = String::from("gitvault-boundary-");
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ data.len() as u64;
-    // The boundary must not occur in the data; a few more random-looking characters until so.
-    loop {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        boundary.push_str(&format!("{:016x}", seed));
-        if !contains(data, boundary.as_bytes()) {
-            break;
-        }
-    }
-    // Quotes and line breaks cannot appear in the quoted filename; browsers percent-encode them.
-    let filename: String = filename
-        .chars()
-        .map(|c| match c {
-            '"' => "%22".to_string(),
-            '\r' => "%0D".to_string(),
-            '\n' => "%0A".to_string(),
-            c => c.to_string(),
-        })
-        .collect();
-    let mut body = Vec::with_capacity(data.len() + 256);
-    body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-    body.extend_from_slice(
-        format!("Content-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n").as_bytes(),
-    );
-    body.extend_from_slice(b"Content-Type: application/octet-stream\r\n\r\n");
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multipart_body_holds_the_file_between_boundaries() {
-        let (content_type, body) = multipart("attachment", "a \"b\".bin", b"\x00bytes\r\n");
-        let boundary = content_type.strip_prefix("multipart/form-data; boundary=").expect("boundary");
-        let text = String::from_utf8_lossy(&body);
-        assert!(text.starts_with(&format!("--{boundary}\r\n")));
-        assert!(text.contains("name=\"attachment\"; filename=\"a %22b%22.bin\""));
-        assert!(text.contains("\r\n\r\n\u{0}bytes\r\n\r\n"));
-        assert!(text.ends_with(&format!("\r\n--{boundary}--\r\n")));
-    }
-
-    #[test]
-    fn multipart_boundary_avoids_the_data() {
-        // The boundary chosen for data of this length, then data of that length made of it.
-        let (first, _) = multipart("attachment", "x", &[b'a'; 34]);
-        let boundary = first.strip_prefix("multipart/form-data; boundary=").expect("boundary");
-        assert_eq!(boundary.len(), 34);
-        let (second, _) = multipart("attachment", "x", boundary.as_bytes());
-        let other = second.strip_prefix("multipart/form-data; boundary=").expect("boundary");
-        assert!(other.starts_with(boundary) && other.len() > boundary.len(), "{other}");
     }
 }

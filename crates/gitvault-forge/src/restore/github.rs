@@ -11,6 +11,7 @@ use super::target::{
     Writes,
 };
 use super::text::markers;
+use super::upload::Upload;
 use crate::error::{Error, Result};
 use crate::http::Body;
 
@@ -334,7 +335,7 @@ impl Writer for Github {
         name: &str,
         label: Option<&str>,
         content_type: &str,
-        bytes: &[u8],
+        file: &std::path::Path,
     ) -> Result<()> {
         let Some(template) = &release.upload_url else {
             return Err(Error::Usage(format!("the release has no upload_url for the asset {name:?}")));
@@ -349,7 +350,7 @@ impl Writer for Github {
             reqwest::Method::POST,
             &url,
             &format!("the asset {name:?}"),
-            Body::Bytes { content_type, data: bytes },
+            Body::Upload(&Upload::raw(file, content_type)?),
         )?;
         Ok(())
     }

@@ -20,6 +20,7 @@ use super::target::{
     Writes,
 };
 use super::text::markers;
+use super::upload::Upload;
 use crate::error::{Error, Result};
 use crate::http::Body;
 use crate::{Api, ForgeKind};
@@ -391,15 +392,15 @@ impl Writer for Gitlab {
         name: &str,
         label: Option<&str>,
         _content_type: &str,
-        bytes: &[u8],
+        file: &std::path::Path,
     ) -> Result<()> {
         let what = format!("the asset {name:?}");
-        let (content_type, form) = multipart_file(name, bytes);
+        let upload = Upload::multipart("file", name, file)?;
         let uploaded = self.writes.send(
             reqwest::Method::POST,
             &format!("{}/uploads", Self::project(repo)),
             &what,
-            Body::Bytes { content_type: &content_type, data: &form },
+            Body::Upload(&upload),
         )?;
         // `url` is relative to the project's web page: `/uploads/SECRET/NAME`.
         let relative = text(&uploaded.body, "url").ok_or_else(|| Self::parse_error(&what, "the upload has no url"))?;
@@ -456,45 +457,9 @@ impl Writer for Gitlab {
     }
 }
 
-/// A `multipart/form-data` body with `bytes` in the part `file`: its content type and bytes.
-fn multipart_file(name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
-    let mut n = 0u32;
-    let boundary = loop {
-        let b = format!("gitvault-{n:08x}-5f3c9a1e7b2d4c60");
-        if !bytes.windows(b.len()).any(|w| w == b.as_bytes()) {
-            break b;
-        }
-        n += 1;
-    };
-    let safe: String = name.chars().map(|c| if c == '"' || c.is_control() { '_' } else { c }).collect();
-    let mut form = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    form.extend_from_slice(bytes);
-    form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), form)
-}
-
 fn strings(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_file_is_one_multipart_part_named_file() {
-        let (content_type, form) = multipart_file("a\"b.bin", b"\x00\x01bytes");
-        let boundary = content_type.strip_prefix("multipart/form-data; boundary=").expect("boundary");
-        let text = String::from_utf8_lossy(&form);
-        assert!(text.starts_with(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a_b.bin\""
-        )));
-        assert!(text.ends_with(&format!("\x00\x01bytes\r\n--{boundary}--\r\n")));
-    }
 }

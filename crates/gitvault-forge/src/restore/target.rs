@@ -157,7 +157,7 @@ pub trait Writer {
         name: &str,
         label: Option<&str>,
         content_type: &str,
-        bytes: &[u8],
+        file: &std::path::Path,
     ) -> Result<()>;
     /// What of `meta` this forge has no place for (listed in the report, not an error).
     fn unsupported(&self, meta: &super::model::Metadata) -> Vec<String> {
