@@ -102,7 +102,7 @@ pub fn run(s: &Settings, a: &RestoreArgs) -> Result<u8> {
         repositories: Vec::new(),
         errors: Vec::new(),
     };
-    let progress = Steps { quiet: s.quiet || s.json };
+    let progress = Steps::new(s.quiet || s.json);
     let known_targets = a.map.as_deref().map(previous_targets).unwrap_or_default();
     let git = Git::new();
     for name in &names {
@@ -160,6 +160,7 @@ pub fn run(s: &Settings, a: &RestoreArgs) -> Result<u8> {
             }
         }
     }
+    progress.done();
     if let Some(map) = &a.map
         && !a.dry_run
     {
@@ -316,19 +317,53 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
-/// Progress lines on stderr, one per repository and kind of item (the counts are printed at
-/// the end).
-struct Steps {
-    quiet: bool,
+/// Progress: a bar per repository on a terminal (the kind of item being written, done of
+/// total), else a log line when a kind starts and every hundred items.
+enum Steps {
+    Quiet,
+    Log,
+    Bar(indicatif::ProgressBar),
+}
+
+impl Steps {
+    fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal as _;
+        if quiet {
+            Steps::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template("{prefix:.bold} {msg} [{bar:30}] {pos}/{len}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            Steps::Bar(bar)
+        } else {
+            Steps::Log
+        }
+    }
+
+    fn done(&self) {
+        if let Steps::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl fr::Progress for Steps {
     fn step(&self, repo: &str, kind: &str, done: u64, total: u64) {
-        if self.quiet {
-            return;
-        }
-        if done == 0 || done.is_multiple_of(100) {
-            tracing::info!("{repo}: {kind} {done}/{total}");
+        match self {
+            Steps::Quiet => {}
+            Steps::Log => {
+                if done == 0 || done.is_multiple_of(100) {
+                    tracing::info!("{repo}: {kind} {done}/{total}");
+                }
+            }
+            Steps::Bar(bar) => {
+                bar.set_prefix(repo.to_string());
+                bar.set_message(kind.to_string());
+                bar.set_length(total);
+                bar.set_position(done);
+            }
         }
     }
 }
