@@ -409,3 +409,67 @@ fn a_gitlab_project_restored_into_github_gets_one_numbering_with_merge_request_l
     assert_eq!(line_comments.len(), 2, "{line_comments:?}");
     assert_eq!(line_comments[1]["in_reply_to_id"], line_comments[0]["id"], "the thread is kept");
 }
+
+#[test]
+fn gitlab_refusals_and_the_plan_write_nothing() {
+    let s = Setup::new();
+    let mut w = crate::to_forge::world(
+        json!({GL_TOKEN: {"login": "alice"}, "glpat-readonly": {"login": "alice", "write": false}}),
+        json!({}),
+    );
+    w["gitlab"] = json!({"groups": [{"path": "newgroup", "members": [{"username": "alice", "access_level": 40}]}]});
+    s.m.forge.write_world(&w);
+    let gl = GitlabApi { forge: &s.m.forge, project: "newgroup%2Fapi".into() };
+    let api = s.m.forge.api_url(Gitlab);
+    let run = |target: &str, token: &str, extra: &[&str]| {
+        let mut args = vec!["restore", s.snapshot.as_str(), "--to-forge", target, "--api-url", api.as_str()];
+        args.extend_from_slice(extra);
+        let out = s.m.w.cmd(&args).env("GITLAB_TOKEN", token).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!stderr.contains(token) && !String::from_utf8_lossy(&out.stdout).contains(token));
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string(), stderr)
+    };
+    let before = gl.writes();
+
+    // The plan: everything to create, nothing written.
+    let (code, stdout, stderr) = run("gitlab:newgroup", GL_TOKEN, &["--dry-run", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).expect("json");
+    let r = &plan["repositories"][0];
+    assert_eq!(
+        (r["created_repository"].as_bool(), r["counts"]["issues"]["created"].as_u64()),
+        (Some(true), Some(3)),
+        "{r}"
+    );
+    assert_eq!(gl.writes(), before, "a dry run writes nothing");
+
+    // A read-only token: refused, naming the target, nothing created.
+    let (code, _, stderr) = run("gitlab:newgroup/other", "glpat-readonly", &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("403") && stderr.contains("newgroup/other"), "{stderr}");
+    // No such group.
+    let (code, _, stderr) = run("gitlab:nogroup", GL_TOKEN, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("nogroup"), "{stderr}");
+    // The one write tried (creating the project) was refused; nothing else was tried.
+    assert_eq!(gl.writes(), before + 1, "refusals stop at the first refused write");
+    let accepted = |m: &MetaWorld| {
+        m.forge
+            .requests()
+            .iter()
+            .filter(|r| r["write"] == true && r["status"].as_u64().is_some_and(|c| c < 300))
+            .count()
+    };
+    assert_eq!(accepted(&s.m), 0, "nothing was created");
+
+    // Restored; the plan now finds everything there.
+    restore(&s.m, &s.snapshot, "gitlab:newgroup", 0);
+    let written = gl.writes();
+    let (code, stdout, stderr) = run("gitlab:newgroup", GL_TOKEN, &["--dry-run", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).expect("json");
+    let r = &plan["repositories"][0];
+    assert_eq!(r["counts"]["issues"]["existing"], 3, "{r}");
+    assert_eq!(r["counts"]["issues"]["created"].as_u64().unwrap_or(0), 0, "{r}");
+    assert_eq!(gl.writes(), written);
+}
