@@ -76,7 +76,8 @@ pub enum Command {
     Snapshots,
     /// Show what changed between two snapshots: refs created, deleted, moved, force-pushed.
     Diff(DiffArgs),
-    /// Rebuild bare repositories whose refs are exactly those of a snapshot.
+    /// Rebuild bare repositories whose refs are exactly those of a snapshot, or bring them back
+    /// onto a forge with their issues, pull requests and releases (--to-forge).
     Restore(RestoreArgs),
     /// Write a repository's forge metadata of a snapshot as JSON, a static HTML rendering and
     /// its release assets' original bytes.
