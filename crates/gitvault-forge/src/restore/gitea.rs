@@ -251,33 +251,12 @@ impl Writer for Gitea {
         // Without `type`, Gitea lists pull requests among the issues (its `type` knows only
         // `issues` and `pulls`).
         for i in api.get_all(&api.url(&format!("{base}/issues?state=all&sort=oldest&{PAGE}")), "the target's issues")? {
-            let Some(item) = Self::found(&i) else { continue };
-            found.last_issue = found.last_issue.max(item.number);
-            found.last_pull = found.last_issue;
-            let body = text(&i, "body").unwrap_or_default();
-            match markers(&body).first() {
-                Some(key) => {
-                    found.items.insert((*key).to_string(), item);
-                }
-                None => found.foreign_items += 1,
+            if let Some(item) = Self::found(&i) {
+                found.record(item, &text(&i, "body").unwrap_or_default());
             }
         }
         for r in api.get_all(&api.url(&format!("{base}/releases?{PAGE}")), "the target's releases")? {
-            let (Some(tag), Some(id)) = (text(&r, "tag_name"), num(&r, "id")) else { continue };
-            let assets = r
-                .get("assets")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|x| text(x, "name")).collect())
-                .unwrap_or_default();
-            found.releases.insert(
-                tag,
-                FoundRelease {
-                    id: id.to_string(),
-                    url: text(&r, "html_url").unwrap_or_default(),
-                    upload_url: None,
-                    assets,
-                },
-            );
+            found.record_release(&r);
         }
         Ok(found)
     }

@@ -156,33 +156,12 @@ impl Writer for Github {
             &api.url(&format!("{base}/issues?state=all&per_page=100&sort=created&direction=asc")),
             "the target's issues",
         )? {
-            let Some(item) = Self::found(&i) else { continue };
-            found.last_issue = found.last_issue.max(item.number);
-            found.last_pull = found.last_issue;
-            let body = text(&i, "body").unwrap_or_default();
-            match markers(&body).first() {
-                Some(key) => {
-                    found.items.insert((*key).to_string(), item);
-                }
-                None => found.foreign_items += 1,
+            if let Some(item) = Self::found(&i) {
+                found.record(item, &text(&i, "body").unwrap_or_default());
             }
         }
         for r in api.get_all(&api.url(&format!("{base}/releases?per_page=100")), "the target's releases")? {
-            let (Some(tag), Some(id)) = (text(&r, "tag_name"), num(&r, "id")) else { continue };
-            let assets = r
-                .get("assets")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|x| text(x, "name")).collect())
-                .unwrap_or_default();
-            found.releases.insert(
-                tag,
-                FoundRelease {
-                    id: id.to_string(),
-                    url: text(&r, "html_url").unwrap_or_default(),
-                    upload_url: text(&r, "upload_url"),
-                    assets,
-                },
-            );
+            found.record_release(&r);
         }
         Ok(found)
     }

@@ -65,6 +65,39 @@ pub struct Existing {
     pub releases: BTreeMap<String, FoundRelease>,
 }
 
+impl Existing {
+    /// An issue or pull request found on a forge with one counter for both (GitHub, Gitea):
+    /// ours when its body carries a marker.
+    pub(crate) fn record(&mut self, item: FoundItem, body: &str) {
+        self.last_issue = self.last_issue.max(item.number);
+        self.last_pull = self.last_issue;
+        match super::text::markers(body).first() {
+            Some(key) => {
+                self.items.insert((*key).to_string(), item);
+            }
+            None => self.foreign_items += 1,
+        }
+    }
+
+    /// A release in GitHub's (and Gitea's) shape, with the names of its assets.
+    pub(crate) fn record_release(&mut self, v: &Value) {
+        use super::model::{num, text};
+        let (Some(tag), Some(id)) = (text(v, "tag_name"), num(v, "id")) else { return };
+        let assets = v
+            .get("assets")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| text(x, "name")).collect())
+            .unwrap_or_default();
+        let release = FoundRelease {
+            id: id.to_string(),
+            url: text(v, "html_url").unwrap_or_default(),
+            upload_url: text(v, "upload_url"),
+            assets,
+        };
+        self.releases.insert(tag, release);
+    }
+}
+
 /// An item just created.
 #[derive(Clone, Debug)]
 pub struct Made {
