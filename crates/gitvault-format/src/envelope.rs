@@ -358,38 +358,75 @@ impl<W: Write> Write for SealWriter<W> {
     }
 }
 
-/// Reads the chunks of an envelope body, authenticating each.
+/// Reads the chunks of an envelope body, authenticating each. Like sealing, opening is
+/// independent per chunk: a batch of chunks is read, then opened on every core at once.
 struct ChunkOpener<R: Read> {
     input: R,
-    stream: StreamBE32<XChaCha20Poly1305>,
+    stream: Stream,
     aad: Vec<u8>,
-    buf: Vec<u8>,
+    /// Opened chunks not yet read out, in order; `pos` is into the first.
+    ready: std::collections::VecDeque<Vec<u8>>,
     pos: usize,
     counter: u32,
     done: bool,
+    parallel: usize,
 }
 
 impl<R: Read> ChunkOpener<R> {
-    fn next_chunk(&mut self) -> io::Result<()> {
-        self.buf.resize(SEALED_CHUNK, 0);
+    /// One sealed chunk from the input: full, or shorter when it is the last.
+    fn read_sealed(&mut self) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; SEALED_CHUNK];
         let mut n = 0;
         while n < SEALED_CHUNK {
-            match self.input.read(&mut self.buf[n..]) {
+            match self.input.read(&mut buf[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        self.buf.truncate(n);
-        let last = n < SEALED_CHUNK;
-        if last && n < TAG_LEN {
-            return Err(io_err(FormatError::Truncated));
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Read and open the next batch of chunks.
+    fn next_batch(&mut self) -> io::Result<()> {
+        let mut batch = Vec::with_capacity(self.parallel);
+        let mut last = false;
+        while batch.len() < self.parallel && !last {
+            let chunk = self.read_sealed()?;
+            // A chunk shorter than a full one is the last; a body that ends on a full chunk
+            // has lost its last one.
+            last = chunk.len() < SEALED_CHUNK;
+            if last && chunk.len() < TAG_LEN {
+                return Err(io_err(FormatError::Truncated));
+            }
+            batch.push(chunk);
         }
-        self.stream
-            .decrypt_in_place(self.counter, last, &self.aad, &mut self.buf)
-            .map_err(|_| io_err(FormatError::Authentication))?;
-        self.counter = self.counter.wrapping_add(1);
+        let first = self.counter;
+        let n = batch.len();
+        let (stream, aad) = (&self.stream, &self.aad);
+        let open = |i: usize, chunk: &mut Vec<u8>| -> io::Result<()> {
+            let counter = u32::try_from(i).ok().and_then(|i| first.checked_add(i)).ok_or_else(|| {
+                io_err(FormatError::Invalid { what: "envelope", detail: "content exceeds 4 PiB".into() })
+            })?;
+            stream
+                .decrypt_in_place(counter, last && i + 1 == n, aad, chunk)
+                .map_err(|_| io_err(FormatError::Authentication))
+        };
+        if n == 1 {
+            open(0, &mut batch[0])?;
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> =
+                    batch.iter_mut().enumerate().map(|(i, chunk)| scope.spawn(move || open(i, chunk))).collect();
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("opening thread panicked"))))
+            })?;
+        }
+        self.counter = self.counter.wrapping_add(n as u32);
+        self.ready.extend(batch);
         self.pos = 0;
         self.done = last;
         Ok(())
@@ -398,16 +435,22 @@ impl<R: Read> ChunkOpener<R> {
 
 impl<R: Read> Read for ChunkOpener<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            if self.done {
-                return Ok(0);
+        loop {
+            match self.ready.front() {
+                Some(chunk) if self.pos < chunk.len() => {
+                    let n = out.len().min(chunk.len() - self.pos);
+                    out[..n].copy_from_slice(&chunk[self.pos..self.pos + n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+                Some(_) => {
+                    self.ready.pop_front();
+                    self.pos = 0;
+                }
+                None if self.done => return Ok(0),
+                None => self.next_batch()?,
             }
-            self.next_chunk()?;
         }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
@@ -471,10 +514,11 @@ impl OpenReader {
             input,
             stream: stream(key, &prefix),
             aad: aad(&header, id),
-            buf: Vec::with_capacity(SEALED_CHUNK),
+            ready: std::collections::VecDeque::new(),
             pos: 0,
             counter: 0,
             done: false,
+            parallel: parallel_chunks(),
         };
         let inner: Box<dyn Read + Send> = match compression {
             Compression::None => Box::new(opener),
@@ -600,6 +644,25 @@ mod tests {
         let mut longer = stored.clone();
         longer.push(0);
         assert!(open_bytes(&k, &m, Kind::Snapshot, "aa", &longer).is_err());
+    }
+
+    #[test]
+    fn chunks_opened_in_batches_keep_their_order_and_are_bound_to_it() {
+        let (k, m) = keys();
+        let content: Vec<u8> = (0..5 * CHUNK_SIZE + 3).map(|i| (i * 13 % 251) as u8).collect();
+        let (stored, _) = seal_bytes(&k, &m, Kind::Pack, Compression::None, "p", &content).expect("seal");
+        assert_eq!(open_bytes(&k, &m, Kind::Pack, "p", &stored).expect("open"), content);
+        let chunk = |i: usize| HEADER_LEN + i * SEALED_CHUNK..HEADER_LEN + (i + 1) * SEALED_CHUNK;
+        // Two chunks swapped, one dropped, the short last one dropped: each is refused.
+        let mut swapped = stored.clone();
+        let (a, b) = (stored[chunk(1)].to_vec(), stored[chunk(2)].to_vec());
+        swapped[chunk(1)].copy_from_slice(&b);
+        swapped[chunk(2)].copy_from_slice(&a);
+        assert!(open_bytes(&k, &m, Kind::Pack, "p", &swapped).is_err());
+        let mut dropped = stored[..chunk(3).start].to_vec();
+        dropped.extend_from_slice(&stored[chunk(3).end..]);
+        assert!(open_bytes(&k, &m, Kind::Pack, "p", &dropped).is_err());
+        assert!(matches!(open_bytes(&k, &m, Kind::Pack, "p", &stored[..chunk(5).start]), Err(FormatError::Truncated)));
     }
 
     #[test]
