@@ -640,3 +640,57 @@ fn a_run_that_created_only_the_repository_is_resumed_through_its_mapping_file() 
     assert_eq!(r["counts"]["issues"]["created"], 3, "{r}");
     assert_eq!(titles(&s.list("/repos/neworg/api/issues?state=all")).len(), 5);
 }
+
+#[test]
+fn every_repository_of_a_snapshot_goes_under_the_owner_and_forge_owned_refs_are_skipped_and_listed() {
+    let m = MetaWorld::new(Github, "acme", "github:acme", ("GITHUB_TOKEN", TOKEN));
+    m.forge.write_world(&world(json!({}), json!({})));
+    // Two plain git repositories (any git remote: no metadata), one with a pull request's and a
+    // merge request's refs, as a mirror of a forge holds them.
+    let work = m.w.path("work/api");
+    let tool = m.w.path("src/tool.git");
+    let site = m.w.path("src/site.git");
+    for bare in [&tool, &site] {
+        git(m.w.dir.path(), &["clone", "-q", "--bare", work.to_str().expect("utf-8"), bare.to_str().expect("utf-8")]);
+    }
+    let head = git(&tool, &["rev-parse", "HEAD"]);
+    git(&tool, &["update-ref", "refs/pull/7/head", head.trim()]);
+    git(&tool, &["update-ref", "refs/merge-requests/3/head", head.trim()]);
+    git(&tool, &["update-ref", "refs/notes/commits", head.trim()]);
+    let snapshot = m.w.backup(&[tool.to_str().expect("utf-8"), site.to_str().expect("utf-8")])["snapshot"]
+        .as_str()
+        .expect("snapshot")
+        .to_string();
+    let api = m.forge.api_url(Github);
+    let restore = |target: &str| {
+        m.w.cmd(&["restore", &snapshot, "--to-forge", target, "--api-url", &api, "--json"])
+            .env("GITHUB_TOKEN", TOKEN)
+            .output()
+            .expect("run")
+    };
+
+    // One name for two repositories: refused, nothing written.
+    let out = restore("github:neworg/both");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--repo"));
+
+    let out = restore("github:neworg");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut targets: Vec<&str> =
+        report["repositories"].as_array().expect("list").iter().filter_map(|r| r["target"].as_str()).collect();
+    targets.sort();
+    assert_eq!(targets, ["github:neworg/site", "github:neworg/tool"], "{report}");
+    let r = report["repositories"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| r["target"] == "github:neworg/tool")
+        .expect("tool");
+    assert_eq!(r["git"]["skipped"], json!(["refs/merge-requests/3/head", "refs/pull/7/head"]), "{r}");
+    let pushed =
+        git(m.w.dir.path(), &["ls-remote", m.forge.git_dir(Github, "neworg", "tool").to_str().expect("utf-8")]);
+    assert!(pushed.contains("refs/heads/main") && pushed.contains("refs/notes/commits"), "{pushed}");
+    assert!(!pushed.contains("refs/pull/") && !pushed.contains("refs/merge-requests/"), "{pushed}");
+    assert_eq!(github_get(&m, "/repos/neworg/site", TOKEN)["name"], "site");
+}
