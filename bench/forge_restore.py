@@ -186,9 +186,11 @@ def table(result: dict) -> str:
     lines += ["", f"Write requests = things created: {verdict} ({first['writes']:.0f} = {first['created']:.0f}; the "
               "forge's own count includes the refused writes that were retried). With content limits, the pauses the "
               f"forge asked for are {share:.0%} of the elapsed time; the rest is the fake forge's own time per write "
-              "(it rebuilds a repository's model on every write, so it slows as the repository grows), while "
-              "gitvault's CPU stays a few milliseconds a write. GitHub itself allows about 80 content-creating "
-              "requests a minute: there, the pauses are nearly all of it. The date: " + result["date"]]
+              "(it rebuilds a repository's model on every write, so it slows as the repository grows); gitvault's "
+              f"own CPU is {first.get('cpu_s', 0):.1f} s for the whole run, unlock and push included "
+              f"({1000 * first.get('cpu_s', 0) / max(1, first['writes']):.2f} ms a write). GitHub itself allows about "
+              "80 content-creating requests a minute: there, the pauses are nearly all of it. The date: "
+              + result["date"]]
     return "\n".join(lines)
 
 
