@@ -500,16 +500,9 @@ def git_calls(log: str, repos: int) -> dict:
 # ---------------------------------------------------------------------------
 
 
-# Starts fakeforge.py with TCP_NODELAY on its sockets, patched at run time (the files are left
-# alone): a diagnostic for how much of a run is the fake forge's Nagle + delayed-ACK stalls.
-NODELAY_SHIM = ("import sys; sys.path.insert(0, sys.argv[1]); import core; core.Handler.disable_nagle_algorithm = True; "
-                "import fakeforge; sys.argv = sys.argv[2:]; fakeforge.main()")
-
-
-def start_forge(ctx: Ctx, nodelay: bool) -> None:
+def start_forge(ctx: Ctx) -> None:
     port_file = os.path.join(ctx.root, "port")
-    how = ["-c", NODELAY_SHIM, os.path.dirname(FAKEFORGE)] if nodelay else []
-    ctx.server = storage.Server([sys.executable, "-B", *how, FAKEFORGE, "--root", ctx.root, "--port", str(storage.free_port())],
+    ctx.server = storage.Server([sys.executable, "-B", FAKEFORGE, "--root", ctx.root, "--port", str(storage.free_port())],
                                 os.path.join(ctx.root, "fakeforge.log"), lambda _port: os.path.exists(port_file),
                                 0, "the fake forge")
     with open(port_file) as f:
@@ -645,7 +638,6 @@ def table(result: dict) -> str:
     lines = [f"Organisation `{ORG}` of {n:,} generated repositories ({wikis} with a wiki, {result['private']} private; "
              f"{result['source_bytes'] / 1e6:.1f} MB of bare repositories) on the fake forge "
              f"(`fakeforge.py`, Python, `git http-backend` per git request"
-             + ("; **diagnostic run: TCP_NODELAY patched into its sockets**" if result.get("forge_nodelay") else "")
              + "). Command: "
              f"`gitvault backup --json --jobs J --api-url URL github:{ORG}`. Medians of {result['reps']} runs; "
              f"times include process start and key derivation (Argon2id default costs). Reference rows run "
@@ -719,9 +711,6 @@ def main() -> None:
     ap.add_argument("--metadata", action="store_true",
                     help="back up the repositories' metadata too (issues, pull requests...: gitvault's default); "
                          "without it, --no-metadata: the target is about git data")
-    ap.add_argument("--forge-nodelay", action="store_true",
-                    help="diagnostic: run the fake forge with TCP_NODELAY (patched at start-up, files untouched); "
-                         "the result is written as <date>-forge-<N>-nodelay.json")
     args = ap.parse_args()
     jobs = [int(j) for j in args.jobs.split(",") if j.strip()]
     binary = os.path.abspath(args.gitvault)
@@ -761,7 +750,7 @@ def main() -> None:
     os.sync()
     result = {"repos": args.repos, "seed": args.seed, "wikis": wikis, "private": stamp["private"],
               "source_bytes": stamp["bytes"], "generation_s": stamp["seconds"], "copy_s": round(copy_s, 2),
-              "reps": args.reps, "forge_nodelay": args.forge_nodelay, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "reps": args.reps, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "gitvault": binary, "version": bench.out([binary, "--version"]).strip(),
               "git": bench.out(["git", "--version"]).strip(), "project_commit": bench.project_commit(),
               "machine": bench.machine_info(work), "loadavg_start": os.getloadavg(), "targets": {"nochange_s": TARGET_S},
@@ -770,7 +759,7 @@ def main() -> None:
         print(f"warning: the CPUs were {result['machine']['cpu_busy_at_start']:.0%} busy before the run; "
               "times will be noisy", flush=True)
     counters = bench.cpu_counters()
-    start_forge(ctx, args.forge_nodelay)
+    start_forge(ctx)
     try:
         for i, j in enumerate(jobs):
             changes = [order[(i * args.reps + r) * k:(i * args.reps + r + 1) * k] for r in range(args.reps)]
@@ -783,8 +772,7 @@ def main() -> None:
     result["loadavg_end"] = os.getloadavg()
     bench.rmtree(scratch)
     os.makedirs(args.results, exist_ok=True)
-    suffix = "-nodelay" if args.forge_nodelay else ""
-    path = os.path.join(args.results, f"{dt.datetime.now(dt.timezone.utc).date().isoformat()}-forge-{args.repos}{suffix}.json")
+    path = os.path.join(args.results, f"{dt.datetime.now(dt.timezone.utc).date().isoformat()}-forge-{args.repos}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {path}\n")

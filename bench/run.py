@@ -1112,12 +1112,11 @@ def write_report() -> None:
                 res = json.load(f)
             if res["issues"] not in restores or res.get("date", "") > restores[res["issues"]].get("date", ""):
                 restores[res["issues"]] = res
-        elif re.fullmatch(r"\d{4}-\d{2}-\d{2}-forge-\d+(-nodelay)?\.json", name):
+        elif re.fullmatch(r"\d{4}-\d{2}-\d{2}-forge-\d+\.json", name):
             with open(os.path.join(RESULTS, name)) as f:
                 res = json.load(f)
-            key = (res["repos"], bool(res.get("forge_nodelay")))  # per organisation size and fake-forge variant
-            if key not in forge or res.get("date", "") > forge[key].get("date", ""):
-                forge[key] = res
+            if res["repos"] not in forge or res.get("date", "") > forge[res["repos"]].get("date", ""):
+                forge[res["repos"]] = res  # the newest run per organisation size
     order = [s for s in ("small", "medium", "large") if s in latest]
     text = [
         "# Benchmarks", "",
@@ -1157,9 +1156,8 @@ def write_report() -> None:
                  "30 s for 1,000 repositories on 2 cores, one listing request per page, one ref advertisement per "
                  "repository and wiki, no new data) and with 1% of the repositories changed — beside a plain "
                  "`git ls-remote` of every clone URL.", ""]
-        for (repos, nodelay), res in sorted(forge.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
-            variant = " — diagnostic: fake forge with TCP_NODELAY" if nodelay else ""
-            text += [f"### {repos:,} repositories{variant} — {res.get('date', '')}", "", forge_bench.table(res), ""]
+        for repos, res in sorted(forge.items(), reverse=True):
+            text += [f"### {repos:,} repositories — {res.get('date', '')}", "", forge_bench.table(res), ""]
     if metadata:
         import metadata as metadata_bench  # noqa: PLC0415  (it imports this module)
 
