@@ -349,19 +349,11 @@ impl Writer for Gitea {
     }
 
     fn comment(&self, repo: &RepoInfo, item: &Made, body: &str) -> Result<()> {
-        let path = format!("/repos/{}/issues/{}/comments", repo.api_path, item.number);
-        self.writes.post(&path, &format!("a comment on #{}", item.number), &json!({"body": body}))?;
-        Ok(())
+        super::github::post_comment(&self.writes, repo, item, body)
     }
 
     fn review(&self, repo: &RepoInfo, item: &Made, body: &str) -> Result<()> {
-        let path = format!("/repos/{}/pulls/{}/reviews", repo.api_path, item.number);
-        self.writes.post(
-            &path,
-            &format!("a review on #{}", item.number),
-            &json!({"event": "COMMENT", "body": body}),
-        )?;
-        Ok(())
+        super::github::post_review(&self.writes, repo, item, body)
     }
 
     fn line_comment(&self, repo: &RepoInfo, item: &Made, c: &NewLineComment<'_>) -> Result<String> {

@@ -236,19 +236,11 @@ impl Writer for Github {
     }
 
     fn comment(&self, repo: &RepoInfo, item: &Made, body: &str) -> Result<()> {
-        let path = format!("/repos/{}/issues/{}/comments", repo.api_path, item.number);
-        self.writes.post(&path, &format!("a comment on #{}", item.number), &json!({"body": body}))?;
-        Ok(())
+        post_comment(&self.writes, repo, item, body)
     }
 
     fn review(&self, repo: &RepoInfo, item: &Made, body: &str) -> Result<()> {
-        let path = format!("/repos/{}/pulls/{}/reviews", repo.api_path, item.number);
-        self.writes.post(
-            &path,
-            &format!("a review on #{}", item.number),
-            &json!({"event": "COMMENT", "body": body}),
-        )?;
-        Ok(())
+        post_review(&self.writes, repo, item, body)
     }
 
     fn line_comment(&self, repo: &RepoInfo, item: &Made, c: &NewLineComment<'_>) -> Result<String> {
@@ -339,7 +331,21 @@ impl Writer for Github {
     }
 }
 
-fn strings(v: &Value, key: &str) -> Vec<String> {
+/// A comment on an issue or pull request (GitHub's endpoint; Gitea's has the same shape).
+pub(crate) fn post_comment(writes: &Writes, repo: &RepoInfo, item: &Made, body: &str) -> Result<()> {
+    let path = format!("/repos/{}/issues/{}/comments", repo.api_path, item.number);
+    writes.post(&path, &format!("a comment on #{}", item.number), &json!({"body": body}))?;
+    Ok(())
+}
+
+/// A review that only comments (GitHub's endpoint; Gitea's has the same shape).
+pub(crate) fn post_review(writes: &Writes, repo: &RepoInfo, item: &Made, body: &str) -> Result<()> {
+    let path = format!("/repos/{}/pulls/{}/reviews", repo.api_path, item.number);
+    writes.post(&path, &format!("a review on #{}", item.number), &json!({"event": "COMMENT", "body": body}))?;
+    Ok(())
+}
+
+pub(crate) fn strings(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())

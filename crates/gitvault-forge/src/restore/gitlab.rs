@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::TargetSpec;
 use super::github::encode;
+use super::github::strings;
 use super::model::{ItemKind, Label, Metadata, Milestone, PostKind, RepoSettings, num, text};
 use super::target::{
     Existing, Finish, FoundItem, FoundRelease, Made, NewIssue, NewLineComment, NewPull, NewRelease, RepoInfo, Writer,
@@ -455,11 +456,4 @@ impl Writer for Gitlab {
         }
         notes
     }
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
 }
