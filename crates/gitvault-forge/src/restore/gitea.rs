@@ -228,9 +228,7 @@ impl Writer for Gitea {
     }
 
     fn archive(&self, repo: &RepoInfo) -> Result<()> {
-        let path = format!("/repos/{}", repo.api_path);
-        self.writes.patch(&path, &format!("archiving {}", repo.api_path), &json!({"archived": true}))?;
-        Ok(())
+        super::github::archive(&self.writes, repo)
     }
 
     fn existing(&self, repo: &RepoInfo) -> Result<Existing> {

@@ -131,9 +131,7 @@ impl Writer for Github {
     }
 
     fn archive(&self, repo: &RepoInfo) -> Result<()> {
-        let path = format!("/repos/{}", repo.api_path);
-        self.writes.patch(&path, &format!("archiving {}", repo.api_path), &json!({"archived": true}))?;
-        Ok(())
+        archive(&self.writes, repo)
     }
 
     fn existing(&self, repo: &RepoInfo) -> Result<Existing> {
@@ -329,6 +327,13 @@ impl Writer for Github {
     fn item_url(&self, repo: &RepoInfo, number: u64, pull: bool) -> String {
         format!("{}/{}/{number}", repo.html_url, if pull { "pull" } else { "issues" })
     }
+}
+
+/// Archive the repository (GitHub's `PATCH`; Gitea's has the same shape).
+pub(crate) fn archive(writes: &Writes, repo: &RepoInfo) -> Result<()> {
+    let path = format!("/repos/{}", repo.api_path);
+    writes.patch(&path, &format!("archiving {}", repo.api_path), &json!({"archived": true}))?;
+    Ok(())
 }
 
 /// A comment on an issue or pull request (GitHub's endpoint; Gitea's has the same shape).
