@@ -115,12 +115,50 @@ struct LocalWriter {
     tmp: PathBuf,
     file: Option<BufWriter<File>>,
     unsynced: u64,
+    /// Flushes written data to disk in the background; started once an object is large.
+    syncer: Option<Syncer>,
 }
 
 /// Flush written data to disk every this many bytes, so that the fsync of a large object at
 /// commit has little left to do: the disk works while the object is still being produced,
 /// instead of after.
 const SYNC_EVERY: u64 = 32 << 20;
+
+/// A thread syncing a file being written while the writer goes on: the writer never waits for
+/// the disk until it commits. At most one request waits; one asked for while another runs
+/// covers everything written by then when it runs.
+struct Syncer {
+    requests: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl Syncer {
+    fn start(file: &File) -> io::Result<Self> {
+        let file = file.try_clone()?;
+        let (requests, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new().name("gitvault-sync".into()).spawn(move || {
+            while asked.recv().is_ok() {
+                file.sync_data()?;
+            }
+            Ok(())
+        })?;
+        Ok(Self { requests: Some(requests), thread })
+    }
+
+    fn request(&self) {
+        // Full: a sync is already waiting and will cover this data too. Disconnected: the
+        // thread stopped on an error, which `finish` reports.
+        if let Some(r) = &self.requests {
+            let _ = r.try_send(());
+        }
+    }
+
+    /// Wait for the syncs asked for; the first error any of them met.
+    fn finish(mut self) -> io::Result<()> {
+        self.requests = None;
+        self.thread.join().unwrap_or_else(|_| Err(io::Error::other("the sync thread panicked")))
+    }
+}
 
 impl Write for LocalWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -129,7 +167,10 @@ impl Write for LocalWriter {
         self.unsynced += n as u64;
         if self.unsynced >= SYNC_EVERY {
             file.flush()?;
-            file.get_ref().sync_data()?;
+            if self.syncer.is_none() {
+                self.syncer = Some(Syncer::start(file.get_ref())?);
+            }
+            self.syncer.as_ref().expect("started above").request();
             self.unsynced = 0;
         }
         Ok(n)
@@ -143,6 +184,9 @@ impl ObjectWriter for LocalWriter {
     fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
         let file = self.file.take().expect("commit runs once");
         let file = file.into_inner().map_err(|e| self.store.err("write", &self.path, e.into_error()))?;
+        if let Some(syncer) = self.syncer.take() {
+            syncer.finish().map_err(|e| self.store.err("sync", &self.path, e))?;
+        }
         file.sync_all().map_err(|e| self.store.err("sync", &self.path, e))?;
         let size = file.metadata().map_err(|e| self.store.err("stat", &self.path, e))?.len();
         drop(file);
@@ -182,6 +226,7 @@ impl Store for LocalStore {
             tmp,
             file: Some(BufWriter::with_capacity(1 << 20, file)),
             unsynced: 0,
+            syncer: None,
         }))
     }
 
