@@ -18,7 +18,9 @@
 //! re-labelled as another kind, or moved under another name without failing authentication.
 //! Pack data is stored without compression because git already deflates it.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, mpsc};
 
 use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
 use chacha20poly1305::XChaCha20Poly1305;
@@ -149,8 +151,9 @@ impl Write for HashSink {
     }
 }
 
-/// Chunks sealed at once, each on its own thread: sealing is independent per chunk (the
-/// counter is part of the nonce), so a large pack is encrypted on every core.
+/// Threads sealing chunks beside the thread that feeds the content: sealing is independent per
+/// chunk (the counter is part of the nonce), so a large pack is encrypted on every core while
+/// the next chunks are read.
 fn parallel_chunks() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
@@ -168,80 +171,161 @@ fn seal_one(stream: &Stream, counter: u32, last: bool, aad: &[u8], chunk: &[u8])
     Ok((sealed, reopened))
 }
 
-/// Cuts the (compressed) stream into chunks, seals them, checks they open again, writes them out.
+/// A sealed chunk, checked: with [`Check::Exact`] the re-opened chunk was compared on the
+/// sealing thread; with zstd it still has to go through the decoder, in order.
+struct SealedChunk {
+    sealed: Vec<u8>,
+    reopened: Option<Vec<u8>>,
+}
+
+/// Seal a chunk and check it opens again: byte for byte here when `exact`, else the re-opened
+/// chunk is handed back.
+fn seal_checked(
+    stream: &Stream,
+    counter: u32,
+    last: bool,
+    aad: &[u8],
+    chunk: &[u8],
+    exact: bool,
+) -> io::Result<SealedChunk> {
+    let (sealed, reopened) = seal_one(stream, counter, last, aad, chunk)?;
+    if !exact {
+        return Ok(SealedChunk { sealed, reopened: Some(reopened) });
+    }
+    if reopened != chunk {
+        return Err(io_err(FormatError::Invalid {
+            what: "envelope",
+            detail: "a sealed chunk did not open to its content (memory or cipher fault); nothing was stored".into(),
+        }));
+    }
+    Ok(SealedChunk { sealed, reopened: None })
+}
+
+struct Job {
+    counter: u32,
+    last: bool,
+    chunk: Vec<u8>,
+    reply: mpsc::SyncSender<io::Result<SealedChunk>>,
+}
+
+/// Sealing threads, fed through a bounded queue; each job answers on its own channel, so the
+/// results are taken back in the order the chunks were given.
+struct Pool {
+    jobs: Option<mpsc::SyncSender<Job>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    fn start(threads: usize, stream: Arc<Stream>, aad: Arc<Vec<u8>>, exact: bool) -> io::Result<Self> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(threads);
+        let queue = Arc::new(Mutex::new(queue));
+        let mut pool = Self { jobs: Some(jobs), workers: Vec::with_capacity(threads) };
+        for _ in 0..threads {
+            let (queue, stream, aad) = (Arc::clone(&queue), Arc::clone(&stream), Arc::clone(&aad));
+            let worker = std::thread::Builder::new().name("gitvault-seal".into()).spawn(move || {
+                loop {
+                    let job = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let result = seal_checked(&stream, job.counter, job.last, &aad, &job.chunk, exact);
+                    // The writer may have given up (an error elsewhere): nobody to tell.
+                    let _ = job.reply.send(result);
+                }
+            })?;
+            pool.workers.push(worker);
+        }
+        Ok(pool)
+    }
+
+    fn submit(&self, job: Job) -> io::Result<()> {
+        self.jobs.as_ref().and_then(|j| j.send(job).ok()).ok_or_else(|| io::Error::other("the sealing threads stopped"))
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Closing the queue ends every worker once it has finished its job.
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Cuts the (compressed) stream into chunks, seals them, checks they open again, writes them
+/// out. Full chunks are sealed on worker threads as soon as they are complete, while the
+/// content goes on arriving; at most a few are in flight, so memory stays bounded.
 struct ChunkSealer<W: Write> {
     out: W,
-    stream: Stream,
-    aad: Vec<u8>,
+    stream: Arc<Stream>,
+    aad: Arc<Vec<u8>>,
     buf: Vec<u8>,
     counter: u32,
     written: u64,
     check: Check,
     parallel: usize,
+    /// Started with the first full chunk: an object of one chunk is sealed on the spot.
+    pool: Option<Pool>,
+    in_flight: VecDeque<mpsc::Receiver<io::Result<SealedChunk>>>,
 }
 
 impl<W: Write> ChunkSealer<W> {
-    /// Seal `count` chunks from the front of the buffer (the last one flagged when `last`).
-    fn seal_front(&mut self, count: usize, last: bool) -> io::Result<()> {
-        let end = (count * CHUNK_SIZE).min(self.buf.len());
-        let chunks: Vec<&[u8]> = if end == 0 { vec![&[][..]] } else { self.buf[..end].chunks(CHUNK_SIZE).collect() };
-        let first = self.counter;
-        let n = chunks.len();
-        let counter_of = |i: usize| -> io::Result<u32> {
-            u32::try_from(i).ok().and_then(|i| first.checked_add(i)).ok_or_else(|| {
-                io_err(FormatError::Invalid { what: "envelope", detail: "content exceeds 4 PiB".into() })
-            })
-        };
-        let (stream, aad) = (&self.stream, &self.aad);
-        let results: Vec<io::Result<(Vec<u8>, Vec<u8>)>> = if n == 1 {
-            vec![seal_one(stream, counter_of(0)?, last, aad, chunks[0])]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = chunks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, chunk)| {
-                        let counter = counter_of(i);
-                        let is_last = last && i + 1 == n;
-                        scope.spawn(move || seal_one(stream, counter?, is_last, aad, chunk))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("sealing thread panicked"))))
-                    .collect()
-            })
-        };
-        for (chunk, result) in chunks.iter().zip(results) {
-            let (sealed, reopened) = result?;
-            match &mut self.check {
-                Check::Exact => {
-                    if reopened != *chunk {
-                        return Err(io_err(FormatError::Invalid {
-                            what: "envelope",
-                            detail: "a sealed chunk did not open to its content (memory or cipher fault); nothing was stored"
-                                .into(),
-                        }));
-                    }
-                }
-                Check::Zstd(d) => d.write_all(&reopened).map_err(|e| io_err(FormatError::Decompress(e)))?,
-            }
-            self.out.write_all(&sealed)?;
-            self.written += sealed.len() as u64;
+    fn next_counter(&mut self) -> io::Result<u32> {
+        let counter = self.counter;
+        self.counter = counter
+            .checked_add(1)
+            .ok_or_else(|| io_err(FormatError::Invalid { what: "envelope", detail: "content exceeds 4 PiB".into() }))?;
+        Ok(counter)
+    }
+
+    /// Seal `chunk`: on the workers, or here when it is the last and nothing is in flight.
+    fn push(&mut self, chunk: Vec<u8>, last: bool) -> io::Result<()> {
+        let counter = self.next_counter()?;
+        let exact = matches!(self.check, Check::Exact);
+        if last && self.pool.is_none() {
+            let done = seal_checked(&self.stream, counter, last, &self.aad, &chunk, exact)?;
+            return self.emit(done);
         }
-        self.counter = counter_of(n)?;
-        self.buf.drain(..end);
+        if self.pool.is_none() {
+            let pool = Pool::start(self.parallel, Arc::clone(&self.stream), Arc::clone(&self.aad), exact)?;
+            self.pool = Some(pool);
+        }
+        while self.in_flight.len() > 2 * self.parallel {
+            self.collect_one()?;
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.pool.as_ref().expect("started above").submit(Job { counter, last, chunk, reply })?;
+        self.in_flight.push_back(answer);
+        Ok(())
+    }
+
+    /// Write out the oldest chunk in flight.
+    fn collect_one(&mut self) -> io::Result<()> {
+        let Some(answer) = self.in_flight.pop_front() else { return Ok(()) };
+        let done = answer.recv().map_err(|_| io::Error::other("a sealing thread stopped"))??;
+        self.emit(done)
+    }
+
+    fn emit(&mut self, done: SealedChunk) -> io::Result<()> {
+        if let (Check::Zstd(d), Some(reopened)) = (&mut self.check, &done.reopened) {
+            d.write_all(reopened).map_err(|e| io_err(FormatError::Decompress(e)))?;
+        }
+        self.out.write_all(&done.sealed)?;
+        self.written += done.sealed.len() as u64;
         Ok(())
     }
 
     /// Seal what is left, the last chunk included; returns the hash of the re-decompressed
     /// content when it must still be compared with the content's MAC.
     fn finish(mut self) -> io::Result<(W, u64, Option<blake3::Hasher>)> {
-        let full = self.buf.len() / CHUNK_SIZE;
-        if full > 0 {
-            self.seal_front(full, false)?;
+        let rest = std::mem::take(&mut self.buf);
+        self.push(rest, true)?;
+        while !self.in_flight.is_empty() {
+            self.collect_one()?;
         }
-        self.seal_front(1, true)?;
+        self.pool = None;
         self.out.flush()?;
         let hasher = match self.check {
             Check::Exact => None,
@@ -256,11 +340,17 @@ impl<W: Write> ChunkSealer<W> {
 
 impl<W: Write> Write for ChunkSealer<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        // A chunk of exactly CHUNK_SIZE is never the last one, so full chunks can go out now,
-        // a batch at a time.
-        while self.buf.len() >= self.parallel * CHUNK_SIZE {
-            self.seal_front(self.parallel, false)?;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let take = (CHUNK_SIZE - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            // A chunk of exactly CHUNK_SIZE is never the last one (the last may be empty), so
+            // a full chunk can go out now.
+            if self.buf.len() == CHUNK_SIZE {
+                let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
+                self.push(chunk, false)?;
+            }
         }
         Ok(data.len())
     }
@@ -305,13 +395,15 @@ impl<W: Write> SealWriter<W> {
         let parallel = parallel_chunks();
         let sealer = ChunkSealer {
             out,
-            stream: stream(key, &prefix),
-            aad: aad(&header, id),
-            buf: Vec::with_capacity((parallel + 1) * CHUNK_SIZE),
+            stream: Arc::new(stream(key, &prefix)),
+            aad: Arc::new(aad(&header, id)),
+            buf: Vec::new(),
             counter: 0,
             written: HEADER_LEN as u64,
             check,
             parallel,
+            pool: None,
+            in_flight: VecDeque::new(),
         };
         let stage = match compression {
             Compression::None => Stage::Plain(sealer),
