@@ -18,6 +18,7 @@ mod push;
 mod refname;
 mod refs;
 mod repo;
+mod sole_pack;
 mod source;
 mod worktree;
 
@@ -29,5 +30,6 @@ pub use oid::{ObjectFormat, ObjectId};
 pub use pack::{PackFiles, StreamedPack};
 pub use push::{PushOutcome, PushedRef};
 pub use refs::{Head, Ref, RefState};
+pub use sole_pack::{SolePack, VerifiedReader};
 pub use source::{SourceKind, classify_source, redact_source, source_name};
 pub use worktree::TreeChange;

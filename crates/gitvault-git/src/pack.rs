@@ -24,7 +24,7 @@ pub struct PackFiles {
 /// Magic and version of a pack index v2, the only version git writes.
 const IDX_V2_HEADER: [u8; 8] = [0xff, b't', b'O', b'c', 0, 0, 0, 2];
 /// Header, then the fanout table: 256 big-endian u32, the last one being the object count.
-const IDX_FANOUT_END: usize = 8 + 256 * 4;
+pub(crate) const IDX_FANOUT_END: usize = 8 + 256 * 4;
 
 impl Git {
     /// The subset of `oids` present in `repo`, checked by one `git cat-file --batch-check`
@@ -199,7 +199,7 @@ impl Git {
 
     /// The absolute objects directory of a repository (bare or not; for a linked worktree, the
     /// main repository's, which its objects live in).
-    fn objects_dir(&self, repo: &Path) -> Result<PathBuf, Error> {
+    pub(crate) fn objects_dir(&self, repo: &Path) -> Result<PathBuf, Error> {
         let dir =
             self.cmd(Some(repo)).args(["rev-parse", "--path-format=absolute", "--git-path", "objects"]).run_text()?;
         Ok(PathBuf::from(dir))
@@ -336,7 +336,7 @@ fn idx_object_count(path: &Path) -> Result<u64, Error> {
     parse_idx_object_count(&head).map_err(|reason| Error::InvalidPackIndex { path: path.to_path_buf(), reason })
 }
 
-fn parse_idx_object_count(head: &[u8; IDX_FANOUT_END]) -> Result<u64, &'static str> {
+pub(crate) fn parse_idx_object_count(head: &[u8; IDX_FANOUT_END]) -> Result<u64, &'static str> {
     if head[..8] != IDX_V2_HEADER {
         return Err("not a version 2 pack index");
     }

@@ -621,9 +621,14 @@ pub(crate) fn pack_and_store(
     snapshot: SnapshotId,
     progress: &dyn Progress,
 ) -> Result<Option<PackRecord>> {
+    let include: Vec<_> = include.iter().cloned().collect();
+    if exclude.is_empty()
+        && let Some(record) = store_sole_pack(vault, git, name, repo, &include, snapshot, progress)?
+    {
+        return Ok(Some(record));
+    }
     let tmp = crate::scratch::scratch_dir(&vault.ctx, "pack")?;
     progress.start(name, "packing", None);
-    let include: Vec<_> = include.iter().cloned().collect();
     let exclude: Vec<_> = exclude.iter().cloned().collect();
     // The pack is sealed into the vault while git is still writing it: on two cores the
     // encryption runs beside git instead of after it.
@@ -656,4 +661,48 @@ pub(crate) fn pack_and_store(
     let mut f = fs::File::open(&files.index).map_err(|e| Error::io(format!("opening {}", files.index.display()), e))?;
     let index = vault.write_data(Kind::PackIndex, Compression::Zstd, &mut f, &mut |_| {})?;
     Ok(Some(PackRecord { snapshot, checksum: files.checksum, objects: files.objects, pack, index }))
+}
+
+/// Store the source's only pack as it is, when it holds exactly the objects wanted (a full
+/// backup of a freshly cloned, fetched-once or gc-ed repository): it is the pack git would
+/// write, without the cost of writing it. Both files are checked against their trailing
+/// checksums while they are sealed; `None` when this does not apply, or when a file fails its
+/// checksum — git then packs the objects itself (and says what is damaged in the source).
+fn store_sole_pack(
+    vault: &Vault,
+    git: &Git,
+    name: &str,
+    repo: &Path,
+    include: &[ObjectId],
+    snapshot: SnapshotId,
+    progress: &dyn Progress,
+) -> Result<Option<PackRecord>> {
+    let sole = match git.sole_pack(repo, include) {
+        Ok(Some(sole)) => sole,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::debug!(repo = %name, error = %e, "could not check whether the repository's pack can be stored as it is");
+            return Ok(None);
+        }
+    };
+    let files = &sole.files;
+    let size = fs::metadata(&files.pack).map(|m| m.len()).ok();
+    progress.start(name, "storing", size);
+    // Pack data is already deflated by git: compressing it again costs time and saves nothing.
+    let mut pack_in = sole.pack_reader()?;
+    let mut pack = vault.begin_data(Kind::Pack, Compression::None)?;
+    pack.copy_from(vault, &mut pack_in, &mut |n| progress.bytes(n))?;
+    let mut index_in = sole.index_reader()?;
+    let mut index = vault.begin_data(Kind::PackIndex, Compression::Zstd)?;
+    index.copy_from(vault, &mut index_in, &mut |_| {})?;
+    // Dropping the writers discards what they wrote.
+    for (file, whole) in [(&files.pack, pack_in.verified()), (&files.index, index_in.verified())] {
+        if !whole {
+            tracing::warn!(repo = %name, file = %file.display(), "the source's pack file does not match its checksum; git packs the objects again");
+            return Ok(None);
+        }
+    }
+    let (pack, index) = (pack.commit(vault)?, index.commit(vault)?);
+    tracing::debug!(repo = %name, objects = files.objects, "stored the repository's only pack as it is");
+    Ok(Some(PackRecord { snapshot, checksum: files.checksum.clone(), objects: files.objects, pack, index }))
 }

@@ -239,3 +239,107 @@ fn streaming_pack_hands_over_exactly_the_pack_and_never_writes_into_the_source()
     });
     assert!(failed.is_err());
 }
+
+/// The one `.pack` of a repository's `objects/pack/`.
+fn only_pack_file(repo: &Path) -> std::path::PathBuf {
+    let dir = repo.join(".git/objects/pack");
+    let packs: Vec<_> = fs::read_dir(&dir)
+        .expect("pack dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    packs[0].clone()
+}
+
+fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).expect("read");
+    v
+}
+
+#[test]
+fn sole_pack_is_offered_only_when_it_holds_exactly_the_wanted_objects() {
+    let sb = Sandbox::new();
+    let rich = rich_repo(&sb, "src");
+    let git = sb.git();
+    let all = tips(&git.read_refs(&rich.path).expect("refs"));
+
+    // Loose objects: git has to pack.
+    assert!(git.sole_pack(&rich.path, &all).expect("check").is_none());
+
+    sb.run(&rich.path, &["repack", "-adq"]);
+    let file = only_pack_file(&rich.path);
+    let sole = git.sole_pack(&rich.path, &all).expect("check").expect("one pack with exactly these objects");
+    assert_eq!(sole.files.pack, file);
+    assert_eq!(file.file_name().expect("name").to_string_lossy(), format!("pack-{}.pack", sole.files.checksum));
+    let objects = sb.run(&rich.path, &["rev-list", "--objects", "--all", "--count"]);
+    assert_eq!(sole.files.objects.to_string(), objects);
+    // Read whole, checked against both trailers.
+    let mut reader = sole.pack_reader().expect("reader");
+    assert_eq!(read_all(&mut reader), fs::read(&file).expect("pack"));
+    assert!(reader.verified());
+    let mut reader = sole.index_reader().expect("reader");
+    assert_eq!(read_all(&mut reader), fs::read(&sole.files.index).expect("idx"));
+    assert!(reader.verified());
+    // Stopping early is not whole.
+    let mut reader = sole.pack_reader().expect("reader");
+    let mut head = [0u8; 100];
+    std::io::Read::read_exact(&mut reader, &mut head).expect("head");
+    assert!(!reader.verified());
+    drop(sole);
+
+    // Fewer tips than the pack serves: the pack holds objects the backup does not want.
+    let fewer: Vec<ObjectId> = all.iter().filter(|o| **o != rich.orphan).cloned().collect();
+    assert!(git.sole_pack(&rich.path, &fewer).expect("check").is_none());
+    assert!(git.sole_pack(&rich.path, &[]).expect("check").is_none());
+
+    // Another repository borrowing these objects through alternates.
+    let borrower = sb.path("borrower.git");
+    sb.run(
+        sb.root(),
+        &["clone", "-q", "--bare", "--shared", rich.path.to_str().expect("utf-8"), borrower.to_str().expect("utf-8")],
+    );
+    let borrowed = tips(&git.read_refs(&borrower).expect("refs"));
+    assert!(git.sole_pack(&borrower, &borrowed).expect("check").is_none());
+
+    // A loose object beside the pack.
+    let blob = sb.run(&rich.path, &["hash-object", "-w", "--stdin"]);
+    assert!(!blob.is_empty());
+    assert!(git.sole_pack(&rich.path, &all).expect("check").is_none());
+    sb.run(&rich.path, &["prune-packed"]);
+    sb.run(&rich.path, &["prune", "--expire=now"]);
+    assert!(git.sole_pack(&rich.path, &all).expect("check").is_some());
+
+    // A second pack.
+    let newer = sb.commit(&rich.path, "new.txt", "new\n", "new");
+    sb.run(&rich.path, &["repack", "-dq"]);
+    let with_new = tips(&git.read_refs(&rich.path).expect("refs"));
+    assert!(with_new.contains(&newer));
+    assert!(git.sole_pack(&rich.path, &with_new).expect("check").is_none());
+
+    // A damaged pack is offered (its name, header and index agree: only reading all of it
+    // tells) but fails its checksum. The damage is in a blob, which counting never reads.
+    let big: String = (0..20_000u32).map(|i| format!("{:x}", i.wrapping_mul(2_654_435_761))).collect();
+    let big_commit = sb.commit(&rich.path, "big.txt", &big, "big");
+    let blob = sb.run(&rich.path, &["rev-parse", &format!("{big_commit}:big.txt")]);
+    sb.run(&rich.path, &["repack", "-adq"]);
+    let tips_now = tips(&git.read_refs(&rich.path).expect("refs"));
+    let file = only_pack_file(&rich.path);
+    let listing = sb.run(&rich.path, &["verify-pack", "-v", file.with_extension("idx").to_str().expect("utf-8")]);
+    // "<oid> blob <size> <size-in-pack> <offset>"
+    let fields: Vec<&str> =
+        listing.lines().find(|l| l.starts_with(&blob)).expect("blob listed").split_whitespace().collect();
+    let (in_pack, offset): (usize, usize) = (fields[3].parse().expect("size"), fields[4].parse().expect("offset"));
+    let mut bytes = fs::read(&file).expect("pack");
+    bytes[offset + in_pack / 2] ^= 0x40;
+    let mut perms = fs::metadata(&file).expect("meta").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    fs::set_permissions(&file, perms).expect("writable");
+    fs::write(&file, &bytes).expect("damage");
+    let sole = git.sole_pack(&rich.path, &tips_now).expect("check").expect("offered");
+    let mut reader = sole.pack_reader().expect("reader");
+    read_all(&mut reader);
+    assert!(!reader.verified(), "a flipped bit must fail the pack's checksum");
+}

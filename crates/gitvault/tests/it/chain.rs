@@ -297,3 +297,63 @@ fn a_linked_worktree_is_backed_up_with_its_own_head() {
     assert_eq!(head.trim(), "ref: refs/heads/feature", "the worktree's own HEAD");
     gitvault_git::Git::new().fsck(&target).expect("fsck");
 }
+
+/// The `.pack` files in a repository's `objects/pack/`, by name.
+fn pack_files(objects: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut packs: Vec<_> = std::fs::read_dir(objects.join("pack"))
+        .expect("pack dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    packs.sort();
+    packs
+}
+
+#[test]
+fn a_gc_ed_repository_is_stored_with_its_own_pack_and_a_damaged_pack_is_never_stored() {
+    let w = World::new();
+    w.init();
+    let r = rich_repo(&w);
+    git(&r, &["repack", "-adq"]);
+    let src = r.to_str().expect("utf-8");
+    let [source_pack] = pack_files(&r.join(".git/objects")).try_into().expect("one pack");
+
+    // Its only pack holds exactly what the refs reach: stored as it is, restored as it was.
+    let full = w.backup(&["--type", "full", src]);
+    let id = full["snapshot"].as_str().expect("id").to_string();
+    assert_restores_exactly(&w, &id, None, &refs(&r), "sole-pack");
+    let restored = pack_files(&w.path("restore-sole-pack.git/objects"));
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0].file_name(), source_pack.file_name(), "the source's pack, under its own name");
+    assert_eq!(std::fs::read(&restored[0]).expect("restored"), std::fs::read(&source_pack).expect("source"));
+
+    // A bit flipped inside a blob of the (new) only pack: git's own checks would not notice
+    // it while counting, the pack's checksum does, and git then refuses to copy the object.
+    commit(&r, "bin/other.dat", &noise(7, 300_000), "another binary");
+    git(&r, &["repack", "-adq"]);
+    let blob = git(&r, &["rev-parse", "HEAD:bin/other.dat"]);
+    let [pack] = pack_files(&r.join(".git/objects")).try_into().expect("one pack");
+    let listing = git(&r, &["verify-pack", "-v", pack.with_extension("idx").to_str().expect("utf-8")]);
+    let fields: Vec<&str> =
+        listing.lines().find(|l| l.starts_with(&blob)).expect("blob listed").split_whitespace().collect();
+    let (in_pack, offset): (usize, usize) = (fields[3].parse().expect("size"), fields[4].parse().expect("offset"));
+    let mut bytes = std::fs::read(&pack).expect("pack");
+    bytes[offset + in_pack / 2] ^= 0x10;
+    let mut perms = std::fs::metadata(&pack).expect("meta").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&pack, perms).expect("writable");
+    std::fs::write(&pack, &bytes).expect("damage");
+
+    let data_before = crate::common::files_under(&w.vault.join("data"));
+    let out = w.run(&["backup", "--type", "full", src]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not match its checksum"), "{stderr}");
+    assert!(
+        stderr.contains("CRC") || stderr.contains("corrupt") || stderr.contains("bad"),
+        "git names the damage: {stderr}"
+    );
+    assert_eq!(crate::common::files_under(&w.vault.join("data")), data_before, "nothing of the damaged pack was kept");
+    assert_eq!(w.snapshots().len(), 1);
+}
