@@ -584,7 +584,21 @@ impl SftpWriter {
             return Ok(());
         }
         let file = self.file.as_mut().expect("writer used after commit");
-        let sent = self.store.block_on(file.write_all(&self.pending));
+        let pending = &self.pending;
+        let sent = self.store.block_on(async {
+            let mut rest: &[u8] = pending;
+            while !rest.is_empty() {
+                // The client copies a vectored write into its request with one memcpy; a plain
+                // write goes through its serializer a byte at a time (a quarter of the CPU time
+                // of a whole backup over SFTP).
+                let n = file.write_vectored(&[io::IoSlice::new(rest)]).await?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                rest = &rest[n..];
+            }
+            Ok(())
+        });
         self.pending.clear();
         sent.map_err(|e| self.io_err("write", e))
     }
