@@ -201,37 +201,30 @@ fn seal_checked(
     Ok(SealedChunk { sealed, reopened: None })
 }
 
-struct Job {
-    counter: u32,
-    last: bool,
-    chunk: Vec<u8>,
-    reply: mpsc::SyncSender<io::Result<SealedChunk>>,
-}
+type Task = Box<dyn FnOnce() + Send>;
 
-/// Sealing threads, fed through a bounded queue; each job answers on its own channel, so the
-/// results are taken back in the order the chunks were given.
+/// Worker threads sealing or opening chunks, fed through a bounded queue; each task answers on
+/// its own channel, so results are taken back in the order the chunks were given.
 struct Pool {
-    jobs: Option<mpsc::SyncSender<Job>>,
+    tasks: Option<mpsc::SyncSender<Task>>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Pool {
-    fn start(threads: usize, stream: Arc<Stream>, aad: Arc<Vec<u8>>, exact: bool) -> io::Result<Self> {
-        let (jobs, queue) = mpsc::sync_channel::<Job>(threads);
+    fn start(threads: usize) -> io::Result<Self> {
+        let (tasks, queue) = mpsc::sync_channel::<Task>(threads);
         let queue = Arc::new(Mutex::new(queue));
-        let mut pool = Self { jobs: Some(jobs), workers: Vec::with_capacity(threads) };
+        let mut pool = Self { tasks: Some(tasks), workers: Vec::with_capacity(threads) };
         for _ in 0..threads {
-            let (queue, stream, aad) = (Arc::clone(&queue), Arc::clone(&stream), Arc::clone(&aad));
+            let queue = Arc::clone(&queue);
             let worker = std::thread::Builder::new().name("gitvault-seal".into()).spawn(move || {
                 loop {
-                    let job = match queue.lock() {
+                    let task = match queue.lock() {
                         Ok(q) => q.recv(),
                         Err(_) => return,
                     };
-                    let Ok(job) = job else { return };
-                    let result = seal_checked(&stream, job.counter, job.last, &aad, &job.chunk, exact);
-                    // The writer may have given up (an error elsewhere): nobody to tell.
-                    let _ = job.reply.send(result);
+                    let Ok(task) = task else { return };
+                    task();
                 }
             })?;
             pool.workers.push(worker);
@@ -239,15 +232,40 @@ impl Pool {
         Ok(pool)
     }
 
-    fn submit(&self, job: Job) -> io::Result<()> {
-        self.jobs.as_ref().and_then(|j| j.send(job).ok()).ok_or_else(|| io::Error::other("the sealing threads stopped"))
+    /// Run `f` on a worker; its result arrives on the returned channel.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<mpsc::Receiver<io::Result<T>>> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        // The caller may have given up (an error elsewhere): then nobody is told.
+        let task: Task = Box::new(move || {
+            let _ = reply.send(f());
+        });
+        self.tasks
+            .as_ref()
+            .and_then(|t| t.send(task).ok())
+            .ok_or_else(|| io::Error::other("the sealing threads stopped"))?;
+        Ok(answer)
     }
+}
+
+/// A result already known, in the shape of one a worker will send.
+fn answered<T>(result: io::Result<T>) -> mpsc::Receiver<io::Result<T>> {
+    let (reply, answer) = mpsc::sync_channel(1);
+    let _ = reply.send(result);
+    answer
+}
+
+/// Take the next result of a pool, in order.
+fn receive<T>(answer: &mpsc::Receiver<io::Result<T>>) -> io::Result<T> {
+    answer.recv().map_err(|_| io::Error::other("a sealing thread stopped"))?
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        // Closing the queue ends every worker once it has finished its job.
-        self.jobs = None;
+        // Closing the queue ends every worker once it has finished its task.
+        self.tasks = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -289,14 +307,14 @@ impl<W: Write> ChunkSealer<W> {
             return self.emit(done);
         }
         if self.pool.is_none() {
-            let pool = Pool::start(self.parallel, Arc::clone(&self.stream), Arc::clone(&self.aad), exact)?;
-            self.pool = Some(pool);
+            self.pool = Some(Pool::start(self.parallel)?);
         }
         while self.in_flight.len() > 2 * self.parallel {
             self.collect_one()?;
         }
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.pool.as_ref().expect("started above").submit(Job { counter, last, chunk, reply })?;
+        let (stream, aad) = (Arc::clone(&self.stream), Arc::clone(&self.aad));
+        let pool = self.pool.as_ref().expect("started above");
+        let answer = pool.run(move || seal_checked(&stream, counter, last, &aad, &chunk, exact))?;
         self.in_flight.push_back(answer);
         Ok(())
     }
@@ -304,7 +322,7 @@ impl<W: Write> ChunkSealer<W> {
     /// Write out the oldest chunk in flight.
     fn collect_one(&mut self) -> io::Result<()> {
         let Some(answer) = self.in_flight.pop_front() else { return Ok(()) };
-        let done = answer.recv().map_err(|_| io::Error::other("a sealing thread stopped"))??;
+        let done = receive(&answer)?;
         self.emit(done)
     }
 
@@ -454,14 +472,19 @@ impl<W: Write> Write for SealWriter<W> {
 /// independent per chunk: a batch of chunks is read, then opened on every core at once.
 struct ChunkOpener<R: Read> {
     input: R,
-    stream: Stream,
-    aad: Vec<u8>,
-    /// Opened chunks not yet read out, in order; `pos` is into the first.
-    ready: std::collections::VecDeque<Vec<u8>>,
+    stream: Arc<Stream>,
+    aad: Arc<Vec<u8>>,
+    /// The opened chunk being read out; `pos` is into it.
+    current: Vec<u8>,
     pos: usize,
+    /// Chunks read and being opened, in order (a read-ahead of a few chunks).
+    in_flight: VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>,
     counter: u32,
-    done: bool,
+    /// The last chunk (or a failure) has been read from the input.
+    input_done: bool,
     parallel: usize,
+    /// Started with the first full chunk: an object of one chunk is opened on the spot.
+    pool: Option<Pool>,
 }
 
 impl<R: Read> ChunkOpener<R> {
@@ -481,66 +504,64 @@ impl<R: Read> ChunkOpener<R> {
         Ok(buf)
     }
 
-    /// Read and open the next batch of chunks.
-    fn next_batch(&mut self) -> io::Result<()> {
-        let mut batch = Vec::with_capacity(self.parallel);
-        let mut last = false;
-        while batch.len() < self.parallel && !last {
-            let chunk = self.read_sealed()?;
-            // A chunk shorter than a full one is the last; a body that ends on a full chunk
-            // has lost its last one.
-            last = chunk.len() < SEALED_CHUNK;
-            if last && chunk.len() < TAG_LEN {
-                return Err(io_err(FormatError::Truncated));
-            }
-            batch.push(chunk);
+    /// Read chunks ahead and start opening them, up to a few in flight. A failure to read
+    /// takes its place in the queue, so it is reported in order.
+    fn fill(&mut self) {
+        while !self.input_done && self.in_flight.len() <= 2 * self.parallel {
+            let answer = match self.start_next() {
+                Ok(answer) => answer,
+                Err(e) => {
+                    self.input_done = true;
+                    answered(Err(e))
+                }
+            };
+            self.in_flight.push_back(answer);
         }
-        let first = self.counter;
-        let n = batch.len();
-        let (stream, aad) = (&self.stream, &self.aad);
-        let open = |i: usize, chunk: &mut Vec<u8>| -> io::Result<()> {
-            let counter = u32::try_from(i).ok().and_then(|i| first.checked_add(i)).ok_or_else(|| {
-                io_err(FormatError::Invalid { what: "envelope", detail: "content exceeds 4 PiB".into() })
-            })?;
-            stream
-                .decrypt_in_place(counter, last && i + 1 == n, aad, chunk)
-                .map_err(|_| io_err(FormatError::Authentication))
+    }
+
+    fn start_next(&mut self) -> io::Result<mpsc::Receiver<io::Result<Vec<u8>>>> {
+        let mut chunk = self.read_sealed()?;
+        // A chunk shorter than a full one is the last; a body that ends on a full chunk has
+        // lost its last one.
+        let last = chunk.len() < SEALED_CHUNK;
+        if last && chunk.len() < TAG_LEN {
+            return Err(io_err(FormatError::Truncated));
+        }
+        self.input_done = last;
+        let counter = self.counter;
+        self.counter = counter
+            .checked_add(1)
+            .ok_or_else(|| io_err(FormatError::Invalid { what: "envelope", detail: "content exceeds 4 PiB".into() }))?;
+        let open = move |stream: &Stream, aad: &[u8], chunk: &mut Vec<u8>| {
+            stream.decrypt_in_place(counter, last, aad, chunk).map_err(|_| io_err(FormatError::Authentication))
         };
-        if n == 1 {
-            open(0, &mut batch[0])?;
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> =
-                    batch.iter_mut().enumerate().map(|(i, chunk)| scope.spawn(move || open(i, chunk))).collect();
-                handles
-                    .into_iter()
-                    .try_for_each(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("opening thread panicked"))))
-            })?;
+        if last && self.pool.is_none() {
+            return Ok(answered(open(&self.stream, &self.aad, &mut chunk).map(|()| chunk)));
         }
-        self.counter = self.counter.wrapping_add(n as u32);
-        self.ready.extend(batch);
-        self.pos = 0;
-        self.done = last;
-        Ok(())
+        if self.pool.is_none() {
+            self.pool = Some(Pool::start(self.parallel)?);
+        }
+        let (stream, aad) = (Arc::clone(&self.stream), Arc::clone(&self.aad));
+        self.pool.as_ref().expect("started above").run(move || open(&stream, &aad, &mut chunk).map(|()| chunk))
     }
 }
 
 impl<R: Read> Read for ChunkOpener<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            match self.ready.front() {
-                Some(chunk) if self.pos < chunk.len() => {
-                    let n = out.len().min(chunk.len() - self.pos);
-                    out[..n].copy_from_slice(&chunk[self.pos..self.pos + n]);
-                    self.pos += n;
-                    return Ok(n);
-                }
-                Some(_) => {
-                    self.ready.pop_front();
+            if self.pos < self.current.len() {
+                let n = out.len().min(self.current.len() - self.pos);
+                out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            self.fill();
+            match self.in_flight.pop_front() {
+                Some(answer) => {
+                    self.current = receive(&answer)?;
                     self.pos = 0;
                 }
-                None if self.done => return Ok(0),
-                None => self.next_batch()?,
+                None => return Ok(0),
             }
         }
     }
@@ -604,13 +625,15 @@ impl OpenReader {
         prefix.copy_from_slice(&header[13..]);
         let opener = ChunkOpener {
             input,
-            stream: stream(key, &prefix),
-            aad: aad(&header, id),
-            ready: std::collections::VecDeque::new(),
+            stream: Arc::new(stream(key, &prefix)),
+            aad: Arc::new(aad(&header, id)),
+            current: Vec::new(),
             pos: 0,
+            in_flight: VecDeque::new(),
             counter: 0,
-            done: false,
+            input_done: false,
             parallel: parallel_chunks(),
+            pool: None,
         };
         let inner: Box<dyn Read + Send> = match compression {
             Compression::None => Box::new(opener),
