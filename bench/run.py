@@ -221,6 +221,11 @@ class Tool:
     def run(self, cmd: list[str], **kw) -> Measure:
         return measure(cmd, log=self.log, **kw)[0]
 
+    def reset(self) -> None:
+        """Forget the vault: the next init starts a new one."""
+        rmtree(self.vault)
+        self.n = 0
+
 
 class Bundle(Tool):
     """The floor: `git bundle` of everything new since the previous backup,
@@ -232,6 +237,11 @@ class Bundle(Tool):
         super().__init__(workdir, log)
         self.last_refs: str | None = None
         self.bundles: list[str] = []
+
+    def reset(self) -> None:
+        super().reset()
+        self.last_refs = None
+        self.bundles = []
 
     def version(self) -> str:
         return out(["git", "--version"]).strip()
@@ -435,6 +445,9 @@ class Gitvault(Tool):
 
 
 TOOLS = {t.name: t for t in (Bundle, Restic, Borg, Rustic, Gitvault)}
+# Tools that also run scenario 1 from a source that is not one pack; for restic, borg and
+# rustic one stray file more changes nothing.
+PACKED_TOOLS = ("bundle", "gitvault")
 
 
 def ensure_gitvault(path: str, build: bool) -> str | None:
@@ -537,6 +550,17 @@ def run_chain(tool: Tool, src: str, repacked: str, seed: int, run_dir: str) -> d
     live = os.path.join(run_dir, "live.git")  # the same path for every backup
     target = os.path.join(run_dir, "restore")
     r: dict = {}
+    if tool.name in PACKED_TOOLS:
+        # Scenario 1 again from a source that is not exactly one pack (here one stray loose
+        # object): gitvault cannot store the source's pack as it is and has git write a new one.
+        copy_repo(src, live)
+        subprocess.run(["git", "-C", live, "hash-object", "-w", "--stdin"], input=b"a stray loose object\n",
+                       check=True, stdout=subprocess.DEVNULL)
+        tool.init()
+        warm(live)
+        m = tool.backup(live)
+        r.update(full_packed_s=m.seconds, full_packed_rss_kb=m.rss_kb)
+        tool.reset()
     copy_repo(src, live)
 
     r["init_s"] = tool.init().seconds
@@ -763,6 +787,7 @@ ROWS = [  # (scenario, metric label, key, kind); numbered as in issue 6
     ("1. Full backup", "stored", "full_bytes", "B"),
     ("1. Full backup", "peak RSS, with children", "full_rss_kb", "kB"),
     ("1. Full backup", "peak RSS, own process", "full_own_rss_kb", "kB"),
+    ("1. Full backup, source not one pack", "time", "full_packed_s", "s"),
     ("2. Incremental, +20 commits", "time", "incr_s", "s"),
     ("2. Incremental, +20 commits", "bytes added", "incr_bytes_added", "B"),
     ("2. Incremental, +20 commits", "peak RSS, with children", "incr_rss_kb", "kB"),
@@ -985,6 +1010,12 @@ def targets(result: dict) -> list[dict]:
     check("full backup time ≤ 1.5× `git bundle create --all`", "≤ 1.50×",
           f"{v:.2f}× ({fmt(gv['full_s'], 's')} vs {fmt(med['bundle']['full_s'], 's')})" if v else "", v, 1.5,
           reported=note)
+    v = r("full_packed_s", "bundle")
+    if v is not None:
+        within = "within" if v <= 1.5 else "beyond"
+        check("the same from a source that is not one pack (git writes the pack)", "≤ 1.50×",
+              f"{v:.2f}× ({fmt(gv['full_packed_s'], 's')} vs {fmt(med['bundle']['full_packed_s'], 's')})", v, 1.5,
+              reported=note or f"reported ({within} the limit; the issue's repositories are one pack)")
     for t in ("restic", "borg", "rustic"):
         v = r("full_s", t)
         check(f"full backup faster than {t}", "< 1.00×",
@@ -1126,7 +1157,10 @@ def write_report() -> None:
         "into one fresh vault per repetition: (1) full backup; (6) the same backup again with no change; "
         f"(2) {ADD_COMMITS} new commits, backup; (5) restore the latest snapshot (for git bundle: "
         "`git clone --mirror` of the full bundle plus a fetch of the incremental one); "
-        "(3) the source `git repack -adf`'d (no new objects), backup. Then, once per size, (4) thirty daily "
+        "(3) the source `git repack -adf`'d (no new objects), backup. Before them, for git bundle and gitvault "
+        "only, into a vault of its own: (1) again from a copy of the source with one stray loose object "
+        "(\"source not one pack\": gitvault cannot store the source's only pack as it is, and git writes a new "
+        "one). Then, once per size, (4) thirty daily "
         "incrementals with churn and a `git gc --prune=now` of the source on days 7, 14, 21 and 28, one vault per "
         "tool. (7), the 1,000-repository account, is the \"Forge accounts\" section. "
         "Times are wall-clock medians with a warm page cache; stored bytes are apparent sizes of the vault; "
