@@ -175,6 +175,16 @@ fn sha256_repository_round_trips() {
     restore(&git, &restored, &[&pack], &state);
     git.fsck(&restored).expect("consistent");
     assert_eq!(git.read_refs(&restored).expect("read restored"), state);
+
+    // Packed once, its only pack is offered and checked with SHA-256 trailers.
+    sb.run(&src, &["repack", "-adq"]);
+    let sole = git.sole_pack(&src, &tips(&state)).expect("check").expect("one pack");
+    assert_eq!(sole.files.checksum.len(), 64);
+    for mut reader in [sole.pack_reader().expect("pack"), sole.index_reader().expect("index")] {
+        std::io::copy(&mut reader, &mut std::io::sink()).expect("read");
+        let path = reader.path().display().to_string();
+        assert!(reader.verified(), "{path}");
+    }
 }
 
 /// Every file under a repository's git directory, for "nothing was written here" checks.
