@@ -67,8 +67,31 @@ impl LockedVault {
 
     /// Create a new vault with one passphrase key slot.
     pub fn init(store: Arc<dyn Store>, passphrase: &Passphrase, kdf: KdfParams, ctx: Context) -> Result<Vault> {
+        Self::init_with_master(store, passphrase, kdf, ctx, MasterKey::generate()?)
+    }
+
+    /// Create a new vault that holds `source`'s master key (under its own id, ledger and key
+    /// slot): its data objects can be the very bytes of the source's, so `copy` moves them as
+    /// they are instead of decrypting and sealing them again. Anyone who can open one of the
+    /// two vaults can read both.
+    pub fn init_sharing_keys(
+        store: Arc<dyn Store>,
+        passphrase: &Passphrase,
+        kdf: KdfParams,
+        ctx: Context,
+        source: &Vault,
+    ) -> Result<Vault> {
+        Self::init_with_master(store, passphrase, kdf, ctx, source.master.clone())
+    }
+
+    fn init_with_master(
+        store: Arc<dyn Store>,
+        passphrase: &Passphrase,
+        kdf: KdfParams,
+        ctx: Context,
+        master: MasterKey,
+    ) -> Result<Vault> {
         let config = VaultConfig::new(gitvault_format::ids::VaultId::random()?);
-        let master = MasterKey::generate()?;
         let slot = KeySlot::seal(&config.id, &master, passphrase, kdf)?;
         // Config last: a directory with a config is a complete vault (key slot and init entry
         // present); an interrupted init leaves a directory that is not a vault at all.
@@ -214,6 +237,14 @@ impl Vault {
 
     pub fn context(&self) -> &Context {
         &self.ctx
+    }
+
+    /// Whether `other` holds the same master key (one was created from the other with
+    /// [`LockedVault::init_sharing_keys`]). Compared through a keyed hash of a constant, so no
+    /// key material is compared or leaves the keys.
+    pub fn shares_keys_with(&self, other: &Vault) -> bool {
+        const PROBE: &[u8] = b"gitvault: do these vaults share their keys?";
+        self.mac_key.mac(PROBE) == other.mac_key.mac(PROBE)
     }
 
     /// Start a new data object; feed it with [`DataWriter::copy_from`], then commit it.

@@ -327,6 +327,12 @@ pub struct KdfArgs {
 pub struct InitArgs {
     #[command(flatten)]
     pub kdf: KdfArgs,
+    /// Give the new vault the keys of this existing vault (unlocked with the same passphrase),
+    /// so that `copy` between the two moves data objects as they are, without decrypting and
+    /// sealing them again: a replica. Anyone who can open either vault can read both; change
+    /// the new vault's passphrase afterwards with `gitvault key add` and `key remove`.
+    #[arg(long, value_name = "PATH|URL")]
+    pub keys_from: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -340,7 +340,7 @@ fn audit_of(command: &Command, s: &Settings) -> Option<Audited> {
 
 fn dispatch(command: Command, s: &'static Settings) -> Result<u8> {
     match command {
-        Command::Init(a) => cmd_init(s, &a.kdf),
+        Command::Init(a) => cmd_init(s, &a),
         Command::Backup(a) => cmd_backup(s, a),
         Command::Snapshots => {
             let vault = s.unlock()?;
@@ -634,12 +634,42 @@ fn cmd_forget(s: &Settings, a: cli::ForgetArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn cmd_init(s: &Settings, kdf: &KdfArgs) -> Result<u8> {
+fn cmd_init(s: &Settings, a: &cli::InitArgs) -> Result<u8> {
     let (name, destination) = s.vault()?;
+    if a.keys_from.as_deref() == Some(name) {
+        return Err(UsageError(format!("--keys-from {name} is the vault being created")).into());
+    }
+    let source = a
+        .keys_from
+        .as_deref()
+        .map(|from| {
+            destination::Destination::parse(from, &s.aws, &s.ssh)
+                .map_err(|e| anyhow::Error::from(UsageError(format!("--keys-from: {e:#}"))))
+                .map(|d| (from, d))
+        })
+        .transpose()?;
     let pass = s.passphrase(true)?;
+    // The source is unlocked before anything is created: a wrong passphrase creates nothing.
+    let source =
+        match &source {
+            Some((from, d)) => Some(unlock::unlock(|| d.open(), from, &pass, &s.ctx).with_context(|| {
+                format!("unlocking {from} to take its keys (it must open with the same passphrase)")
+            })?),
+            None => None,
+        };
     let store = destination.open_new().with_context(|| format!("creating a vault at {name}"))?;
-    let vault = LockedVault::init(store, &pass, kdf_params(kdf), s.ctx.clone())
-        .with_context(|| format!("creating a vault at {name}"))?;
+    let kdf = kdf_params(&a.kdf);
+    let vault = match &source {
+        Some(source) => LockedVault::init_sharing_keys(store, &pass, kdf, s.ctx.clone(), source),
+        None => LockedVault::init(store, &pass, kdf, s.ctx.clone()),
+    }
+    .with_context(|| format!("creating a vault at {name}"))?;
+    if let (Some(source), Some(from)) = (&source, a.keys_from.as_deref()) {
+        let detail = Some(format!("holds the keys of vault {}", source.id()));
+        vault
+            .append_audit("init", &format!("keys from {from}"), "ok", detail)
+            .with_context(|| format!("recording in {name} whose keys it holds"))?;
+    }
     unlock::remember(&vault, name, &s.ctx);
     s.note_ledger(&vault);
     output::init(&vault, name, s.json)?;
@@ -670,10 +700,15 @@ fn cmd_copy(s: &Settings, a: cli::CopyArgs) -> Result<u8> {
             None => pass_from.clone(),
         },
     };
-    let from_vault = locked_from
-        .unlock(&pass_from, s.ctx.clone())
-        .with_context(|| format!("unlocking the source vault {}", a.from))?;
-    let mut to_vault = locked_to.unlock(&pass_to, s.ctx.clone()).with_context(|| {
+    // The two key derivations (Argon2id, a third of a second each by design) run side by side.
+    let (ctx_from, ctx_to) = (s.ctx.clone(), s.ctx.clone());
+    let (from_vault, to_vault) = std::thread::scope(|scope| {
+        let to = scope.spawn(|| locked_to.unlock(&pass_to, ctx_to));
+        let from = locked_from.unlock(&pass_from, ctx_from);
+        (from, to.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    let from_vault = from_vault.with_context(|| format!("unlocking the source vault {}", a.from))?;
+    let mut to_vault = to_vault.with_context(|| {
         format!(
             "unlocking the destination vault {} (its passphrase comes from {}, else --to-password-file, else it is the source's)",
             a.to,

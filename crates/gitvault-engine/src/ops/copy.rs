@@ -1,9 +1,11 @@
 //! Copy: replicate snapshots from one vault into another, transferring only what the
 //! destination lacks.
 //!
-//! The two vaults have their own master keys, so nothing is copied byte for byte: each data
+//! Two vaults normally have their own master keys, so nothing is copied byte for byte: each data
 //! object is decrypted from the source (authenticated, and checked against the MAC its snapshot
-//! records) and sealed again under the destination's key. Ids are random, not derived from
+//! records) and sealed again under the destination's key. A destination created with the
+//! source's keys (`init --keys-from`) takes the stored bytes as they are, opened on the way
+//! all the same, so a damaged object is never copied (see [`transfer_as_is`]). Ids are random, not derived from
 //! content, and an envelope binds only its header and its id string, so a data object keeps its
 //! data id and a snapshot its snapshot id: "does the destination have it" is a question about
 //! names. A copied snapshot is the source's document with each data reference's `mac` and
@@ -16,7 +18,7 @@
 //! records the second.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::mpsc;
 
 use gitvault_format::FormatError;
@@ -72,7 +74,7 @@ pub fn copy(from: &Vault, to: &Vault, queries: &[String], progress: &dyn Progres
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not clean up temporaries of interrupted writers"),
     }
-    let mut dest = Destination::scan(to)?;
+    let mut dest = Destination::scan(from, to)?;
     let mut report = CopyReport { from: from.location(), to: to.location(), ..CopyReport::default() };
     for snap in selected {
         if dest.forgotten.contains(&snap.id) {
@@ -126,10 +128,12 @@ struct Destination {
     listed: HashMap<String, u64>,
     /// Data ids already counted in the report.
     counted: HashSet<DataId>,
+    /// The two vaults hold the same keys: data objects move as they are.
+    same_keys: bool,
 }
 
 impl Destination {
-    fn scan(to: &Vault) -> Result<Self> {
+    fn scan(from: &Vault, to: &Vault) -> Result<Self> {
         // Marks first: data referenced by a snapshot seen after this cannot go before the
         // grace period of a mark written later (FORMAT.md §9.4).
         let started = std::time::Instant::now();
@@ -153,7 +157,8 @@ impl Destination {
             }
         }
         let listed = to.store.list(paths::DATA_DIR)?.into_iter().map(|o| (o.path, o.size)).collect();
-        Ok(Self { started, marked, forgotten, snapshots, recorded, known, listed, counted: HashSet::new() })
+        let same_keys = from.shares_keys_with(to);
+        Ok(Self { started, marked, forgotten, snapshots, recorded, known, listed, counted: HashSet::new(), same_keys })
     }
 
     /// The destination's reference for the source's data object `src`, transferring it if the
@@ -179,7 +184,11 @@ impl Destination {
         let path = paths::data(&src.id);
         let copied = match self.listed.get(&path) {
             Some(&size) => recheck(to, src, kind, size)?,
-            None => match transfer(from, to, src, kind, progress) {
+            None => match if self.same_keys {
+                transfer_as_is(from, to, src, kind, progress)
+            } else {
+                transfer(from, to, src, kind, progress)
+            } {
                 Ok(r) => {
                     report.data_transferred += 1;
                     report.bytes_transferred += r.plain_size;
@@ -271,7 +280,68 @@ fn transfer(from: &Vault, to: &Vault, src: &DataRef, kind: Kind, progress: &dyn 
     Ok(copied)
 }
 
-/// Plaintext arriving from the decrypting thread.
+/// Copy `src` between two vaults that share their keys: its stored bytes are valid in the
+/// destination as they are, so they are written there unchanged, while a second thread opens
+/// the same bytes as they pass — authenticating every chunk under the object's id and checking
+/// the MAC the snapshot records — so a damaged source object is never committed. Memory stays
+/// bounded: a few 1 MiB buffers are in flight.
+fn transfer_as_is(from: &Vault, to: &Vault, src: &DataRef, kind: Kind, progress: &dyn Progress) -> Result<DataRef> {
+    let path = paths::data(&src.id);
+    let mut input = from.store.open_read(&path)?;
+    let mut out = to.store.create(&path)?;
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+    let (checked, sent) = std::thread::scope(|scope| {
+        let checker = scope.spawn(|| -> Result<()> {
+            let channel = ChannelReader { rx, buf: Vec::new(), pos: 0 };
+            let mut reader = OpenReader::new(&to.data_key, &to.mac_key, kind, &src.id.to_hex(), channel, Some(src.mac))
+                .map_err(|e| in_vault(from, damaged_or_io(&path, e)))?;
+            std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| in_vault(from, damaged_or_io(&path, e)))?;
+            Ok(())
+        });
+        let sent = (|| -> Result<u64> {
+            let mut total = 0u64;
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = match input.read(&mut buf) {
+                    Ok(0) => return Ok(total),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(format!("reading {path} in {}", from.location()), e)),
+                };
+                buf.truncate(n);
+                out.write_all(&buf)
+                    .map_err(|e| gitvault_storage::StorageError::from_io("write", &path, &to.store.describe(), e))?;
+                total += n as u64;
+                progress.bytes(n as u64);
+                if tx.send(buf).is_err() {
+                    return Ok(total); // the checker stopped: its error is the one to report
+                }
+            }
+        })();
+        drop(tx);
+        let checked = checker
+            .join()
+            .unwrap_or_else(|_| Err(Error::io("checking", std::io::Error::other("the checking thread panicked"))));
+        (checked, sent)
+    });
+    // A damaged source object first: dropping the writer discards what it wrote.
+    checked?;
+    let sent = sent?;
+    if sent != src.size {
+        return Err(Error::Damaged {
+            path: format!("{path} in {}", from.location()),
+            source: FormatError::Invalid {
+                what: "data object",
+                detail: format!("is {sent} bytes, {} recorded", src.size),
+            },
+        });
+    }
+    let size = out.commit()?;
+    to.lock_written(&path)?;
+    Ok(DataRef { id: src.id, mac: src.mac, size, plain_size: src.plain_size })
+}
+
+/// Bytes arriving from another thread (plaintext, or stored envelopes when the keys are shared).
 struct ChannelReader {
     rx: mpsc::Receiver<Vec<u8>>,
     buf: Vec<u8>,

@@ -200,3 +200,82 @@ fn copy_refuses_what_it_cannot_do_and_says_why() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only `backup` writes to several vaults"));
 }
+
+#[test]
+fn a_vault_made_with_the_sources_keys_takes_its_objects_as_they_are_and_never_a_damaged_one() {
+    let w = World::new();
+    w.init();
+    let r = new_repo(&w.path("src/app"));
+    commit(&r, "a.bin", &noise(1, 300_000), "first");
+    let s = r.to_str().expect("utf-8");
+    w.backup(&[s]);
+    let a = w.vault.display().to_string();
+    let b = w.path("replica").display().to_string();
+
+    // A wrong passphrase for the source creates nothing.
+    let out = w
+        .cmd_without_vault(&["init", "--vault", &b, "--keys-from", &a])
+        .env("GITVAULT_PASSWORD", "wrong")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("to take its keys"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!Path::new(&b).exists(), "nothing created");
+
+    let on_b = |args: &[&str]| {
+        let mut full = vec!["--vault", b.as_str()];
+        full.extend_from_slice(args);
+        let out = w.cmd_without_vault(&full).output().expect("run");
+        assert!(out.status.success(), "{args:?} on B: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    on_b(&["init", "--keys-from", &a, "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]);
+    // Its ledger records whose keys it holds: init, then that audit entry (a plain init: one).
+    let v: serde_json::Value = serde_json::from_str(&on_b(&["verify", "--json"])).expect("json");
+    assert_eq!(v["ledger_entries"], 2, "{v}");
+    let copy = |extra: &[&str]| {
+        let mut args = vec!["copy", "--json", "--from", a.as_str(), "--to", b.as_str()];
+        args.extend_from_slice(extra);
+        w.cmd_without_vault(&args).output().expect("run")
+    };
+    let out = copy(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(counts(&c), (1, 0, 2, 0), "{c}");
+    // The data objects are the same bytes in both vaults.
+    let data = files_under(&w.vault.join("data"));
+    assert_eq!(data.len(), 2);
+    for f in &data {
+        let (x, y) = (std::fs::read(w.vault.join("data").join(f)), std::fs::read(Path::new(&b).join("data").join(f)));
+        assert_eq!(x.expect("in A"), y.expect("in B"), "{f}");
+    }
+    let target = w.path("from-replica.git");
+    on_b(&["restore", "latest", "--target", target.to_str().expect("utf-8")]);
+    assert_eq!(refs(&target).refs, refs(&r).refs);
+    let verified = on_b(&["verify", "--read-data"]);
+    assert!(verified.contains("no problems found"), "{verified}");
+
+    // A bit flipped in a new pack of the source: opened on the way, refused, nothing kept.
+    commit(&r, "b.bin", &noise(2, 300_000), "second");
+    w.backup(&[s]);
+    let new: Vec<String> = files_under(&w.vault.join("data")).difference(&data).cloned().collect();
+    let pack = new
+        .iter()
+        .map(|f| w.vault.join("data").join(f))
+        .max_by_key(|p| std::fs::metadata(p).expect("meta").len())
+        .expect("a new data file");
+    let mut bytes = std::fs::read(&pack).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&pack, &bytes).expect("damage");
+    let before = files_under(&Path::new(&b).join("data"));
+    let out = copy(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("damaged") || stderr.contains("authentic"), "{stderr}");
+    assert_eq!(files_under(&Path::new(&b).join("data")), before, "the damaged object was not kept");
+}
