@@ -11,6 +11,8 @@ Per repetition, on the generated repository of run.py (same generator, same cach
   1. full copy:        `gitvault copy` into a fresh vault B     vs  `cp -r A` + `sync`
   2. no-change copy:   `gitvault copy` again                     (nothing to send)
   3. incremental copy: +20 commits, backup into A, `gitvault copy` vs `cp -rn A` + `sync`
+  4. full copy into a replica R made with `init --keys-from A` (it holds A's keys: the data
+     objects move as they are, decrypted on the way to be checked, not sealed again)
 
 Output: the medians on stdout (a markdown table) and every repetition in
 bench/results/<date>-copy-<size>.json. BENCHMARKS.md is not touched.
@@ -43,11 +45,12 @@ def copy_files(cmd: list[str], log: str) -> bench.Measure:
 def one_rep(binary: str, src: str, seed: int, work: str, log: str) -> dict:
     bench.rmtree(work)
     os.makedirs(work)
-    a, b, raw = (os.path.join(work, n) for n in ("a", "b", "raw"))
+    a, b, raw, replica = (os.path.join(work, n) for n in ("a", "b", "raw", "replica"))
     live = os.path.join(work, "live.git")
     bench.copy_repo(src, live)
     for v in (a, b):
         gv(binary, work, log, ["init", "--vault", v])
+    gv(binary, work, log, ["init", "--vault", replica, "--keys-from", a])
     gv(binary, work, log, ["backup", "--vault", a, live])
     os.sync()
     r: dict = {"vault_bytes": bench.apparent_bytes(a)}
@@ -57,6 +60,9 @@ def one_rep(binary: str, src: str, seed: int, work: str, log: str) -> dict:
     bench.warm(a)
     r["cp_full_s"] = copy_files(["cp", "-r", a, raw], log).seconds
     r["copy_nochange_s"] = gv(binary, work, log, ["copy", "--from", a, "--to", b]).seconds
+    bench.warm(a)
+    r["copy_replica_s"] = gv(binary, work, log, ["copy", "--from", a, "--to", replica]).seconds
+    bench.rmtree(replica)
 
     subprocess.run([sys.executable, bench.GENREPO, "--add-commits", str(bench.ADD_COMMITS), "--seed", str(seed),
                     live], check=True, stdout=subprocess.DEVNULL)
@@ -121,6 +127,8 @@ def main() -> None:
           f"(+{med['copy_incr_bytes_added'] / 1024:.0f} KiB) | {med['cp_incr_s']:.2f} s (`cp -rn` + `sync`) | "
           f"{med['copy_incr_s'] / med['cp_incr_s']:.2f}× |")
     print(f"| nothing new | {med['copy_nochange_s']:.2f} s | — | — |")
+    print(f"| full, into a replica holding A's keys (`init --keys-from`) | {med['copy_replica_s']:.2f} s | "
+          f"{med['cp_full_s']:.2f} s (`cp -r` + `sync`) | {med['copy_replica_s'] / med['cp_full_s']:.2f}× |")
 
 
 if __name__ == "__main__":

@@ -256,8 +256,7 @@ fn transfer(from: &Vault, to: &Vault, src: &DataRef, kind: Kind, progress: &dyn 
                 }
             }
         });
-        let written =
-            writer.copy_from(to, &mut ChannelReader { rx, buf: Vec::new(), pos: 0 }, &mut |n| progress.bytes(n));
+        let written = writer.copy_from(to, &mut ChannelReader::new(rx, None), &mut |n| progress.bytes(n));
         let produced = producer
             .join()
             .unwrap_or_else(|_| Err(Error::io("decrypting", std::io::Error::other("the decrypting thread panicked"))));
@@ -290,9 +289,10 @@ fn transfer_as_is(from: &Vault, to: &Vault, src: &DataRef, kind: Kind, progress:
     let mut input = from.store.open_read(&path)?;
     let mut out = to.store.create(&path)?;
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+    let (give_back, returned) = mpsc::channel::<Vec<u8>>();
     let (checked, sent) = std::thread::scope(|scope| {
         let checker = scope.spawn(|| -> Result<()> {
-            let channel = ChannelReader { rx, buf: Vec::new(), pos: 0 };
+            let channel = ChannelReader::new(rx, Some(give_back));
             let mut reader = OpenReader::new(&to.data_key, &to.mac_key, kind, &src.id.to_hex(), channel, Some(src.mac))
                 .map_err(|e| in_vault(from, damaged_or_io(&path, e)))?;
             std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| in_vault(from, damaged_or_io(&path, e)))?;
@@ -301,7 +301,8 @@ fn transfer_as_is(from: &Vault, to: &Vault, src: &DataRef, kind: Kind, progress:
         let sent = (|| -> Result<u64> {
             let mut total = 0u64;
             loop {
-                let mut buf = vec![0u8; 1 << 20];
+                let mut buf = returned.try_recv().unwrap_or_default();
+                buf.resize(1 << 20, 0);
                 let n = match input.read(&mut buf) {
                     Ok(0) => return Ok(total),
                     Ok(n) => n,
@@ -346,6 +347,15 @@ struct ChannelReader {
     rx: mpsc::Receiver<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
+    /// Where used buffers go back to the sender, so that it need not allocate (and fault in)
+    /// a fresh megabyte for every read.
+    recycle: Option<mpsc::Sender<Vec<u8>>>,
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<Vec<u8>>, recycle: Option<mpsc::Sender<Vec<u8>>>) -> Self {
+        Self { rx, buf: Vec::new(), pos: 0, recycle }
+    }
 }
 
 impl Read for ChannelReader {
@@ -353,7 +363,12 @@ impl Read for ChannelReader {
         while self.pos == self.buf.len() {
             match self.rx.recv() {
                 Ok(b) => {
-                    self.buf = b;
+                    let used = std::mem::replace(&mut self.buf, b);
+                    if let Some(r) = &self.recycle
+                        && used.capacity() > 0
+                    {
+                        let _ = r.send(used);
+                    }
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),
