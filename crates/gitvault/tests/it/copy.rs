@@ -212,6 +212,13 @@ fn a_vault_made_with_the_sources_keys_takes_its_objects_as_they_are_and_never_a_
     let a = w.vault.display().to_string();
     let b = w.path("replica").display().to_string();
 
+    // Itself, or a source that is not a vault: refused, nothing created.
+    let out = w.cmd_without_vault(&["init", "--vault", &b, "--keys-from", &b]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let nowhere = w.path("not-a-vault").display().to_string();
+    let out = w.cmd_without_vault(&["init", "--vault", &b, "--keys-from", &nowhere]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!Path::new(&b).exists(), "nothing created");
     // A wrong passphrase for the source creates nothing.
     let out = w
         .cmd_without_vault(&["init", "--vault", &b, "--keys-from", &a])
