@@ -544,8 +544,9 @@ pub fn copy(r: &CopyReport, json: bool) -> Result<()> {
         );
     }
     println!(
-        "data objects: {} sent ({}, {} stored), {} already there{}",
+        "data objects: {} sent{} ({}, {} stored), {} already there{}",
         r.data_transferred,
+        if r.same_keys { " as they are (the destination holds the same keys)" } else { "" },
         human_bytes(r.bytes_transferred),
         human_bytes(r.bytes_written),
         r.data_skipped,

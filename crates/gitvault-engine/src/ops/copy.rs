@@ -58,6 +58,9 @@ pub struct CopyReport {
     pub bytes_transferred: u64,
     /// Bytes stored in the destination for them (envelopes).
     pub bytes_written: u64,
+    /// The destination holds the source's keys (`init --keys-from`): data objects were written
+    /// as they are stored in the source (checked on the way), not sealed again.
+    pub same_keys: bool,
 }
 
 /// Copy the snapshots `queries` select from `from` (ids, unique prefixes or `latest`; all of
@@ -75,7 +78,8 @@ pub fn copy(from: &Vault, to: &Vault, queries: &[String], progress: &dyn Progres
         Err(e) => tracing::warn!(error = %e, "could not clean up temporaries of interrupted writers"),
     }
     let mut dest = Destination::scan(from, to)?;
-    let mut report = CopyReport { from: from.location(), to: to.location(), ..CopyReport::default() };
+    let mut report =
+        CopyReport { from: from.location(), to: to.location(), same_keys: dest.same_keys, ..CopyReport::default() };
     for snap in selected {
         if dest.forgotten.contains(&snap.id) {
             // The destination forgot it on purpose (its own retention): copying it again would

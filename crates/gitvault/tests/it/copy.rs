@@ -95,6 +95,7 @@ fn copy_sends_only_new_data_and_the_copy_restores_like_the_original() {
     let first = refs(&r);
     let c = t.copy(&[]);
     assert_eq!(counts(&c), (1, 0, 2, 0), "{c}");
+    assert_eq!(c["same_keys"], false, "B has its own keys: every object sealed again: {c}");
 
     commit(&r, "b.bin", &noise(2, 150_000), "second");
     git_tag(&r);
@@ -253,6 +254,7 @@ fn a_vault_made_with_the_sources_keys_takes_its_objects_as_they_are_and_never_a_
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(counts(&c), (1, 0, 2, 0), "{c}");
+    assert_eq!(c["same_keys"], true, "{c}");
     // The data objects are the same bytes in both vaults.
     let data = files_under(&w.vault.join("data"));
     assert_eq!(data.len(), 2);
