@@ -56,16 +56,8 @@ impl Git {
             return Ok(Vec::new());
         }
         let present = self.existing_objects(repo, exclude)?;
-        let mut input = String::new();
-        for oid in include {
-            input.push_str(oid.as_str());
-            input.push('\n');
-        }
-        for oid in exclude.iter().filter(|o| present.contains(*o)) {
-            input.push('^');
-            input.push_str(oid.as_str());
-            input.push('\n');
-        }
+        let exclude: Vec<ObjectId> = exclude.iter().filter(|o| present.contains(*o)).cloned().collect();
+        let input = crate::pack::revs_stdin(include, &exclude);
         // Only small blobs can be pointers: the walk lists nothing else (no commits or trees
         // either), and answers from the reachability bitmaps when the repository has them —
         // about 6x faster than walking every tree (git >= 2.32 for the type filter; an older

@@ -33,11 +33,7 @@ impl Git {
         if oids.is_empty() {
             return Ok(HashSet::new());
         }
-        let mut input = String::with_capacity(oids.len() * 65);
-        for oid in oids {
-            input.push_str(oid.as_str());
-            input.push('\n');
-        }
+        let input = revs_stdin(oids, &[]);
         let output =
             self.cmd(Some(repo)).args(["cat-file", "--batch-check=%(objectname)"]).input(input.into_bytes()).run()?;
         // cat-file answers one line per input line, in order.
@@ -94,16 +90,8 @@ impl Git {
             return Ok(None);
         }
         let present = self.existing_objects(repo, exclude)?;
-        let mut input = String::new();
-        for oid in include {
-            input.push_str(oid.as_str());
-            input.push('\n');
-        }
-        for oid in exclude.iter().filter(|oid| present.contains(*oid)) {
-            input.push('^');
-            input.push_str(oid.as_str());
-            input.push('\n');
-        }
+        let exclude: Vec<ObjectId> = exclude.iter().filter(|oid| present.contains(*oid)).cloned().collect();
+        let input = revs_stdin(include, &exclude);
 
         // git runs inside the repository, so every path given to it must be absolute.
         let out_dir = std::path::absolute(out_dir).map_err(|e| Error::io(out_dir, e))?;
@@ -204,6 +192,20 @@ impl Git {
             self.cmd(Some(repo)).args(["rev-parse", "--path-format=absolute", "--git-path", "objects"]).run_text()?;
         Ok(PathBuf::from(dir))
     }
+}
+
+/// Object ids as `git rev-list --stdin` and friends read them: one per line, each of
+/// `exclude` prefixed with `^`.
+pub(crate) fn revs_stdin(include: &[ObjectId], exclude: &[ObjectId]) -> String {
+    let mut input = String::with_capacity((include.len() + exclude.len()) * 66);
+    for (prefix, oids) in [("", include), ("^", exclude)] {
+        for oid in oids {
+            input.push_str(prefix);
+            input.push_str(oid.as_str());
+            input.push('\n');
+        }
+    }
+    input
 }
 
 /// What [`Git::pack_objects_streaming`] produced.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sha1::Digest;
 
-use crate::pack::{IDX_FANOUT_END, parse_idx_object_count};
+use crate::pack::{IDX_FANOUT_END, parse_idx_object_count, revs_stdin};
 use crate::{Error, Git, ObjectId, PackFiles};
 
 /// The only pack of a repository, opened, holding exactly the objects a backup wants.
@@ -77,11 +77,7 @@ impl Git {
     /// How many objects are reachable from `tips` (answered from the reachability bitmap
     /// when the repository has one).
     fn reachable_count(&self, repo: &Path, tips: &[ObjectId]) -> Result<u64, Error> {
-        let mut input = String::with_capacity(tips.len() * 65);
-        for oid in tips {
-            input.push_str(oid.as_str());
-            input.push('\n');
-        }
+        let input = revs_stdin(tips, &[]);
         let out = self
             .cmd(Some(repo))
             .args(["rev-list", "--objects", "--use-bitmap-index", "--count", "--stdin"])
@@ -152,6 +148,11 @@ impl<'a> VerifiedReader<'a> {
 
     pub fn path(&self) -> &Path {
         self.path
+    }
+
+    /// Bytes the reader hands out in all: the file's length when it was opened.
+    pub fn total_bytes(&self) -> u64 {
+        self.len
     }
 }
 

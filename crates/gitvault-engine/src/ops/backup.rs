@@ -686,10 +686,9 @@ fn store_sole_pack(
         }
     };
     let files = &sole.files;
-    let size = fs::metadata(&files.pack).map(|m| m.len()).ok();
-    progress.start(name, "storing", size);
-    // Pack data is already deflated by git: compressing it again costs time and saves nothing.
     let mut pack_in = sole.pack_reader()?;
+    progress.start(name, "storing", Some(pack_in.total_bytes()));
+    // Pack data is already deflated by git: compressing it again costs time and saves nothing.
     let mut pack = vault.begin_data(Kind::Pack, Compression::None)?;
     pack.copy_from(vault, &mut pack_in, &mut |n| progress.bytes(n))?;
     let mut index_in = sole.index_reader()?;
