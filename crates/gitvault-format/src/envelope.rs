@@ -217,7 +217,7 @@ impl Pool {
         let mut pool = Self { tasks: Some(tasks), workers: Vec::with_capacity(threads) };
         for _ in 0..threads {
             let queue = Arc::clone(&queue);
-            let worker = std::thread::Builder::new().name("gitvault-seal".into()).spawn(move || {
+            let worker = std::thread::Builder::new().name("gitvault-crypt".into()).spawn(move || {
                 loop {
                     let task = match queue.lock() {
                         Ok(q) => q.recv(),
@@ -245,7 +245,7 @@ impl Pool {
         self.tasks
             .as_ref()
             .and_then(|t| t.send(task).ok())
-            .ok_or_else(|| io::Error::other("the sealing threads stopped"))?;
+            .ok_or_else(|| io::Error::other("the encryption threads stopped"))?;
         Ok(answer)
     }
 }
@@ -259,7 +259,7 @@ fn answered<T>(result: io::Result<T>) -> mpsc::Receiver<io::Result<T>> {
 
 /// Take the next result of a pool, in order.
 fn receive<T>(answer: &mpsc::Receiver<io::Result<T>>) -> io::Result<T> {
-    answer.recv().map_err(|_| io::Error::other("a sealing thread stopped"))?
+    answer.recv().map_err(|_| io::Error::other("an encryption thread stopped"))?
 }
 
 impl Drop for Pool {
