@@ -525,15 +525,12 @@ impl Store for SftpStore {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Close the session politely (the ssh master exits at once); inside a runtime's async
-        // context blocking is impossible, and the master then goes after its idle time.
-        let conn = self.conn.get_mut().take();
-        if let Some(conn) = conn.and_then(|c| Arc::try_unwrap(c).ok())
-            && tokio::runtime::Handle::try_current().is_err()
-        {
-            let _ =
-                self.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), conn.sftp.close()).await });
-        }
+        // The connection goes first, then the runtime (a field, dropped after this) with the
+        // tasks that hold the ssh session: openssh's session runs `ssh -O exit` when dropped, so
+        // the master exits at once. `Sftp::close` is not used: openssh-sftp-client 0.15 panics
+        // in it when a file's close is still on its way to the server (a task it spawned when
+        // the file was dropped still shares the session).
+        drop(self.conn.get_mut().take());
     }
 }
 

@@ -148,3 +148,29 @@ fn missing_vault_directory_reads_as_not_found() {
     assert_eq!(s.read("config").expect_err("nothing there").kind, ErrorKind::NotFound);
     assert!(s.list("").expect("list of a missing root").is_empty());
 }
+
+/// A store dropped just after a file was read (the file's close still travelling to the
+/// server) ends its session without a panic, and its ssh master exits.
+#[test]
+fn a_store_dropped_right_after_a_read_ends_its_session_cleanly() {
+    let Some((sshd, s)) = backend() else { return };
+    s.put_new("big", &vec![5u8; 3 << 20]).expect("put");
+    drop(s);
+    let masters = || {
+        std::fs::read_dir(sshd.dir())
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".ssh-connection"))
+            .filter(|e| e.path().join("master").exists())
+            .count()
+    };
+    for round in 0..15 {
+        let store = SftpStore::connect(&config(&sshd, "vault")).expect("connect");
+        let mut reader = store.open_read("big").expect("open");
+        let mut head = vec![0u8; 1 << 20];
+        std::io::Read::read_exact(&mut reader, &mut head).expect("read");
+        drop(reader);
+        drop(store);
+        assert_eq!(masters(), 0, "round {round}: the ssh master exited with the store");
+    }
+}
