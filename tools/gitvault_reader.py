@@ -41,7 +41,7 @@ from nacl.exceptions import CryptoError
 # --- FORMAT.md §1, §5, §6: constants -------------------------------------------------------
 
 FORMAT_NAME = "gitvault"
-FORMAT_VERSION = 4  # the newest vault version this reader knows; it reads 1, 2, 3 and 4
+FORMAT_VERSION = 5  # the newest vault version this reader knows; it reads 1 to 5
 SNAPSHOT_VERSION = 1
 MARK_VERSION = 1
 MIN_GRACE_SECONDS = 3600
@@ -174,7 +174,7 @@ def read_config(vault: str) -> dict:
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise VaultError(f"vault format version {version} is newer than this reader supports ({FORMAT_VERSION})")
     strict_object(value, "config", {"format", "version", "id"})
-    if version not in (1, 2, 3, 4):
+    if version not in (1, 2, 3, 4, 5):
         raise VaultError(f"vault format version {version!r} is not supported")
     want_hex(value["id"], HEX32, "config id")
     return value
@@ -316,7 +316,7 @@ def read_envelope(path: str, kind: int, ident: str, keys: Keys) -> bytes:
 
 SNAPSHOT_FIELDS = {"version", "id", "time", "host", "gitvault_version", "repositories"}
 REPO_FIELDS = {"name", "source", "type", "base", "object_format", "head", "refs", "chain"}
-PACK_FIELDS = {"snapshot", "checksum", "objects", "pack", "index"}
+PACK_FIELDS = {"snapshot", "checksum", "objects", "pack"}  # and "index", absent for a thin pack (v5)
 DATAREF_FIELDS = {"id", "mac", "size", "plain_size"}
 
 
@@ -369,12 +369,16 @@ def check_snapshot(s: object, file_id: str) -> dict:
             if previous is not None and not previous < rn.encode():
                 raise VaultError(f"repository {name}: refs not sorted bytewise / duplicated at {rn}")
             previous = rn.encode()
-        for p in want(r["chain"], list, "chain"):
-            strict_object(p, "pack record", PACK_FIELDS)
+        for i, p in enumerate(want(r["chain"], list, "chain")):
+            strict_object(p, "pack record", PACK_FIELDS, frozenset({"index"}))
             want_hex(p["snapshot"], HEX64, "pack snapshot")
             want_hex(p["checksum"], oid, "pack checksum")
             want_uint(p["objects"], "objects")
+            if i == 0 and "index" not in p:
+                raise VaultError(f"repository {name}: the first pack of the chain is thin")
             for part in ("pack", "index"):
+                if part not in p:
+                    continue
                 d = strict_object(p[part], f"{part} data ref", DATAREF_FIELDS)
                 want_hex(d["id"], HEX64, "data id")
                 want_hex(d["mac"], HEX64, "data mac")
@@ -487,6 +491,17 @@ def decrypt_data_to(vault: str, ref: dict, kind: int, keys: Keys, out_path: str)
         raise VaultError(f"{src}: content differs from the one the snapshot recorded (size or MAC)")
 
 
+def check_thin_pack(pack: str, checksum: str) -> None:
+    """A thin pack's trailing hash must equal the recorded checksum."""
+    hlen = len(checksum) // 2
+    with open(pack, "rb") as f:
+        head = f.read(4)
+        f.seek(-hlen, os.SEEK_END)
+        trailer = f.read(hlen).hex()
+    if head != b"PACK" or trailer != checksum:
+        raise VaultError(f"pack {checksum}: decrypted file is not the git pack recorded")
+
+
 def check_pack_files(pack: str, idx: str, checksum: str) -> None:
     """The pack's trailing hash and the copy of it in the index must equal the recorded checksum."""
     hlen = len(checksum) // 2
@@ -542,11 +557,24 @@ def build(vault: str, keys: Keys, repo: dict, work: str) -> None:
     git(*init, work)
     if os.path.exists(os.path.join(work, "reftable")):
         raise VaultError("git created a reftable repository; packed-refs need the files backend")
-    # 2. Every pack of the chain, decrypted next to its index under the recorded checksum.
+    # 2. Every pack of the chain in order: a self-contained one decrypted next to its index
+    #    under the recorded checksum; a thin one (version 5, no index) completed with the bases
+    #    the packs before it hold, and indexed, by `git index-pack --stdin --fix-thin`.
     pack_dir = os.path.join(work, "objects", "pack")
     os.makedirs(pack_dir, exist_ok=True)
     for p in repo["chain"]:
         base = os.path.join(pack_dir, f"pack-{p['checksum']}")
+        if "index" not in p:
+            part = os.path.join(work, f"thin-{p['checksum']}.pack.part")
+            decrypt_data_to(vault, p["pack"], KIND_PACK, keys, part)
+            check_thin_pack(part, p["checksum"])
+            with open(part, "rb") as f:
+                done = subprocess.run(["git", "index-pack", "--stdin", "--fix-thin"], cwd=work, stdin=f,
+                                      capture_output=True, text=True)
+            os.remove(part)
+            if done.returncode != 0:
+                raise VaultError(f"pack {p['checksum']}: git index-pack --fix-thin failed: {done.stderr.strip()}")
+            continue
         if os.path.exists(base + ".pack"):
             continue
         decrypt_data_to(vault, p["pack"], KIND_PACK, keys, base + ".pack.part")

@@ -157,12 +157,14 @@ assert ids == sys.argv[1:], (ids, sys.argv[1:])' "$full_id" "$incr_id" \
   && pass "the reader lists the same snapshots as gitvault" || fail "listings differ"
 
 reader --vault "$v1" show-snapshot "$incr_id" >"$work/incr.json"
-"$py" - "$work/incr.json" "$full_id" <<'EOF' && pass "latest snapshot is an incremental on the full one, chain of 2 packs" || fail "unexpected chain"
+"$py" - "$work/incr.json" "$full_id" <<'EOF' && pass "latest snapshot is an incremental on the full one, chain of a full and a thin pack" || fail "unexpected chain"
 import json, sys
 s = json.load(open(sys.argv[1]))
 r = s["repositories"][0]
 assert r["type"] == "incr" and r["base"] == sys.argv[2], (r["type"], r["base"])
 assert len(r["chain"]) == 2 and r["chain"][0]["snapshot"] == sys.argv[2], r["chain"]
+# Format version 5: the full pack has its index, the incremental's pack is thin (none).
+assert "index" in r["chain"][0] and "index" not in r["chain"][1], r["chain"]
 EOF
 
 say "restoring with the independent reader"
@@ -191,10 +193,14 @@ if command -v jq >/dev/null; then
     reader() { "$py" "$here/gitvault_reader.py" --vault "$V" "$@"; }   # as in FORMAT.md
     reader show-snapshot latest >snap.json
     GIT_DEFAULT_REF_FORMAT=files git init -q --bare "$R"
-    jq -r '.repositories[0].chain[] | "\(.checksum) \(.pack.id) \(.index.id)"' snap.json |
+    jq -r '.repositories[0].chain[] | "\(.checksum) \(.pack.id) \(.index.id // "thin")"' snap.json |
     while read -r sum pack idx; do
-      reader decrypt --kind pack  "$pack" >"$R/objects/pack/pack-$sum.pack"
-      reader decrypt --kind index "$idx"  >"$R/objects/pack/pack-$sum.idx"
+      if [ "$idx" = thin ]; then
+        reader decrypt --kind pack "$pack" | git --git-dir="$R" index-pack --stdin --fix-thin >/dev/null
+      else
+        reader decrypt --kind pack  "$pack" >"$R/objects/pack/pack-$sum.pack"
+        reader decrypt --kind index "$idx"  >"$R/objects/pack/pack-$sum.idx"
+      fi
     done
     { printf '# pack-refs with: sorted \n'
       jq -r '.repositories[0].refs[] | "\(.oid) \(.name)"' snap.json; } >"$R/packed-refs"

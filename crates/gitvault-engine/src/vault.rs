@@ -8,7 +8,7 @@ use gitvault_format::config::VaultConfig;
 use gitvault_format::envelope::{self, Compression, Kind, OpenReader, SealWriter};
 use gitvault_format::ids::{DataId, KeySlotId, Mac, SnapshotId, paths};
 use gitvault_format::keys::{DataKey, KdfParams, KeySlot, MacKey, MasterKey, Passphrase};
-use gitvault_format::snapshot::{DataRef, Snapshot};
+use gitvault_format::snapshot::{DataRef, PackRecord, Snapshot};
 use gitvault_format::{FORMAT_VERSION, FormatError};
 use gitvault_storage::{ErrorKind, Store};
 
@@ -311,6 +311,23 @@ impl Vault {
             return Err(Error::Damaged {
                 path,
                 source: FormatError::Invalid { what: "snapshot", detail: "its id differs from its file name".into() },
+            });
+        }
+        let thin = |p: &PackRecord| p.is_thin();
+        for repo in &snap.repositories {
+            let problem = if repo.chain.first().is_some_and(thin) {
+                "the first pack of a chain is thin (it has no earlier packs to take its bases from)"
+            } else if self.config.version < crate::ops::backup::THIN_PACK_VERSION && repo.chain.iter().any(thin) {
+                "a pack has no index, which only format version 5 allows"
+            } else {
+                continue;
+            };
+            return Err(Error::Damaged {
+                path,
+                source: FormatError::Invalid {
+                    what: "snapshot",
+                    detail: format!("repository {}: {problem}", repo.name),
+                },
             });
         }
         Ok((snap, self.mac_key.mac(&plain)))

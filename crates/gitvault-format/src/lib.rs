@@ -21,7 +21,7 @@ pub mod snapshot;
 
 /// The newest vault format version this build reads, and the one `init` writes. Every older
 /// version stays readable; a vault is written only in its own version (FORMAT.md §11).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The version of snapshot documents; unchanged since format version 1.
 pub const SNAPSHOT_VERSION: u32 = 1;

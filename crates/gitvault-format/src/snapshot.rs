@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::FormatError;
+use crate::envelope::Kind;
 use crate::ids::{DataId, Mac, SnapshotId};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +77,7 @@ impl RepoSnapshot {
     /// Every data object a restore of the repository reads: each pack and index of the chain,
     /// then each LFS object.
     pub fn data_refs(&self) -> impl Iterator<Item = &DataRef> {
-        self.chain.iter().flat_map(|p| [&p.pack, &p.index]).chain(self.lfs_objects().iter().map(|l| &l.data))
+        self.chain.iter().flat_map(|p| p.data().map(|(d, _)| d)).chain(self.lfs_objects().iter().map(|l| &l.data))
     }
 
     /// The pack this backup wrote, if it wrote one (the last of the chain, created by `snapshot`).
@@ -101,22 +102,38 @@ pub struct RefRecord {
     pub oid: String,
 }
 
-/// One git packfile and its index, stored as two data objects.
+/// One git packfile, stored as a data object, with its index as a second one — or, from
+/// format version 5, a thin pack without an index (FORMAT.md §7.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackRecord {
     /// The snapshot that wrote this pack.
     pub snapshot: SnapshotId,
-    /// The pack's trailing checksum in hex; the installed files are `pack-<checksum>.{pack,idx}`.
+    /// The pack's trailing checksum in hex; a self-contained pack is installed as
+    /// `pack-<checksum>.{pack,idx}`.
     pub checksum: String,
+    /// Objects in the pack (for a thin pack, without the bases it deltas against).
     pub objects: u64,
     pub pack: DataRef,
-    pub index: DataRef,
+    /// The pack's index; absent for a thin pack (version 5), whose deltas may use objects of
+    /// the packs before it in the chain as bases, and which a restore completes and indexes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<DataRef>,
 }
 
 impl PackRecord {
     pub fn stored_size(&self) -> u64 {
-        self.pack.size + self.index.size
+        self.data().map(|(d, _)| d.size).sum()
+    }
+
+    /// Whether the pack is thin: installable only where the packs before it in its chain are.
+    pub fn is_thin(&self) -> bool {
+        self.index.is_none()
+    }
+
+    /// The data objects of the pack with their kinds: the pack, then its index if it has one.
+    pub fn data(&self) -> impl Iterator<Item = (&DataRef, Kind)> {
+        std::iter::once((&self.pack, Kind::Pack)).chain(self.index.as_ref().map(|i| (i, Kind::PackIndex)))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Everything gitvault does with git: classifying sources, keeping bare mirrors of remotes up
 //! to date, reading and writing refs exactly, and moving objects in and out as
-//! self-contained packs.
+//! packs (self-contained, or thin against an earlier state).
 //!
 //! All work is done by running the `git` executable (never through a shell), so the user's
 //! git configuration — credential helpers, `insteadOf` rewrites, ssh setup — keeps working.
@@ -20,6 +20,7 @@ mod refs;
 mod repo;
 mod sole_pack;
 mod source;
+mod thin_pack;
 mod worktree;
 
 pub use auth::HttpAuth;
@@ -32,4 +33,5 @@ pub use push::{PushOutcome, PushedRef};
 pub use refs::{Head, Ref, RefState};
 pub use sole_pack::{SolePack, VerifiedReader};
 pub use source::{SourceKind, classify_source, redact_source, source_name};
+pub use thin_pack::ThinPack;
 pub use worktree::TreeChange;

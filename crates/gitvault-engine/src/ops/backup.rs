@@ -296,7 +296,7 @@ impl<'a> Run<'a> {
         let pending: Vec<Pending> = vault
             .read_pending()?
             .into_iter()
-            .filter(|p| p.packs.iter().all(|k| !marked.contains(&k.pack.id) && !marked.contains(&k.index.id)))
+            .filter(|p| p.packs.iter().flat_map(PackRecord::data).all(|(d, _)| !marked.contains(&d.id)))
             .collect();
         let lfs_known = crate::lfs::Known::new(
             history
@@ -602,7 +602,7 @@ fn backup_repo(
 
 /// Whether every data file of a pending record is still in the vault, whole.
 fn pending_data_present(vault: &Vault, p: &Pending) -> Result<bool> {
-    for d in p.packs.iter().flat_map(|k| [&k.pack, &k.index]) {
+    for (d, _) in p.packs.iter().flat_map(PackRecord::data) {
         if vault.store.stat(&paths::data(&d.id))? != Some(d.size) {
             return Ok(false);
         }
@@ -627,9 +627,12 @@ pub(crate) fn pack_and_store(
     {
         return Ok(Some(record));
     }
+    let exclude: Vec<_> = exclude.iter().cloned().collect();
+    if !exclude.is_empty() && vault.config.version >= THIN_PACK_VERSION {
+        return store_thin_pack(vault, git, name, repo, &include, &exclude, snapshot, progress);
+    }
     let tmp = crate::scratch::scratch_dir(&vault.ctx, "pack")?;
     progress.start(name, "packing", None);
-    let exclude: Vec<_> = exclude.iter().cloned().collect();
     // The pack is sealed into the vault while git is still writing it: on two cores the
     // encryption runs beside git instead of after it.
     let mut failure: Option<Error> = None;
@@ -660,7 +663,45 @@ pub(crate) fn pack_and_store(
     };
     let mut f = fs::File::open(&files.index).map_err(|e| Error::io(format!("opening {}", files.index.display()), e))?;
     let index = vault.write_data(Kind::PackIndex, Compression::Zstd, &mut f, &mut |_| {})?;
-    Ok(Some(PackRecord { snapshot, checksum: files.checksum, objects: files.objects, pack, index }))
+    Ok(Some(PackRecord { snapshot, checksum: files.checksum, objects: files.objects, pack, index: Some(index) }))
+}
+
+/// The format version from which packs after the first of a chain are thin (FORMAT.md §7.3).
+pub(crate) const THIN_PACK_VERSION: u32 = 5;
+
+/// Store the objects new since `exclude` as a thin pack: deltas may use objects the earlier
+/// packs of the chain hold as bases (a file edited a little is stored as the edit, as in a
+/// `git bundle`), and no index is stored — a restore completes and indexes the pack.
+#[allow(clippy::too_many_arguments)]
+fn store_thin_pack(
+    vault: &Vault,
+    git: &Git,
+    name: &str,
+    repo: &Path,
+    include: &[ObjectId],
+    exclude: &[ObjectId],
+    snapshot: SnapshotId,
+    progress: &dyn Progress,
+) -> Result<Option<PackRecord>> {
+    progress.start(name, "packing", None);
+    let mut failure: Option<Error> = None;
+    let thin = git.pack_objects_thin(repo, include, exclude, |reader| {
+        let result = vault.begin_data(Kind::Pack, Compression::None).and_then(|mut w| {
+            w.copy_from(vault, reader, &mut |n| progress.bytes(n))?;
+            Ok(w)
+        });
+        result.map_err(|e| {
+            failure = Some(e);
+            std::io::Error::other("storing the pack failed")
+        })
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let Some(thin) = thin? else { return Ok(None) };
+    progress.start(name, "storing", None);
+    let pack = thin.consumed.commit(vault)?;
+    Ok(Some(PackRecord { snapshot, checksum: thin.checksum, objects: thin.objects, pack, index: None }))
 }
 
 /// Store the source's only pack as it is, when it holds exactly the objects wanted (a full
@@ -703,5 +744,6 @@ fn store_sole_pack(
     }
     let (pack, index) = (pack.commit(vault)?, index.commit(vault)?);
     tracing::debug!(repo = %name, objects = files.objects, "stored the repository's only pack as it is");
-    Ok(Some(PackRecord { snapshot, checksum: files.checksum.clone(), objects: files.objects, pack, index }))
+    let (checksum, objects) = (files.checksum.clone(), files.objects);
+    Ok(Some(PackRecord { snapshot, checksum, objects, pack, index: Some(index) }))
 }

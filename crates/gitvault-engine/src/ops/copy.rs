@@ -26,7 +26,7 @@ use gitvault_format::envelope::{Compression, Kind, OpenReader};
 use gitvault_format::ids::{DataId, SnapshotId, paths};
 use gitvault_format::keys::MacKey;
 use gitvault_format::ledger::Event;
-use gitvault_format::snapshot::{DataRef, Snapshot};
+use gitvault_format::snapshot::{DataRef, PackRecord, Snapshot};
 use gitvault_storage::ErrorKind;
 use serde::Serialize;
 
@@ -423,6 +423,9 @@ fn copy_snapshot(
     if to.config.version < crate::lfs::LFS_VERSION && snap.repositories.iter().any(|r| !r.lfs_objects().is_empty()) {
         to.require_version("copying Git LFS objects", crate::lfs::LFS_VERSION)?;
     }
+    if snap.repositories.iter().flat_map(|r| &r.chain).any(PackRecord::is_thin) {
+        to.require_version("copying thin packs", crate::ops::backup::THIN_PACK_VERSION)?;
+    }
     let missing: u64 = snap
         .repositories
         .iter()
@@ -435,7 +438,9 @@ fn copy_snapshot(
     for repo in &mut copied.repositories {
         for pack in &mut repo.chain {
             pack.pack = dest.ensure(from, to, &pack.pack, Kind::Pack, report, progress)?;
-            pack.index = dest.ensure(from, to, &pack.index, Kind::PackIndex, report, progress)?;
+            if let Some(index) = &pack.index {
+                pack.index = Some(dest.ensure(from, to, index, Kind::PackIndex, report, progress)?);
+            }
         }
         if to.config.version < crate::lfs::LFS_VERSION {
             repo.lfs = None; // empty (checked above): an older vault's snapshots have no such field

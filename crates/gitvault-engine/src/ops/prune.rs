@@ -14,6 +14,7 @@ use gitvault_format::envelope::Kind;
 use gitvault_format::ids::{DataId, MarkId, SnapshotId, paths};
 use gitvault_format::ledger::Event;
 use gitvault_format::mark::{MIN_GRACE_SECONDS, Mark};
+use gitvault_format::snapshot::PackRecord;
 use gitvault_format::timestamp;
 use serde::Serialize;
 
@@ -262,7 +263,8 @@ pub fn prune(vault: &Vault, opts: &PruneOptions, progress: &dyn Progress) -> Res
         let resumable = p
             .packs
             .iter()
-            .flat_map(|k| [k.pack.id, k.index.id])
+            .flat_map(PackRecord::data)
+            .map(|(d, _)| d.id)
             .all(|d| still_present.contains(&d) && !referenced_now.contains(&d));
         if !resumable {
             if !opts.dry_run {

@@ -1,7 +1,9 @@
 //! Restore: rebuild bare repositories whose refs are exactly a snapshot's.
 //!
-//! Packs are stored with their indexes, so a restore is decryption and copying into
-//! `objects/pack/`: no `git index-pack`, no delta resolution.
+//! Self-contained packs are stored with their indexes, so installing one is decryption and
+//! copying into `objects/pack/`: no `git index-pack`, no delta resolution. Thin packs (format
+//! version 5: the packs after the first of a chain) go through `git index-pack --fix-thin`, in
+//! chain order, so that the bases they delta against are in the repository already.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -105,8 +107,12 @@ pub(crate) fn install_pack(vault: &Vault, repo: &Path, pack: &PackRecord, progre
     }
     let dir = repo.join("objects").join("pack");
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    if pack.is_thin() {
+        return install_thin_pack(vault, repo, pack, progress);
+    }
     let mut bytes = 0;
-    for (data, kind, ext) in [(&pack.pack, Kind::Pack, "pack"), (&pack.index, Kind::PackIndex, "idx")] {
+    for (data, kind) in pack.data() {
+        let ext = if kind == Kind::Pack { "pack" } else { "idx" };
         let final_path = dir.join(format!("pack-{}.{ext}", pack.checksum));
         if final_path.exists() {
             continue;
@@ -122,6 +128,44 @@ pub(crate) fn install_pack(vault: &Vault, repo: &Path, pack: &PackRecord, progre
         bytes += data.plain_size;
     }
     Ok(bytes)
+}
+
+/// A thin pack (format version 5) is completed with the bases it deltas against, which the
+/// packs installed before it hold, and indexed by `git index-pack --fix-thin`; git checks every
+/// object on the way.
+fn install_thin_pack(vault: &Vault, repo: &Path, pack: &PackRecord, progress: &dyn Progress) -> Result<u64> {
+    let source = paths::data(&pack.pack.id);
+    let mut feed = Feed { inner: vault.open_data(&pack.pack, Kind::Pack)?, source: &source, failure: None, progress };
+    let installed = Git::new().index_pack_thin(repo, &mut feed);
+    if let Some(e) = feed.failure {
+        return Err(e);
+    }
+    installed?;
+    Ok(pack.pack.plain_size)
+}
+
+/// Decrypted pack bytes on their way to git: a read failure is kept to be reported as the
+/// vault's (damaged data names its file), not as git's complaint about a short pack.
+struct Feed<'a, R> {
+    inner: R,
+    source: &'a str,
+    failure: Option<Error>,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for Feed<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.progress.bytes(n as u64);
+                Ok(n)
+            }
+            Err(e) => {
+                self.failure = Some(crate::vault::damaged_or_io(self.source, e));
+                Err(std::io::Error::other("reading the pack from the vault failed"))
+            }
+        }
+    }
 }
 
 /// Decrypt on one thread while writing on another: a restore then costs about the larger of

@@ -378,8 +378,9 @@ fn check_snapshots(vault: &Vault, facts: &LedgerFacts, c: &mut Check) -> Result<
         for repo in &snap.repositories {
             let who = format!("repository {} of snapshot {}", repo.name, id.short());
             for pack in &repo.chain {
-                referenced.entry(pack.pack.id).or_insert((pack.pack, Kind::Pack, who.clone()));
-                referenced.entry(pack.index.id).or_insert((pack.index, Kind::PackIndex, who.clone()));
+                for (data, kind) in pack.data() {
+                    referenced.entry(data.id).or_insert((*data, kind, who.clone()));
+                }
             }
             for l in repo.lfs_objects() {
                 referenced.entry(l.data.id).or_insert((l.data, Kind::LfsObject, who.clone()));
@@ -458,7 +459,9 @@ fn check_data(
         })
         .collect();
     let pending: BTreeSet<DataId> = match vault.read_pending() {
-        Ok(p) => p.into_iter().flat_map(|p| p.packs).flat_map(|k| [k.pack.id, k.index.id]).collect(),
+        Ok(p) => {
+            p.into_iter().flat_map(|p| p.packs).flat_map(|k| k.data().map(|(d, _)| d.id).collect::<Vec<_>>()).collect()
+        }
         Err(e) => {
             c.warnings.push(format!("could not read the pending-pack records: {}", chain(&e)));
             BTreeSet::new()

@@ -14,6 +14,7 @@ use gitvault_engine::ops::verify::{VerifyOptions, verify};
 use gitvault_engine::progress::NoProgress;
 use gitvault_engine::{Context, LockedVault, Vault, resolve_snapshot};
 use gitvault_format::keys::{KdfParams, Passphrase};
+use gitvault_format::snapshot::BackupType;
 use gitvault_git::Git;
 use gitvault_storage::faulty::{Faults, FaultyStore};
 use gitvault_storage::{LocalStore, Store};
@@ -119,11 +120,19 @@ fn a_failure_at_any_commit_leaves_a_vault_that_verifies_and_restores() {
     let first = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
     let mut expected = vec![(first.snapshot.expect("snapshot").to_hex(), Git::new().read_refs(&s.repo).expect("refs"))];
     commit(&s.repo, "b.bin", 200_000, 2);
-    // A backup commits: the pack, its index, the pending record (for resuming), the snapshot,
+    // A full backup commits the pack and its index first: fail each.
+    for k in 1..=2 {
+        commit(&s.repo, &format!("full-{k}.bin"), 1000, 10 + k as u8);
+        let full = BackupOptions { backup_type: Some(BackupType::Full), ..BackupOptions::default() };
+        let result = backup(&s.faulty(Faults::fail_commit(k)), &s.source(), &full, &NoProgress);
+        assert!(result.as_ref().map_or(true, |r| r.snapshot.is_none()), "full, commit {k} failed: {result:?}");
+        s.assert_intact(&expected, &format!("fail-full-commit-{k}"));
+    }
+    // An incremental commits: its thin pack, the pending record (for resuming), the snapshot,
     // the ledger entry. Fail each in turn. Only the pending record may fail without failing
     // the backup: it is an optimisation (the run just cannot be resumed).
     let mut failed_somewhere = 0;
-    for k in 1..=5 {
+    for k in 1..=4 {
         // Something new each time: an earlier failed run's pack is resumed, not stored again,
         // so without it the run would make fewer writes.
         commit(&s.repo, &format!("round-{k}.bin"), 1000, 20 + k as u8);
@@ -131,7 +140,7 @@ fn a_failure_at_any_commit_leaves_a_vault_that_verifies_and_restores() {
         match result {
             Err(_) => failed_somewhere += 1,
             Ok(report) if report.snapshot.is_none() => failed_somewhere += 1,
-            Ok(report) if k == 3 => {
+            Ok(report) if k == 2 => {
                 expected
                     .push((report.snapshot.expect("snapshot").to_hex(), Git::new().read_refs(&s.repo).expect("refs")));
             }
@@ -139,7 +148,7 @@ fn a_failure_at_any_commit_leaves_a_vault_that_verifies_and_restores() {
         }
         s.assert_intact(&expected, &format!("fail-commit-{k}"));
     }
-    assert_eq!(failed_somewhere, 4);
+    assert_eq!(failed_somewhere, 3);
     // Without faults the next backup lands and everything restores.
     let ok = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
     expected.push((ok.snapshot.expect("snapshot").to_hex(), Git::new().read_refs(&s.repo).expect("refs")));

@@ -57,7 +57,7 @@ fn forget_then_prune_disposes_of_data_only_after_the_grace_period() {
     let third = third.snapshot.expect("snap");
     let refs_now = Git::new().read_refs(&s.repo).expect("refs");
     let vault_dir = s.root.join("vault");
-    assert_eq!(files(&vault_dir.join("data")), 6);
+    assert_eq!(files(&vault_dir.join("data")), 5, "two full packs with their indexes, one thin pack");
 
     // keep-last 2 forgets the first full backup; the kept incremental keeps its whole chain.
     let vault = s.plain();
@@ -76,7 +76,7 @@ fn forget_then_prune_disposes_of_data_only_after_the_grace_period() {
     let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune");
     assert_eq!(p.marked.as_ref().map(|m| m.data_files), Some(2), "the first pack and its index");
     assert!(p.swept.is_empty());
-    assert_eq!(files(&vault_dir.join("data")), 6, "marking deletes nothing");
+    assert_eq!(files(&vault_dir.join("data")), 5, "marking deletes nothing");
 
     // Not before the grace period has passed on the storage's clock…
     age(&vault_dir.join("marks"), 23 * HOUR);
@@ -91,7 +91,7 @@ fn forget_then_prune_disposes_of_data_only_after_the_grace_period() {
     let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune");
     assert_eq!(p.swept.len(), 1);
     assert_eq!(p.swept[0].deleted_files, 2);
-    assert_eq!(files(&vault_dir.join("data")), 4);
+    assert_eq!(files(&vault_dir.join("data")), 3);
     assert_eq!(files(&vault_dir.join("marks")), 0);
     let ledger = vault.read_ledger().expect("ledger");
     let kinds: Vec<&str> = ledger.iter().map(|e| e.entry.as_ref().expect("entry").0.event.name()).collect();
@@ -248,8 +248,8 @@ fn consolidation_lets_an_incremental_forever_history_dispose_of_forgotten_data()
     // A grace period later the old chain is gone, and with it the deleted branch's blob.
     age(&s.root.join("vault/marks"), 25 * HOUR);
     let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("sweep");
-    assert_eq!(p.swept[0].deleted_files, 10, "five old packs and their indexes");
-    assert_eq!(files(&s.root.join("vault/data")), 4);
+    assert_eq!(p.swept[0].deleted_files, 6, "five old packs: the full one with its index, four thin ones");
+    assert_eq!(files(&s.root.join("vault/data")), 3, "a new full pack with its index, a new thin pack");
     let expected: Vec<(String, gitvault_git::RefState)> =
         c.replaced.iter().zip(kept).map(|(r, (_, refs))| (r.new.to_hex(), refs.clone())).collect();
     s.assert_intact(&expected, "consolidated");
@@ -297,8 +297,9 @@ fn prune_during_a_backup(case: Meanwhile) {
     let vault_dir = s.root.join("vault");
     let snap = s.plain().read_snapshot(&second).expect("read").0;
     let own = snap.repositories[0].new_pack(&second).expect("own pack").clone();
-    let own_files: Vec<_> =
-        [own.pack.id, own.index.id].iter().map(|id| vault_dir.join(gitvault_format::ids::paths::data(id))).collect();
+    assert!(own.is_thin(), "an incremental's pack is thin in a new vault");
+    let own_files: Vec<_> = own.data().map(|(d, _)| vault_dir.join(gitvault_format::ids::paths::data(&d.id))).collect();
+    let own_count = own_files.len();
 
     let (root, ctx, pass) = (s.root.clone(), s.ctx.clone(), s.pass.clone());
     let hook = move || {
@@ -313,14 +314,14 @@ fn prune_during_a_backup(case: Meanwhile) {
             age_file(f, 2 * HOUR);
         }
         let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune marks");
-        assert_eq!(p.marked.as_ref().map(|m| m.data_files), Some(2), "{p:?}");
+        assert_eq!(p.marked.as_ref().map(|m| m.data_files), Some(own_files.len()), "{p:?}");
         match case {
             Meanwhile::Marked => {}
             Meanwhile::MarkedLongAgo => age(&root.join("vault/marks"), Duration::from_secs(23 * 3600 + 45 * 60)),
             Meanwhile::Deleted => {
                 age(&root.join("vault/marks"), 25 * HOUR);
                 let p = prune(&vault, &PruneOptions::default(), &NoProgress).expect("prune sweeps");
-                assert_eq!(p.swept[0].deleted_files, 2, "{p:?}");
+                assert_eq!(p.swept[0].deleted_files, own_count, "{p:?}");
             }
         }
     };
@@ -336,7 +337,7 @@ fn prune_during_a_backup(case: Meanwhile) {
             // The mark ripens; the prune then finds the data referenced again and keeps it.
             age(&s.root.join("vault/marks"), 25 * HOUR);
             let p = prune(&s.plain(), &PruneOptions::default(), &NoProgress).expect("sweep");
-            assert_eq!((p.swept[0].deleted_files, p.swept[0].kept_referenced), (0, 2), "{p:?}");
+            assert_eq!((p.swept[0].deleted_files, p.swept[0].kept_referenced), (0, own_count), "{p:?}");
             s.assert_intact(&[(first.to_hex(), first_refs), (third.to_hex(), third_refs)], "marked");
         }
         Meanwhile::MarkedLongAgo | Meanwhile::Deleted => {

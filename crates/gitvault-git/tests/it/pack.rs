@@ -353,3 +353,68 @@ fn sole_pack_is_offered_only_when_it_holds_exactly_the_wanted_objects() {
     read_all(&mut reader);
     assert!(!reader.verified(), "a flipped bit must fail the pack's checksum");
 }
+
+/// Text that compresses poorly, so a pack that stores it whole is large.
+fn noise(lines: usize, seed: u64) -> String {
+    let mut x = seed;
+    let mut text = String::new();
+    for _ in 0..lines {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        text.push_str(&format!("{x:016x} {:016x}\n", x.rotate_left(17)));
+    }
+    text
+}
+
+#[test]
+fn a_thin_pack_stores_an_edit_as_a_delta_and_installs_where_its_bases_are() {
+    let sb = Sandbox::new();
+    let rich = rich_repo(&sb, "src");
+    let git = sb.git();
+    let big = noise(6000, 7);
+    sb.commit(&rich.path, "big.txt", &big, "a large file");
+    let state1 = git.read_refs(&rich.path).expect("read refs");
+    let full = git.pack_objects(&rich.path, &tips(&state1), &[], &sb.path("full")).expect("full").expect("objects");
+
+    // One line of the large file changes: a self-contained pack stores it whole again.
+    sb.commit(&rich.path, "big.txt", &big.replacen("\n", "\nedited\n", 1), "an edit");
+    let state2 = git.read_refs(&rich.path).expect("read refs");
+    let whole = git
+        .pack_objects(&rich.path, &tips(&state2), &tips(&state1), &sb.path("whole"))
+        .expect("self-contained")
+        .expect("objects");
+    let mut bytes = Vec::new();
+    let thin = git
+        .pack_objects_thin(&rich.path, &tips(&state2), &tips(&state1), |r| r.read_to_end(&mut bytes))
+        .expect("thin pack")
+        .expect("new objects");
+    assert_eq!(thin.objects, whole.objects, "the same objects, only stored differently");
+    assert_eq!(thin.consumed, bytes.len());
+    assert_eq!(hex::encode(&bytes[bytes.len() - 20..]), thin.checksum, "the checksum is the pack's trailer");
+    let whole_size = fs::metadata(&whole.pack).expect("stat").len();
+    assert!(
+        (bytes.len() as u64) * 10 < whole_size,
+        "thin {} bytes vs self-contained {whole_size}: the edit must be a delta",
+        bytes.len()
+    );
+
+    // Installed where the full pack is, it is completed and indexed: the repository is whole.
+    let restored = sb.path("restored.git");
+    restore(&git, &restored, &[&full], &state2);
+    let installed = git.index_pack_thin(&restored, &mut bytes.as_slice()).expect("index-pack --fix-thin");
+    assert!(restored.join(format!("objects/pack/pack-{installed}.idx")).exists());
+    git.fsck(&restored).expect("the completed pack and the full one hold every object");
+    assert_eq!(git.read_refs(&restored).expect("refs"), state2);
+
+    // Without its bases it cannot be installed, and git says why.
+    let empty = sb.path("empty.git");
+    git.init_bare(&empty, ObjectFormat::Sha1).expect("init");
+    let err = git.index_pack_thin(&empty, &mut bytes.as_slice()).expect_err("bases missing");
+    assert!(err.to_string().contains("index-pack"), "{err}");
+    // A pack cut short is refused too.
+    let err = git.index_pack_thin(&restored, &mut &bytes[..bytes.len() / 2]).expect_err("truncated");
+    assert!(err.to_string().contains("index-pack"), "{err}");
+
+    // Nothing new: no pack.
+    let none = git.pack_objects_thin(&rich.path, &tips(&state2), &tips(&state2), |r| r.read_to_end(&mut Vec::new()));
+    assert!(none.expect("nothing to pack").is_none());
+}

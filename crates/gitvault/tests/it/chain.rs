@@ -357,3 +357,124 @@ fn a_gc_ed_repository_is_stored_with_its_own_pack_and_a_damaged_pack_is_never_st
     assert_eq!(crate::common::files_under(&w.vault.join("data")), data_before, "nothing of the damaged pack was kept");
     assert_eq!(w.snapshots().len(), 1);
 }
+
+/// Data files under the vault's `data/`.
+fn data_files(w: &World) -> BTreeSet<String> {
+    crate::common::files_under(&w.vault.join("data"))
+}
+
+#[test]
+fn an_edit_to_a_large_file_is_stored_as_a_delta_and_a_damaged_thin_pack_is_named() {
+    let w = World::new();
+    w.init();
+    let r = new_repo(&w.path("src"));
+    let src = r.to_str().expect("utf-8");
+    let mut big = noise(11, 400_000);
+    commit(&r, "big.bin", &big, "a large binary");
+    let full = w.backup(&["--type", "full", src]);
+    let mut expected = vec![(full["snapshot"].as_str().expect("id").to_string(), refs(&r))];
+    let mut thin_packs = Vec::new();
+
+    // A few bytes of the large file change, twice: each backup stores the change as a delta
+    // against the version the vault already holds, in one data file (a thin pack, no index).
+    for (round, backup_type) in [(1u8, "incr"), (2, "diff")] {
+        big[100_000 * usize::from(round)] ^= 0xff;
+        commit(&r, "big.bin", &big, &format!("edit {round}"));
+        let before = data_files(&w);
+        let report = w.backup(&["--type", backup_type, src]);
+        let added: Vec<_> = data_files(&w).difference(&before).cloned().collect();
+        assert_eq!(added.len(), 1, "{backup_type}: one thin pack, no index: {added:?}");
+        thin_packs.push(added[0].clone());
+        let bytes = report["repositories"][0]["bytes_added"].as_u64().expect("bytes_added");
+        assert!(bytes < 20_000, "{backup_type}: {bytes} bytes stored for a 400 kB file edited: {report}");
+        expected.push((report["snapshot"].as_str().expect("id").to_string(), refs(&r)));
+    }
+    for (i, (id, state)) in expected.iter().enumerate() {
+        assert_restores_exactly(&w, id, None, state, &format!("thin-{i}"));
+    }
+    let verified: serde_json::Value =
+        serde_json::from_str(&w.ok(&["verify", "--read-data", "--json"])).expect("verify --json");
+    assert_eq!(verified["ok"], true, "{verified}");
+
+    // Damage inside the incremental's thin pack: its restore fails, names the vault file, and
+    // leaves no repository behind; the differential (on the full backup) still restores.
+    let thin = &thin_packs[0];
+    let path = w.vault.join("data").join(thin);
+    let mut bytes = std::fs::read(&path).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    let mut perms = std::fs::metadata(&path).expect("meta").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&path, perms).expect("writable");
+    std::fs::write(&path, &bytes).expect("damage");
+    let target = w.path("damaged.git");
+    let out = w.run(&["restore", &expected[1].0, "--target", target.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "a damaged thin pack cannot restore");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let name = thin.rsplit('/').next().expect("file name");
+    assert!(stderr.contains(name), "the error names the damaged file {name}: {stderr}");
+    assert!(!stderr.contains("index-pack"), "the vault's damage, not git's complaint: {stderr}");
+    assert!(!target.exists(), "no half-restored repository is left at {}", target.display());
+    assert_restores_exactly(&w, &expected[2].0, None, &expected[2].1, "diff-after-damage");
+}
+
+#[test]
+fn a_vault_of_an_older_version_gets_self_contained_packs_and_no_thin_ones_by_copy() {
+    let w = World::new();
+    w.init();
+    let old = w.path("old-vault");
+    crate::golden::copy_dir(&crate::golden::golden("v3").join("vault"), &old);
+    let old_str = old.to_str().expect("utf-8");
+    let r = new_repo(&w.path("src"));
+    let src = r.to_str().expect("utf-8");
+    let mut big = noise(12, 200_000);
+    commit(&r, "big.bin", &big, "first");
+    let in_old = |args: &[&str]| {
+        let mut all = vec!["--vault", old_str];
+        all.extend_from_slice(args);
+        let out = w.cmd_without_vault(&all).env("GITVAULT_PASSWORD", "golden vault v3").output().expect("run");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let old_data = || crate::common::files_under(&old.join("data"));
+    in_old(&["backup", src]);
+    w.backup(&[src]);
+    big[1000] ^= 1;
+    commit(&r, "big.bin", &big, "second");
+
+    // Version 3: the incremental's pack is self-contained, with its index.
+    let before = old_data();
+    in_old(&["backup", src]);
+    assert_eq!(old_data().difference(&before).count(), 2, "a pack and its index in a version 3 vault");
+
+    // A snapshot with a thin pack cannot go into it, and the message says what to do.
+    w.backup(&[src]);
+    let out = w
+        .cmd_without_vault(&["copy", "--from", w.vault.to_str().expect("utf-8"), "--to", old_str])
+        .env("GITVAULT_TO_PASSWORD", "golden vault v3")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("thin packs") && stderr.contains("gitvault upgrade"), "{stderr}");
+
+    // Upgraded, it takes thin packs: from backups and from copies.
+    in_old(&["upgrade"]);
+    big[2000] ^= 1;
+    commit(&r, "big.bin", &big, "third");
+    let before = old_data();
+    in_old(&["backup", src]);
+    assert_eq!(old_data().difference(&before).count(), 1, "a thin pack once upgraded");
+    let out = w
+        .cmd_without_vault(&["copy", "--from", w.vault.to_str().expect("utf-8"), "--to", old_str])
+        .env("GITVAULT_TO_PASSWORD", "golden vault v3")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = w
+        .cmd_without_vault(&["--vault", old_str, "verify", "--read-data"])
+        .env("GITVAULT_PASSWORD", "golden vault v3")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
