@@ -100,3 +100,10 @@ fn format_v3_golden_vault_with_lfs_objects_verifies_and_restores_them_exactly() 
         assert_eq!(found, expected);
     }
 }
+
+#[test]
+fn format_v5_golden_vault_with_a_thin_pack_verifies_and_restores_exactly() {
+    golden_vault_verifies_and_restores_exactly("v5", "golden vault v5", 2);
+    let data = crate::common::files_under(&golden("v5").join("vault/data"));
+    assert_eq!(data.len(), 3, "the full pack and its index, and the incremental's thin pack: {data:?}");
+}
