@@ -837,7 +837,7 @@ def passphrase() -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description="Independent reader of gitvault vaults (format versions 1 to 3).")
+    ap = argparse.ArgumentParser(description="Independent reader of gitvault vaults (format versions 1 to 5).")
     ap.add_argument("--vault", default=os.environ.get("GITVAULT_VAULT"), help="the vault directory [env GITVAULT_VAULT]")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("snapshots", help="list snapshots, oldest first: id, time, repositories")

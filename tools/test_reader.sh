@@ -337,7 +337,7 @@ else
 fi
 
 say "golden vaults (checked in, written by earlier versions)"
-for ver in v1 v2 v3 v5; do
+for ver in v1 v2 v3 v4 v5; do
   g="$root/crates/gitvault/tests/golden/$ver"
   GITVAULT_PASSWORD="golden vault $ver" reader --vault "$g/vault" verify-ledger >/dev/null \
     && pass "reader: golden $ver ledger" || fail "reader: golden $ver ledger"

@@ -102,6 +102,13 @@ fn format_v3_golden_vault_with_lfs_objects_verifies_and_restores_them_exactly() 
 }
 
 #[test]
+fn format_v4_golden_vault_with_self_contained_incrementals_verifies_and_restores_exactly() {
+    golden_vault_verifies_and_restores_exactly("v4", "golden vault v4", 2);
+    let data = crate::common::files_under(&golden("v4").join("vault/data"));
+    assert_eq!(data.len(), 4, "two packs, each with its index: {data:?}");
+}
+
+#[test]
 fn format_v5_golden_vault_with_a_thin_pack_verifies_and_restores_exactly() {
     golden_vault_verifies_and_restores_exactly("v5", "golden vault v5", 2);
     let data = crate::common::files_under(&golden("v5").join("vault/data"));
