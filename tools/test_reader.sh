@@ -276,7 +276,7 @@ gv init --vault "$v2" >/dev/null
 "$py" - "$v2" <<'EOF' && pass "key slot records the default Argon2id parameters" || fail "default KDF parameters"
 import glob, json, sys
 kdf = json.load(open(glob.glob(sys.argv[1] + "/keys/*")[0]))["kdf"]
-assert (kdf["memory_kib"], kdf["iterations"], kdf["parallelism"]) == (131072, 3, 1), kdf
+assert (kdf["memory_kib"], kdf["iterations"], kdf["parallelism"]) == (131072, 3, 2), kdf
 EOF
 gv backup --vault "$v2" "$src" "$other" "$empty" >/dev/null
 reader --vault "$v2" snapshots | tee "$work/snapshots2.txt" || fail "reader snapshots (default KDF)"

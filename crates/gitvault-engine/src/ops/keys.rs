@@ -1,7 +1,7 @@
 //! Passphrase key slots: add, list, remove — without rewriting any data.
 
 use gitvault_format::ids::{KeySlotId, paths};
-use gitvault_format::keys::{KdfParams, KeySlot, Passphrase};
+use gitvault_format::keys::{KdfParams, KeySlot, Passphrase, TWO_LANES_VERSION};
 use gitvault_format::ledger::Event;
 use serde::Serialize;
 
@@ -25,6 +25,8 @@ pub fn list_keys(vault: &Vault) -> Result<Vec<KeyInfo>> {
 
 /// Wrap the vault's master key under another passphrase.
 pub fn add_key(vault: &Vault, passphrase: &Passphrase, kdf: KdfParams) -> Result<KeySlotId> {
+    // A vault is written in its own version: before version 5, slots have one lane.
+    let kdf = if vault.config.version < TWO_LANES_VERSION { KdfParams { parallelism: 1, ..kdf } } else { kdf };
     let slot = KeySlot::seal(&vault.config.id, vault.master(), passphrase, kdf)?;
     vault.store.put_new(&paths::key_slot(&slot.id), &slot.to_json())?;
     vault.append_ledger(Event::KeyAdd { key_slot: slot.id })?;

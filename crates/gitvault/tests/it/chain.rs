@@ -447,6 +447,27 @@ fn a_vault_of_an_older_version_gets_self_contained_packs_and_no_thin_ones_by_cop
     in_old(&["backup", src]);
     assert_eq!(old_data().difference(&before).count(), 2, "a pack and its index in a version 3 vault");
 
+    // A key slot added to it has one Argon2 lane, as version 3 writes them; a new vault's have two.
+    let slot_lanes = |vault: &std::path::Path| -> Vec<u64> {
+        std::fs::read_dir(vault.join("keys"))
+            .expect("keys")
+            .map(|e| {
+                let slot: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.expect("entry").path()).expect("slot")).expect("json");
+                slot["kdf"]["parallelism"].as_u64().expect("lanes")
+            })
+            .collect()
+    };
+    let added = w
+        .cmd_without_vault(&["--vault", old_str, "key", "add", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"])
+        .env("GITVAULT_PASSWORD", "golden vault v3")
+        .env("GITVAULT_NEW_PASSWORD", "another passphrase")
+        .output()
+        .expect("run");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert_eq!(slot_lanes(&old), vec![1, 1]);
+    assert_eq!(slot_lanes(&w.vault), vec![2]);
+
     // A snapshot with a thin pack cannot go into it, and the message says what to do.
     w.backup(&[src]);
     let out = w
