@@ -41,7 +41,7 @@ impl Vault {
         Ok(seqs)
     }
 
-    fn read_entry(&self, seq: u64, path: &str) -> Result<(LedgerEntry, Mac)> {
+    pub(crate) fn read_entry(&self, seq: u64, path: &str) -> Result<(LedgerEntry, Mac)> {
         let plain = self.open_small(Kind::LedgerEntry, path, &seq.to_string())?;
         let entry = LedgerEntry::from_json(&plain).map_err(|source| Error::Damaged { path: path.into(), source })?;
         if entry.seq != seq {

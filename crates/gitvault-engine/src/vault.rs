@@ -119,6 +119,25 @@ impl LockedVault {
         if held { Ok(Vault::from_master(self.store, self.config, master, slot.id, ctx)) } else { Err(self) }
     }
 
+    /// Unlock with the master key of `other` when this vault holds the same one (a replica made
+    /// with `init --keys-from`, or the vault it was made from): proven by opening this vault's
+    /// first ledger entry — the `init` entry, which names this vault — under that key, so no
+    /// key derivation runs. Otherwise hands the vault back for a normal [`LockedVault::unlock`].
+    /// Whoever holds `other` holds this vault's key, so no passphrase of this one is asked for.
+    pub fn unlock_as_replica_of(self, other: &Vault, ctx: Context) -> std::result::Result<Vault, Self> {
+        let candidate =
+            Vault::from_master(Arc::clone(&self.store), self.config.clone(), other.master.clone(), other.slot, ctx);
+        match candidate.read_entry(1, &paths::ledger(1)) {
+            Ok((entry, _)) => match entry.event {
+                gitvault_format::ledger::Event::Init { vault, key_slot } if vault == candidate.config.id => {
+                    Ok(Vault { slot: key_slot, ..candidate })
+                }
+                _ => Err(self),
+            },
+            Err(_) => Err(self),
+        }
+    }
+
     /// Try the passphrase on every key slot.
     pub fn unlock(self, passphrase: &Passphrase, ctx: Context) -> Result<Vault> {
         let location = self.store.describe();

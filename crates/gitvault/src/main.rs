@@ -700,14 +700,17 @@ fn cmd_copy(s: &Settings, a: cli::CopyArgs) -> Result<u8> {
             None => pass_from.clone(),
         },
     };
-    // The two key derivations (Argon2id, a third of a second each by design) run side by side.
-    let (ctx_from, ctx_to) = (s.ctx.clone(), s.ctx.clone());
-    let (from_vault, to_vault) = std::thread::scope(|scope| {
-        let to = scope.spawn(|| locked_to.unlock(&pass_to, ctx_to));
-        let from = locked_from.unlock(&pass_from, ctx_from);
-        (from, to.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-    });
-    let from_vault = from_vault.with_context(|| format!("unlocking the source vault {}", a.from))?;
+    // The source first: a destination that holds its keys (`init --keys-from`) is then opened
+    // with them, proven by its first ledger entry, without a second key derivation. Each
+    // derivation computes two lanes on two threads, so running both side by side would save
+    // nothing on two cores.
+    let from_vault = locked_from
+        .unlock(&pass_from, s.ctx.clone())
+        .with_context(|| format!("unlocking the source vault {}", a.from))?;
+    let to_vault = match locked_to.unlock_as_replica_of(&from_vault, s.ctx.clone()) {
+        Ok(replica) => Ok(replica),
+        Err(locked_to) => locked_to.unlock(&pass_to, s.ctx.clone()),
+    };
     let mut to_vault = to_vault.with_context(|| {
         format!(
             "unlocking the destination vault {} (its passphrase comes from {}, else --to-password-file, else it is the source's)",

@@ -268,6 +268,19 @@ fn a_vault_made_with_the_sources_keys_takes_its_objects_as_they_are_and_never_a_
     let verified = on_b(&["verify", "--read-data"]);
     assert!(verified.contains("no problems found"), "{verified}");
 
+    // B is opened with the key A was unlocked with (B's first ledger entry opens under it): no
+    // second key derivation, and B's passphrase is not needed.
+    commit(&r, "c.txt", b"c\n", "small");
+    w.backup(&[s]);
+    let out = w
+        .cmd_without_vault(&["copy", "--json", "--from", a.as_str(), "--to", b.as_str()])
+        .env("GITVAULT_TO_PASSWORD", "not the passphrase of B")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((c["snapshots_copied"].as_array().map(Vec::len), &c["same_keys"]), (Some(1), &true.into()), "{c}");
+
     // A bit flipped in a new pack of the source: opened on the way, refused, nothing kept.
     commit(&r, "b.bin", &noise(2, 300_000), "second");
     w.backup(&[s]);
