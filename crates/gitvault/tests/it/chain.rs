@@ -499,3 +499,29 @@ fn a_vault_of_an_older_version_gets_self_contained_packs_and_no_thin_ones_by_cop
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn a_sha256_repository_keeps_its_thin_incrementals_restorable() {
+    let w = World::new();
+    w.init();
+    let r = w.path("sha256");
+    std::fs::create_dir_all(&r).expect("mkdir");
+    git(&r, &["init", "-q", "--object-format=sha256"]);
+    let src = r.to_str().expect("utf-8");
+    let mut big = noise(21, 200_000);
+    commit(&r, "big.bin", &big, "first");
+    let first = w.backup(&[src]);
+    let mut expected = vec![(first["snapshot"].as_str().expect("id").to_string(), refs(&r))];
+    for round in 1..=2u8 {
+        big[50_000 * usize::from(round)] ^= 0x5a;
+        commit(&r, "big.bin", &big, &format!("edit {round}"));
+        git(&r, &["tag", &format!("t{round}")]);
+        let report = w.backup(&[src]);
+        let bytes = report["repositories"][0]["bytes_added"].as_u64().expect("bytes_added");
+        assert!(bytes < 20_000, "a delta against the earlier version, not the file again: {report}");
+        expected.push((report["snapshot"].as_str().expect("id").to_string(), refs(&r)));
+    }
+    for (i, (id, state)) in expected.iter().enumerate() {
+        assert_restores_exactly(&w, id, None, state, &format!("sha256-{i}"));
+    }
+}
