@@ -22,6 +22,8 @@ Per repetition, on the generated repository of run.py (same generator, same cach
   copy (--copy-size, default large; skipped with --no-copy):
     vault A with a full backup (not timed); `gitvault copy --from A --to B` into a fresh vault B
     vs `cp -r A/. B2/` + `sync`                                              -> time, peak RSS
+    then A into S3: `copy` into s3://bench/copy-own (its own keys) and into
+    s3://bench/copy-replica (`init --keys-from A`), vs boto3 uploading A's files -> time
 The first repetition of each backend also restores the latest snapshot and compares its refs
 with the source's, so a broken run cannot report a fast time.
 
@@ -365,6 +367,38 @@ def copy_rep(ctx, src: str) -> dict:
     return r
 
 
+def s3_copy_rep(ctx, src: str, moto: Server) -> dict:
+    """A local vault copied into S3 — into a vault with its own keys and into a `--keys-from`
+    replica — against boto3 uploading the same files (run after the local copies, so that
+    moto's memory cannot slow the local disk they measure)."""
+    work = os.path.join(ctx.work, "copy")
+    bench.rmtree(work)
+    os.makedirs(work)
+    a, live, target = (os.path.join(work, n) for n in ("a", "live.git", "restored.git"))
+    bench.copy_repo(src, live)
+    copy_vault.gv(ctx.binary, work, ctx.log, ["init", "--vault", a])
+    copy_vault.gv(ctx.binary, work, ctx.log, ["backup", "-q", "--vault", a, live])
+    env = dict(S3_CREDENTIALS, AWS_ENDPOINT_URL=f"http://127.0.0.1:{moto.port}")
+    own, replica = f"s3://{BUCKET}/copy-own", f"s3://{BUCKET}/copy-replica"
+    gv(ctx, ["init", "--vault", own], env)
+    gv(ctx, ["init", "--vault", replica, "--keys-from", a], env)
+    r = {}
+    for key, dest in (("s3_own", own), ("s3_replica", replica)):
+        bench.warm(a)
+        r[key] = gv(ctx, ["copy", "-q", "--from", a, "--to", dest], env, moto)
+    bench.warm(a)
+    r["s3_raw"] = s3_helper(ctx, env, "put", a, "copy-raw", server=moto)
+    r["restore_ok"] = True
+    for dest in (own, replica):
+        bench.rmtree(target)
+        gv(ctx, ["restore", "-q", "--vault", dest, "latest", "--target", target], env)
+        r["restore_ok"] = r["restore_ok"] and bench.refs_of(target) == bench.refs_of(live)
+    for prefix in ("copy-own", "copy-replica", "copy-raw"):  # keep moto's memory flat
+        s3_helper(ctx, env, "delete", prefix)
+    bench.rmtree(work)
+    return r
+
+
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
@@ -434,6 +468,11 @@ def table(result: dict) -> str:
     if c:
         lines[0] += f" Copy: {result['copy_size']} ({med(c, 'bytes') / 2**20:.0f} MiB vault), medians of {len(c)}."
         row(f"copy ({result['copy_size']})", ("gitvault",), "`cp -r` + `sync`", ("cp", "s"), COPY_TARGET, c)
+        if med(c, "s3_raw", "s") is not None:
+            raw = "boto3 `upload_file` of its files"
+            row(f"copy ({result['copy_size']}) local → S3", ("s3_own",), raw, ("s3_raw", "s"), COPY_TARGET, c)
+            row(f"copy ({result['copy_size']}) local → S3, into a `--keys-from` replica", ("s3_replica",), raw,
+                ("s3_raw", "s"), COPY_TARGET, c)
     lines.append(f"| local backup (no network) | {med(b, 'local', 'gitvault', 's'):.2f} s, "
                  f"{med(b, 'local', 'gitvault', 'rss_kb') / 1024:.0f} MiB RSS | — | — | |")
     lines.append("")
@@ -511,6 +550,16 @@ def main() -> None:
             result["copy_reps"].append(copy_rep(ctx, copy_src[0]))
             r = result["copy_reps"][-1]
             print(f"copy rep {i + 1}/{args.reps}: gitvault {r['gitvault']['s']:.2f}s cp {r['cp']['s']:.2f}s", flush=True)
+        moto = start_moto(ctx.work)
+        try:
+            create_bucket(moto.port)
+            for i in range(args.reps):
+                r = s3_copy_rep(ctx, copy_src[0], moto)
+                result["copy_reps"][i].update(r, restore_ok=result["copy_reps"][i]["restore_ok"] and r["restore_ok"])
+                print(f"copy into S3 rep {i + 1}/{args.reps}: own keys {r['s3_own']['s']:.2f}s "
+                      f"replica {r['s3_replica']['s']:.2f}s boto3 {r['s3_raw']['s']:.2f}s", flush=True)
+        finally:
+            moto.stop()
     result["machine"]["foreign_cpu_during_run"] = bench.foreign_cpu(counters, bench.cpu_counters())
     # Every child's peak RSS is at least this (fork copies the parent's high-water mark).
     result["harness_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
