@@ -344,6 +344,11 @@ impl Finished {
     }
 }
 
+/// The error for a streamed command (started with [`Invocation::spawn`]) that failed in `repo`.
+pub(crate) fn failed(command: String, repo: &Path, status: ExitStatus, stderr: &[u8]) -> Error {
+    Finished { status, stdout: Vec::new(), stderr: clean_stderr(stderr), command }.into_error(Some(repo.to_path_buf()))
+}
+
 /// Trims, redacts and shortens git's stderr, keeping both ends: the first lines say what git
 /// was doing, the last ones why it died.
 pub(crate) fn clean_stderr(raw: &[u8]) -> String {

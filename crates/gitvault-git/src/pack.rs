@@ -158,12 +158,7 @@ impl Git {
         let stderr = err.ok().and_then(Result::ok).unwrap_or_default();
         if !status.success() {
             let _ = fs::remove_dir_all(&odb);
-            return Err(Error::Command {
-                command,
-                repo: Some(repo.to_path_buf()),
-                status,
-                stderr: crate::command::clean_stderr(&stderr),
-            });
+            return Err(crate::command::failed(command, repo, status, &stderr));
         }
         let consumed = consumed.map_err(|e| Error::io(&base, e))?;
         let _ = fs::remove_dir_all(&odb);

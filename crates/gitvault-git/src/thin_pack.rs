@@ -74,12 +74,7 @@ impl Git {
         let status = child.wait().map_err(|source| Error::Spawn { program: self.program().to_path_buf(), source })?;
         let stderr = err.ok().and_then(Result::ok).unwrap_or_default();
         if !status.success() {
-            return Err(Error::Command {
-                command,
-                repo: Some(repo.to_path_buf()),
-                status,
-                stderr: crate::command::clean_stderr(&stderr),
-            });
+            return Err(crate::command::failed(command, repo, status, &stderr));
         }
         let consumed = consumed.map_err(|e| Error::io(repo, e))?;
         let objects = ends.object_count().map_err(|line| Error::Parse { what: "pack-objects --stdout", line })?;
@@ -133,12 +128,7 @@ impl Git {
         // A read error is the caller's to report: git only saw a pack that stopped short.
         fed.map_err(|e| Error::io(repo, e))?;
         if !status.success() {
-            return Err(Error::Command {
-                command,
-                repo: Some(repo.to_path_buf()),
-                status,
-                stderr: crate::command::clean_stderr(&stderr),
-            });
+            return Err(crate::command::failed(command, repo, status, &stderr));
         }
         // "pack\t<checksum>" (or "keep\t" when git keeps it with a .keep file).
         let line = String::from_utf8_lossy(&stdout).trim().to_string();

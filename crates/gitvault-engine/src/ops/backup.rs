@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ops::diff::{RefChange, ancestry_in, ref_changes};
 use crate::progress::Progress;
-use crate::vault::{Context, Vault};
+use crate::vault::{Context, DataWriter, Vault};
 
 /// A source as it may be shown: any credentials in a URL removed.
 pub use gitvault_git::redact_source as redact;
@@ -636,16 +637,8 @@ pub(crate) fn pack_and_store(
     // The pack is sealed into the vault while git is still writing it: on two cores the
     // encryption runs beside git instead of after it.
     let mut failure: Option<Error> = None;
-    let streamed = git.pack_objects_streaming(repo, &include, &exclude, tmp.path(), |reader| {
-        let result = vault.begin_data(Kind::Pack, Compression::None).and_then(|mut w| {
-            w.copy_from(vault, reader, &mut |n| progress.bytes(n))?;
-            Ok(w)
-        });
-        result.map_err(|e| {
-            failure = Some(e);
-            std::io::Error::other("storing the pack failed")
-        })
-    });
+    let streamed =
+        git.pack_objects_streaming(repo, &include, &exclude, tmp.path(), pack_sealer(vault, progress, &mut failure));
     if let Some(e) = failure {
         return Err(e);
     }
@@ -664,6 +657,26 @@ pub(crate) fn pack_and_store(
     let mut f = fs::File::open(&files.index).map_err(|e| Error::io(format!("opening {}", files.index.display()), e))?;
     let index = vault.write_data(Kind::PackIndex, Compression::Zstd, &mut f, &mut |_| {})?;
     Ok(Some(PackRecord { snapshot, checksum: files.checksum, objects: files.objects, pack, index: Some(index) }))
+}
+
+/// What reads the pack git streams: seals it into a new data object as it comes (git's pack
+/// data is already deflated, so it is not compressed again). A storage failure is kept in
+/// `failure`, to be reported as itself; git only sees its reader stop.
+fn pack_sealer<'a>(
+    vault: &'a Vault,
+    progress: &'a dyn Progress,
+    failure: &'a mut Option<Error>,
+) -> impl FnOnce(&mut dyn Read) -> std::io::Result<DataWriter> + 'a {
+    move |reader| {
+        let result = vault.begin_data(Kind::Pack, Compression::None).and_then(|mut w| {
+            w.copy_from(vault, reader, &mut |n| progress.bytes(n))?;
+            Ok(w)
+        });
+        result.map_err(|e| {
+            *failure = Some(e);
+            std::io::Error::other("storing the pack failed")
+        })
+    }
 }
 
 /// The format version from which packs after the first of a chain are thin (FORMAT.md §7.3).
@@ -685,16 +698,7 @@ fn store_thin_pack(
 ) -> Result<Option<PackRecord>> {
     progress.start(name, "packing", None);
     let mut failure: Option<Error> = None;
-    let thin = git.pack_objects_thin(repo, include, exclude, |reader| {
-        let result = vault.begin_data(Kind::Pack, Compression::None).and_then(|mut w| {
-            w.copy_from(vault, reader, &mut |n| progress.bytes(n))?;
-            Ok(w)
-        });
-        result.map_err(|e| {
-            failure = Some(e);
-            std::io::Error::other("storing the pack failed")
-        })
-    });
+    let thin = git.pack_objects_thin(repo, include, exclude, pack_sealer(vault, progress, &mut failure));
     if let Some(e) = failure {
         return Err(e);
     }
