@@ -3,7 +3,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -342,6 +342,13 @@ impl Finished {
             repo => Error::Command { command: self.command, repo, status: self.status, stderr: self.stderr },
         }
     }
+}
+
+/// Everything a child's pipe gives until it closes (read on its own thread, so that git never
+/// blocks on a full pipe).
+pub(crate) fn read_all(mut pipe: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    pipe.read_to_end(&mut v).map(|_| v)
 }
 
 /// The error for a streamed command (started with [`Invocation::spawn`]) that failed in `repo`.

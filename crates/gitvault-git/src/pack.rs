@@ -128,19 +128,13 @@ impl Git {
             .spawn()?;
 
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
         let child = std::sync::Mutex::new(child);
         let (consumed, streamed, out, err) = std::thread::scope(|scope| {
             let writer = scope.spawn(move || stdin.write_all(input.as_bytes()));
-            let out = scope.spawn(move || {
-                let mut v = Vec::new();
-                stdout.read_to_end(&mut v).map(|_| v)
-            });
-            let err = scope.spawn(move || {
-                let mut v = Vec::new();
-                stderr.read_to_end(&mut v).map(|_| v)
-            });
+            let out = scope.spawn(move || crate::command::read_all(stdout));
+            let err = scope.spawn(move || crate::command::read_all(stderr));
             let mut reader = GrowingPack::new(&tmp_dir, &child);
             let consumed = consume(&mut reader);
             if consumed.is_err() {
@@ -221,19 +215,22 @@ struct GrowingPack<'a> {
     seen: Seen,
 }
 
-/// Enough of a byte stream to recognise it again: length, first and last bytes.
+/// Enough of a pack stream to recognise it again and to read its header and trailer: length,
+/// first and last bytes.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     len: u64,
     head: Vec<u8>,
     tail: Vec<u8>,
 }
 
+/// A pack's header: `PACK`, version, object count.
 const SEEN_HEAD: usize = 12;
+/// The longest trailing checksum (SHA-256).
 const SEEN_TAIL: usize = 32;
 
 impl Seen {
-    fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.len += bytes.len() as u64;
         if self.head.len() < SEEN_HEAD {
             let take = (SEEN_HEAD - self.head.len()).min(bytes.len());
@@ -259,6 +256,42 @@ impl Seen {
         f.seek(std::io::SeekFrom::End(-(SEEN_TAIL as i64))).map_err(|e| Error::io(path, e))?;
         f.read_exact(&mut tail).map_err(|e| Error::io(path, e))?;
         Ok(head == self.head && tail == self.tail)
+    }
+
+    /// The object count in the header of a whole pack stream whose trailing checksum is
+    /// `hash_len` bytes, or what is wrong with it.
+    pub(crate) fn pack_object_count(&self, hash_len: usize) -> Result<u64, String> {
+        let h = &self.head;
+        let complete = self.len >= (SEEN_HEAD + hash_len) as u64 && h.len() == SEEN_HEAD;
+        if !complete || &h[..4] != b"PACK" || h[4..7] != [0, 0, 0] || !matches!(h[7], 2 | 3) {
+            return Err(format!("not a whole pack ({} bytes)", self.len));
+        }
+        Ok(u64::from(u32::from_be_bytes([h[8], h[9], h[10], h[11]])))
+    }
+
+    /// The last `hash_len` bytes seen: a pack's trailing checksum.
+    pub(crate) fn trailer(&self, hash_len: usize) -> &[u8] {
+        &self.tail[self.tail.len().saturating_sub(hash_len)..]
+    }
+}
+
+/// Passes a stream through, keeping what [`Seen`] keeps of it.
+pub(crate) struct SeenReader<'a> {
+    inner: &'a mut dyn Read,
+    pub(crate) seen: Seen,
+}
+
+impl<'a> SeenReader<'a> {
+    pub(crate) fn new(inner: &'a mut dyn Read) -> Self {
+        Self { inner, seen: Seen::default() }
+    }
+}
+
+impl Read for SeenReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen.update(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -345,6 +378,30 @@ pub(crate) fn parse_idx_object_count(head: &[u8; IDX_FANOUT_END]) -> Result<u64,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seen(bytes: &[u8], read_size: usize) -> Seen {
+        let mut src: &[u8] = bytes;
+        let mut reader = SeenReader::new(&mut src);
+        let mut buf = vec![0u8; read_size];
+        while reader.read(&mut buf).expect("read") > 0 {}
+        reader.seen
+    }
+
+    #[test]
+    fn the_ends_of_a_pack_stream_give_its_count_and_checksum_whatever_the_reads() {
+        let mut pack = b"PACK\0\0\0\x02\0\0\x01\x02".to_vec();
+        pack.extend(std::iter::repeat_n(7u8, 100));
+        pack.extend(1..=20u8);
+        for read_size in [1, 5, 13, 64, 4096] {
+            let s = seen(&pack, read_size);
+            assert_eq!(s.pack_object_count(20), Ok(258), "reads of {read_size}");
+            assert_eq!(s.trailer(20), (1..=20u8).collect::<Vec<_>>(), "reads of {read_size}");
+        }
+        assert!(seen(&pack[..20], 64).pack_object_count(20).is_err(), "too short for a header and a trailer");
+        let mut other = pack.clone();
+        other[0] = b'K';
+        assert!(seen(&other, 64).pack_object_count(20).is_err(), "not a pack");
+    }
 
     #[test]
     fn object_count_is_the_last_fanout_entry() {

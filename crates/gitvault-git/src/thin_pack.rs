@@ -9,7 +9,8 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::pack::revs_stdin;
+use crate::command::read_all;
+use crate::pack::{SeenReader, revs_stdin};
 use crate::{Error, Git, ObjectId};
 
 /// What [`Git::pack_objects_thin`] produced.
@@ -22,9 +23,6 @@ pub struct ThinPack<T> {
     /// What `consume` returned.
     pub consumed: T,
 }
-
-/// Pack header: `PACK`, version, object count.
-const PACK_HEADER: usize = 12;
 
 impl Git {
     /// Packs every object reachable from `include` and not from `exclude` into a thin pack
@@ -53,22 +51,18 @@ impl Git {
             .spawn()?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let (consumed, ends, err) = std::thread::scope(|scope| {
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (consumed, seen, err) = std::thread::scope(|scope| {
             let writer = scope.spawn(move || stdin.write_all(input.as_bytes()));
-            let err = scope.spawn(move || {
-                let mut v = Vec::new();
-                stderr.read_to_end(&mut v).map(|_| v)
-            });
-            let mut reader = Ends::new(&mut stdout, hash_len);
+            let err = scope.spawn(move || read_all(stderr));
+            let mut reader = SeenReader::new(&mut stdout);
             let consumed = consume(&mut reader);
             if consumed.is_err() {
                 // Nobody wants the pack any more.
                 let _ = child.kill();
             }
-            let ends = reader.ends();
             let _ = writer.join();
-            (consumed, ends, err.join())
+            (consumed, reader.seen, err.join())
         });
         drop(stdout);
         let status = child.wait().map_err(|source| Error::Spawn { program: self.program().to_path_buf(), source })?;
@@ -77,11 +71,12 @@ impl Git {
             return Err(crate::command::failed(command, repo, status, &stderr));
         }
         let consumed = consumed.map_err(|e| Error::io(repo, e))?;
-        let objects = ends.object_count().map_err(|line| Error::Parse { what: "pack-objects --stdout", line })?;
+        let objects =
+            seen.pack_object_count(hash_len).map_err(|line| Error::Parse { what: "pack-objects --stdout", line })?;
         if objects == 0 {
             return Ok(None);
         }
-        Ok(Some(ThinPack { checksum: hex::encode(&ends.tail), objects, consumed }))
+        Ok(Some(ThinPack { checksum: hex::encode(seen.trailer(hash_len)), objects, consumed }))
     }
 
     /// Installs a pack, thin or not, into `repo`'s `objects/pack/` with
@@ -104,17 +99,11 @@ impl Git {
             ])
             .spawn()?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
         let (fed, out, err) = std::thread::scope(|scope| {
-            let out = scope.spawn(move || {
-                let mut v = Vec::new();
-                stdout.read_to_end(&mut v).map(|_| v)
-            });
-            let err = scope.spawn(move || {
-                let mut v = Vec::new();
-                stderr.read_to_end(&mut v).map(|_| v)
-            });
+            let out = scope.spawn(move || read_all(stdout));
+            let err = scope.spawn(move || read_all(stderr));
             let fed = std::io::copy(pack, &mut stdin);
             if fed.is_err() {
                 let _ = child.kill();
@@ -136,89 +125,5 @@ impl Git {
             Some((_, sum)) if ObjectId::parse(sum).is_ok() => Ok(sum.to_string()),
             _ => Err(Error::Parse { what: "index-pack output", line }),
         }
-    }
-}
-
-/// Passes a stream through, keeping its first [`PACK_HEADER`] and last `hash_len` bytes.
-struct Ends<'a> {
-    inner: &'a mut dyn Read,
-    head: Vec<u8>,
-    tail: Vec<u8>,
-    hash_len: usize,
-    len: u64,
-}
-
-impl<'a> Ends<'a> {
-    fn new(inner: &'a mut dyn Read, hash_len: usize) -> Self {
-        Self { inner, head: Vec::with_capacity(PACK_HEADER), tail: Vec::new(), hash_len, len: 0 }
-    }
-
-    fn ends(self) -> Seen {
-        Seen { head: self.head, tail: self.tail, len: self.len, hash_len: self.hash_len }
-    }
-}
-
-impl Read for Ends<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let bytes = &buf[..n];
-        self.len += n as u64;
-        if self.head.len() < PACK_HEADER {
-            let take = (PACK_HEADER - self.head.len()).min(n);
-            self.head.extend_from_slice(&bytes[..take]);
-        }
-        self.tail.extend_from_slice(&bytes[n.saturating_sub(self.hash_len)..]);
-        if self.tail.len() > self.hash_len {
-            self.tail.drain(..self.tail.len() - self.hash_len);
-        }
-        Ok(n)
-    }
-}
-
-/// The ends of a finished pack stream.
-struct Seen {
-    head: Vec<u8>,
-    tail: Vec<u8>,
-    hash_len: usize,
-    len: u64,
-}
-
-impl Seen {
-    /// The object count of a whole pack stream, or what is wrong with it.
-    fn object_count(&self) -> Result<u64, String> {
-        let complete = self.len >= (PACK_HEADER + self.hash_len) as u64 && self.head.len() == PACK_HEADER;
-        if !complete || &self.head[..4] != b"PACK" || !matches!(self.head[7], 2 | 3) || self.head[4..7] != [0, 0, 0] {
-            return Err(format!("not a whole pack ({} bytes)", self.len));
-        }
-        Ok(u64::from(u32::from_be_bytes([self.head[8], self.head[9], self.head[10], self.head[11]])))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn seen(bytes: &[u8], hash_len: usize, read_size: usize) -> Seen {
-        let mut src: &[u8] = bytes;
-        let mut ends = Ends::new(&mut src, hash_len);
-        let mut buf = vec![0u8; read_size];
-        while ends.read(&mut buf).expect("read") > 0 {}
-        ends.ends()
-    }
-
-    #[test]
-    fn the_ends_of_a_pack_stream_give_its_count_and_checksum_whatever_the_reads() {
-        let mut pack = b"PACK\0\0\0\x02\0\0\x01\x02".to_vec();
-        pack.extend(std::iter::repeat_n(7u8, 100));
-        pack.extend(1..=20u8);
-        for read_size in [1, 5, 13, 64, 4096] {
-            let s = seen(&pack, 20, read_size);
-            assert_eq!(s.object_count(), Ok(258), "reads of {read_size}");
-            assert_eq!(s.tail, (1..=20u8).collect::<Vec<_>>(), "reads of {read_size}");
-        }
-        assert!(seen(&pack[..20], 20, 64).object_count().is_err(), "too short for a header and a trailer");
-        let mut other = pack.clone();
-        other[0] = b'K';
-        assert!(seen(&other, 20, 64).object_count().is_err(), "not a pack");
     }
 }
