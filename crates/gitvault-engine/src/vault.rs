@@ -336,7 +336,8 @@ impl Vault {
         for repo in &snap.repositories {
             let problem = if repo.chain.first().is_some_and(thin) {
                 "the first pack of a chain is thin (it has no earlier packs to take its bases from)"
-            } else if self.config.version < crate::ops::backup::THIN_PACK_VERSION && repo.chain.iter().any(thin) {
+            } else if self.config.version < gitvault_format::snapshot::THIN_PACK_VERSION && repo.chain.iter().any(thin)
+            {
                 "a pack has no index, which only format version 5 allows"
             } else {
                 continue;

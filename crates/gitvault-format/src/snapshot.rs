@@ -102,6 +102,10 @@ pub struct RefRecord {
     pub oid: String,
 }
 
+/// The format version from which packs after the first of a chain are thin: stored without
+/// an index (FORMAT.md §7.3). Older vaults hold only self-contained packs.
+pub const THIN_PACK_VERSION: u32 = 5;
+
 /// One git packfile, stored as a data object, with its index as a second one — or, from
 /// format version 5, a thin pack without an index (FORMAT.md §7.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,9 @@ use gitvault_format::envelope::{Compression, Kind};
 use gitvault_format::ids::{DataId, PendingId, SnapshotId, paths};
 use gitvault_format::ledger::Event;
 use gitvault_format::pending::Pending;
-use gitvault_format::snapshot::{BackupType, HeadRecord, PackRecord, RefRecord, RepoFailure, RepoSnapshot, Snapshot};
+use gitvault_format::snapshot::{
+    BackupType, HeadRecord, PackRecord, RefRecord, RepoFailure, RepoSnapshot, Snapshot, THIN_PACK_VERSION,
+};
 use gitvault_format::timestamp;
 use gitvault_git::{Git, Head, HttpAuth, ObjectId, RefState, SourceKind};
 use serde::Serialize;
@@ -678,9 +680,6 @@ fn pack_sealer<'a>(
         })
     }
 }
-
-/// The format version from which packs after the first of a chain are thin (FORMAT.md §7.3).
-pub(crate) const THIN_PACK_VERSION: u32 = 5;
 
 /// Store the objects new since `exclude` as a thin pack: deltas may use objects the earlier
 /// packs of the chain hold as bases (a file edited a little is stored as the edit, as in a

@@ -424,7 +424,7 @@ fn copy_snapshot(
         to.require_version("copying Git LFS objects", crate::lfs::LFS_VERSION)?;
     }
     if snap.repositories.iter().flat_map(|r| &r.chain).any(PackRecord::is_thin) {
-        to.require_version("copying thin packs", crate::ops::backup::THIN_PACK_VERSION)?;
+        to.require_version("copying thin packs", gitvault_format::snapshot::THIN_PACK_VERSION)?;
     }
     let missing: u64 = snap
         .repositories
