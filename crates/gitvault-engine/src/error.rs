@@ -74,6 +74,16 @@ pub enum Error {
         "the ledger is busy: gave up appending after {attempts} attempts (many writers at once?); run the command again"
     )]
     LedgerBusy { attempts: u32 },
+    #[error(
+        "git could not install the thin pack {path}, which it completes from the packs before it in the \
+         snapshot's chain (its message follows); if it names missing or bad objects, `gitvault verify \
+         --read-data` checks every vault file, and an earlier snapshot may still restore"
+    )]
+    ThinPack {
+        path: String,
+        #[source]
+        source: gitvault_git::Error,
+    },
     #[error("copying {what}")]
     Copy {
         what: String,

@@ -140,7 +140,11 @@ fn install_thin_pack(vault: &Vault, repo: &Path, pack: &PackRecord, progress: &d
     if let Some(e) = feed.failure {
         return Err(e);
     }
-    installed?;
+    installed.map_err(|e| match e {
+        // git ran and refused the pack: say which one, and what can be done.
+        e @ gitvault_git::Error::Command { .. } => Error::ThinPack { path: source.clone(), source: e },
+        other => other.into(),
+    })?;
     Ok(pack.pack.plain_size)
 }
 

@@ -200,6 +200,30 @@ fn a_failed_read_list_or_cut_off_write_at_any_point_loses_nothing() {
 }
 
 #[test]
+fn a_thin_pack_whose_bases_are_missing_is_named_with_what_to_do() {
+    let s = Setup::new();
+    backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("full");
+    // A few bytes of a.bin change: the thin pack holds a delta against the full pack's a.bin.
+    let mut a = std::fs::read(s.repo.join("a.bin")).expect("read");
+    a[1000] ^= 0xff;
+    std::fs::write(s.repo.join("a.bin"), a).expect("write");
+    git(&s.repo, &["commit", "-q", "-am", "edit"]);
+    let id = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("incr").snapshot;
+    let vault = s.plain();
+    let (mut snap, _) = vault.read_snapshot(&id.expect("snapshot")).expect("read");
+    // A chain without its full pack: the thin pack's bases are nowhere.
+    let thin = snap.repositories[0].chain.remove(0);
+    assert!(thin.index.is_some() && snap.repositories[0].chain[0].is_thin());
+    let target = s.root.join("no-bases");
+    let err = restore(&vault, &snap, None, &target, &RestoreOptions::default(), &NoProgress).expect_err("no bases");
+    let text = gitvault_engine::error::chain(&err);
+    let pack = gitvault_format::ids::paths::data(&snap.repositories[0].chain[0].pack.id);
+    assert!(text.contains(&pack) && text.contains("verify --read-data"), "{text}");
+    assert!(text.contains("index-pack"), "git's own message follows: {text}");
+    assert!(!target.exists(), "no half-restored repository is left");
+}
+
+#[test]
 fn a_full_destination_at_any_point_loses_nothing() {
     let s = Setup::new();
     let first = backup(&s.plain(), &s.source(), &BackupOptions::default(), &NoProgress).expect("backup");
