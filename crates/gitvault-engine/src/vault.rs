@@ -332,11 +332,11 @@ impl Vault {
                 source: FormatError::Invalid { what: "snapshot", detail: "its id differs from its file name".into() },
             });
         }
-        let thin = |p: &PackRecord| p.is_thin();
         for repo in &snap.repositories {
-            let problem = if repo.chain.first().is_some_and(thin) {
+            let problem = if repo.chain.first().is_some_and(PackRecord::is_thin) {
                 "the first pack of a chain is thin (it has no earlier packs to take its bases from)"
-            } else if self.config.version < gitvault_format::snapshot::THIN_PACK_VERSION && repo.chain.iter().any(thin)
+            } else if self.config.version < gitvault_format::snapshot::THIN_PACK_VERSION
+                && repo.chain.iter().any(PackRecord::is_thin)
             {
                 "a pack has no index, which only format version 5 allows"
             } else {
