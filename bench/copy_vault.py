@@ -12,7 +12,8 @@ Per repetition, on the generated repository of run.py (same generator, same cach
   2. no-change copy:   `gitvault copy` again                     (nothing to send)
   3. incremental copy: +20 commits, backup into A, `gitvault copy` vs `cp -rn A` + `sync`
   4. full copy into a replica R made with `init --keys-from A` (it holds A's keys: the data
-     objects move as they are, decrypted on the way to be checked, not sealed again)
+     objects move as they are, each chunk's authentication tag checked on the way, not sealed
+     again)
 
 Output: the medians on stdout (a markdown table) and every repetition in
 bench/results/<date>-copy-<size>.json. BENCHMARKS.md is not touched.

@@ -20,8 +20,10 @@ Per repetition, on the generated repository of run.py (same generator, same cach
     a local copy of that vault's files sent with `sftp -b` `put -rf` (fsync per file, as gitvault
     syncs every object) and, for reference, `put -r` (no fsync)              -> time, peak RSS
   copy (--copy-size, default large; skipped with --no-copy):
-    vault A with a full backup (not timed); `gitvault copy --from A --to B` into a fresh vault B
-    vs `cp -r A/. B2/` + `sync`                                              -> time, peak RSS
+    vault A with a full backup (not timed); `gitvault copy --from A --to R` into a fresh replica
+    R made with `init --keys-from A` (the same keys, as a raw copy of the files has: the target
+    row), and into a fresh vault B with its own keys (every object decrypted and sealed again:
+    reported beside it) vs `cp -r A/. B2/` + `sync`                          -> time, peak RSS
     then A into S3: `copy` into s3://bench/copy-own (its own keys) and into
     s3://bench/copy-replica (`init --keys-from A`), vs boto3 uploading A's files -> time
 The first repetition of each backend also restores the latest snapshot and compares its refs
@@ -344,25 +346,31 @@ def sftp_rep(ctx, sshd: Server, ssh: dict, i: int, check: bool) -> dict:
 
 
 def copy_rep(ctx, src: str) -> dict:
-    """Full copy of a vault into a fresh one, against cp -r + sync of its files."""
+    """Full copy of a vault into a fresh vault with its own keys and into a fresh `--keys-from`
+    replica (the same keys, as a raw copy of the files has), against cp -r + sync of its files."""
     work = os.path.join(ctx.work, "copy")
     bench.rmtree(work)
     os.makedirs(work)
-    a, b, raw = (os.path.join(work, n) for n in ("a", "b", "raw"))
+    a, b, replica, raw = (os.path.join(work, n) for n in ("a", "b", "replica", "raw"))
     live = os.path.join(work, "live.git")
     bench.copy_repo(src, live)
     for v in (a, b):
         copy_vault.gv(ctx.binary, work, ctx.log, ["init", "--vault", v])
+    copy_vault.gv(ctx.binary, work, ctx.log, ["init", "--vault", replica, "--keys-from", a])
     copy_vault.gv(ctx.binary, work, ctx.log, ["backup", "-q", "--vault", a, live])
     r = {"objects": sum(len(fs) for _, _, fs in os.walk(a)), "bytes": bench.apparent_bytes(a)}
-    bench.warm(a)
-    r["gitvault"] = gv(ctx, ["copy", "-q", "--from", a, "--to", b])
+    for key, dest in (("gitvault", b), ("replica", replica)):
+        bench.warm(a)
+        r[key] = gv(ctx, ["copy", "-q", "--from", a, "--to", dest])
     bench.warm(a)
     os.sync()
     r["cp"] = {"s": copy_vault.copy_files(["cp", "-r", a, raw], ctx.log).seconds}
     target = os.path.join(work, "restored.git")
-    copy_vault.gv(ctx.binary, work, ctx.log, ["restore", "-q", "--vault", b, "latest", "--target", target])
-    r["restore_ok"] = bench.refs_of(target) == bench.refs_of(live)
+    r["restore_ok"] = True
+    for dest in (b, replica):
+        bench.rmtree(target)
+        copy_vault.gv(ctx.binary, work, ctx.log, ["restore", "-q", "--vault", dest, "latest", "--target", target])
+        r["restore_ok"] = r["restore_ok"] and bench.refs_of(target) == bench.refs_of(live)
     bench.rmtree(work)
     return r
 
@@ -467,7 +475,14 @@ def table(result: dict) -> str:
     row("SFTP backup", ("sftp", "gitvault"), "`sftp put -r`, no fsync", ("sftp", "sftp_nofsync", "s"), None, b)
     if c:
         lines[0] += f" Copy: {result['copy_size']} ({med(c, 'bytes') / 2**20:.0f} MiB vault), medians of {len(c)}."
-        row(f"copy ({result['copy_size']})", ("gitvault",), "`cp -r` + `sync`", ("cp", "s"), COPY_TARGET, c)
+        cp = "`cp -r` + `sync`"
+        if med(c, "replica", "s") is not None:
+            row(f"copy ({result['copy_size']}) into a `--keys-from` replica (the same keys, as a raw copy)",
+                ("replica",), cp, ("cp", "s"), COPY_TARGET, c)
+            row(f"copy ({result['copy_size']}) into a vault with its own keys (every object re-encrypted)",
+                ("gitvault",), cp, ("cp", "s"), None, c)
+        else:  # results of runs before the replica step
+            row(f"copy ({result['copy_size']})", ("gitvault",), cp, ("cp", "s"), COPY_TARGET, c)
         if med(c, "s3_raw", "s") is not None:
             raw = "boto3 `upload_file` of its files"
             row(f"copy ({result['copy_size']}) local → S3", ("s3_own",), raw, ("s3_raw", "s"), COPY_TARGET, c)
@@ -549,7 +564,8 @@ def main() -> None:
         for i in range(args.reps):
             result["copy_reps"].append(copy_rep(ctx, copy_src[0]))
             r = result["copy_reps"][-1]
-            print(f"copy rep {i + 1}/{args.reps}: gitvault {r['gitvault']['s']:.2f}s cp {r['cp']['s']:.2f}s", flush=True)
+            print(f"copy rep {i + 1}/{args.reps}: own keys {r['gitvault']['s']:.2f}s replica {r['replica']['s']:.2f}s "
+                  f"cp {r['cp']['s']:.2f}s", flush=True)
         moto = start_moto(ctx.work)
         try:
             create_bucket(moto.port)

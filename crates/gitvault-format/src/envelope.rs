@@ -23,8 +23,12 @@ use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, mpsc};
 
 use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
+use chacha20::XChaCha20;
+use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::KeyInit;
+use poly1305::Poly1305;
+use poly1305::universal_hash::UniversalHash;
 
 use crate::FormatError;
 use crate::ids::Mac;
@@ -111,6 +115,41 @@ fn aad(header: &[u8; HEADER_LEN], id: &str) -> Vec<u8> {
 fn stream(key: &DataKey, prefix: &[u8; NONCE_PREFIX_LEN]) -> StreamBE32<XChaCha20Poly1305> {
     let aead = XChaCha20Poly1305::new(&key.0.into());
     StreamBE32::from_aead(aead, &(*prefix).into())
+}
+
+/// The nonce of chunk `counter`: the envelope's prefix, the counter (big-endian) and the
+/// last-chunk flag, as `StreamBE32` builds it.
+fn chunk_nonce(prefix: &[u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -> [u8; 24] {
+    let mut nonce = [0u8; 24];
+    nonce[..NONCE_PREFIX_LEN].copy_from_slice(prefix);
+    nonce[NONCE_PREFIX_LEN..23].copy_from_slice(&counter.to_be_bytes());
+    nonce[23] = u8::from(last);
+    nonce
+}
+
+/// Check a sealed chunk's tag without decrypting it. XChaCha20-Poly1305 authenticates the
+/// ciphertext, not the plaintext (RFC 8439 §2.8, with XChaCha20's extended nonce): the Poly1305
+/// key is the first 32 bytes of the keystream under the chunk's nonce, and the tag covers the
+/// associated data and the ciphertext, each zero-padded to 16 bytes, then both lengths as
+/// 64-bit little-endian numbers. So one keystream block and a Poly1305 pass prove the chunk
+/// exactly what opening it would — without the keystream over the body.
+fn check_tag(key: &DataKey, nonce: &[u8; 24], aad: &[u8], sealed: &[u8]) -> io::Result<()> {
+    let Some(split) = sealed.len().checked_sub(TAG_LEN) else {
+        return Err(io_err(FormatError::Truncated));
+    };
+    let (ciphertext, tag) = sealed.split_at(split);
+    let mut poly_key = [0u8; 32];
+    XChaCha20::new(&key.0.into(), nonce.into()).apply_keystream(&mut poly_key);
+    let mut mac = Poly1305::new(&poly_key.into());
+    mac.update_padded(aad);
+    mac.update_padded(ciphertext);
+    let mut lengths = [0u8; 16];
+    lengths[..8].copy_from_slice(&(aad.len() as u64).to_le_bytes());
+    lengths[8..].copy_from_slice(&(ciphertext.len() as u64).to_le_bytes());
+    mac.update(&[lengths.into()]);
+    let tag: [u8; TAG_LEN] = tag.try_into().expect("split off TAG_LEN bytes");
+    // `verify` compares in constant time.
+    mac.verify(&tag.into()).map_err(|_| io_err(FormatError::Authentication))
 }
 
 fn io_err(e: FormatError) -> io::Error {
@@ -468,11 +507,19 @@ impl<W: Write> Write for SealWriter<W> {
     }
 }
 
+/// What a [`ChunkOpener`] does with each chunk.
+enum Opening {
+    /// Decrypt it (which authenticates it first) and hand out the plaintext.
+    Decrypt(Arc<Stream>),
+    /// Check its tag only and hand it out as it was read.
+    TagOnly(Arc<(DataKey, [u8; NONCE_PREFIX_LEN])>),
+}
+
 /// Reads the chunks of an envelope body, authenticating each. Like sealing, opening is
 /// independent per chunk: a batch of chunks is read, then opened on every core at once.
 struct ChunkOpener<R: Read> {
     input: R,
-    stream: Arc<Stream>,
+    opening: Opening,
     aad: Arc<Vec<u8>>,
     /// The opened chunk being read out; `pos` is into it.
     current: Vec<u8>,
@@ -488,6 +535,21 @@ struct ChunkOpener<R: Read> {
 }
 
 impl<R: Read> ChunkOpener<R> {
+    fn new(input: R, opening: Opening, header: &[u8; HEADER_LEN], id: &str) -> Self {
+        Self {
+            input,
+            opening,
+            aad: Arc::new(aad(header, id)),
+            current: Vec::new(),
+            pos: 0,
+            in_flight: VecDeque::new(),
+            counter: 0,
+            input_done: false,
+            parallel: parallel_chunks(),
+            pool: None,
+        }
+    }
+
     /// One sealed chunk from the input: full, or shorter when it is the last.
     fn read_sealed(&mut self) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; SEALED_CHUNK];
@@ -532,17 +594,32 @@ impl<R: Read> ChunkOpener<R> {
         self.counter = counter
             .checked_add(1)
             .ok_or_else(|| io_err(FormatError::Invalid { what: "envelope", detail: "content exceeds 4 PiB".into() }))?;
-        let open = move |stream: &Stream, aad: &[u8], chunk: &mut Vec<u8>| {
-            stream.decrypt_in_place(counter, last, aad, chunk).map_err(|_| io_err(FormatError::Authentication))
+        let aad = Arc::clone(&self.aad);
+        let open: Box<dyn FnOnce() -> io::Result<Vec<u8>> + Send> = match &self.opening {
+            Opening::Decrypt(stream) => {
+                let stream = Arc::clone(stream);
+                Box::new(move || {
+                    stream
+                        .decrypt_in_place(counter, last, &aad, &mut chunk)
+                        .map_err(|_| io_err(FormatError::Authentication))?;
+                    Ok(chunk)
+                })
+            }
+            Opening::TagOnly(key) => {
+                let key = Arc::clone(key);
+                Box::new(move || {
+                    check_tag(&key.0, &chunk_nonce(&key.1, counter, last), &aad, &chunk)?;
+                    Ok(chunk)
+                })
+            }
         };
         if last && self.pool.is_none() {
-            return Ok(answered(open(&self.stream, &self.aad, &mut chunk).map(|()| chunk)));
+            return Ok(answered(open()));
         }
         if self.pool.is_none() {
             self.pool = Some(Pool::start(self.parallel)?);
         }
-        let (stream, aad) = (Arc::clone(&self.stream), Arc::clone(&self.aad));
-        self.pool.as_ref().expect("started above").run(move || open(&stream, &aad, &mut chunk).map(|()| chunk))
+        self.pool.as_ref().expect("started above").run(open)
     }
 }
 
@@ -623,18 +700,7 @@ impl OpenReader {
         let (header, compression) = read_header(&mut input, kind)?;
         let mut prefix = [0u8; NONCE_PREFIX_LEN];
         prefix.copy_from_slice(&header[13..]);
-        let opener = ChunkOpener {
-            input,
-            stream: Arc::new(stream(key, &prefix)),
-            aad: Arc::new(aad(&header, id)),
-            current: Vec::new(),
-            pos: 0,
-            in_flight: VecDeque::new(),
-            counter: 0,
-            input_done: false,
-            parallel: parallel_chunks(),
-            pool: None,
-        };
+        let opener = ChunkOpener::new(input, Opening::Decrypt(Arc::new(stream(key, &prefix))), &header, id);
         let inner: Box<dyn Read + Send> = match compression {
             Compression::None => Box::new(opener),
             Compression::Zstd => Box::new(ZstdRead(zstd::stream::read::Decoder::new(opener)?)),
@@ -667,6 +733,40 @@ impl Read for OpenReader {
             }
         }
         Ok(n)
+    }
+}
+
+/// Reads an envelope as it is stored — header, then sealed chunks — handing out each chunk only
+/// once its authentication tag has been checked, without decrypting it (see [`check_tag`]).
+/// This is how an envelope moves between two vaults that share keys: the bytes written are
+/// exactly the bytes proven authentic under this key, id and kind, in this order, complete.
+/// It does not prove the content's MAC (that needs the plaintext: [`OpenReader`]).
+pub struct AuthenticatedReader {
+    header: [u8; HEADER_LEN],
+    header_pos: usize,
+    chunks: ChunkOpener<Box<dyn Read + Send>>,
+}
+
+impl AuthenticatedReader {
+    pub fn new<R: Read + Send + 'static>(key: &DataKey, kind: Kind, id: &str, mut input: R) -> io::Result<Self> {
+        let (header, _) = read_header(&mut input, kind)?;
+        let mut prefix = [0u8; NONCE_PREFIX_LEN];
+        prefix.copy_from_slice(&header[13..]);
+        let opening = Opening::TagOnly(Arc::new((key.clone(), prefix)));
+        let input: Box<dyn Read + Send> = Box::new(input);
+        Ok(Self { header, header_pos: 0, chunks: ChunkOpener::new(input, opening, &header, id) })
+    }
+}
+
+impl Read for AuthenticatedReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.header_pos < HEADER_LEN {
+            let n = out.len().min(HEADER_LEN - self.header_pos);
+            out[..n].copy_from_slice(&self.header[self.header_pos..self.header_pos + n]);
+            self.header_pos += n;
+            return Ok(n);
+        }
+        self.chunks.read(out)
     }
 }
 
@@ -792,6 +892,91 @@ mod tests {
         };
         assert_eq!(read(sealed.mac).expect("good mac"), b"hello");
         assert!(read(m.mac(b"other")).is_err());
+    }
+
+    fn read_authenticated(k: &DataKey, kind: Kind, id: &str, stored: &[u8]) -> io::Result<Vec<u8>> {
+        let mut r = AuthenticatedReader::new(k, kind, id, io::Cursor::new(stored.to_vec()))?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn tag_only_check_agrees_with_the_aead() {
+        let (k, _) = keys();
+        let prefix = [7u8; NONCE_PREFIX_LEN];
+        let stream = stream(&k, &prefix);
+        for (len, counter, last) in
+            [(0, 0, true), (1, 0, true), (15, 3, false), (16, 1, true), (17, 9, true), (1000, 2, false)]
+        {
+            let content: Vec<u8> = (0..len).map(|i| (i * 31 % 256) as u8).collect();
+            let aad = b"header and id".to_vec();
+            let mut sealed = content.clone();
+            stream.encrypt_in_place(counter, last, &aad, &mut sealed).expect("seal");
+            let nonce = chunk_nonce(&prefix, counter, last);
+            check_tag(&k, &nonce, &aad, &sealed).expect("the AEAD's own tag");
+            // Every input of the tag matters: the counter, the flag, the AAD, each byte.
+            assert!(check_tag(&k, &chunk_nonce(&prefix, counter + 1, last), &aad, &sealed).is_err());
+            assert!(check_tag(&k, &chunk_nonce(&prefix, counter, !last), &aad, &sealed).is_err());
+            assert!(check_tag(&k, &nonce, b"other", &sealed).is_err());
+            for i in 0..sealed.len() {
+                let mut bad = sealed.clone();
+                bad[i] ^= 0x80;
+                assert!(check_tag(&k, &nonce, &aad, &bad).is_err(), "byte {i} of {len}");
+            }
+        }
+        assert!(matches!(
+            check_tag(&k, &chunk_nonce(&prefix, 0, true), b"", &[0u8; TAG_LEN - 1]).map_err(into_format_error),
+            Err(FormatError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn authenticated_reader_hands_out_the_stored_bytes_and_refuses_what_opening_refuses() {
+        let (k, m) = keys();
+        for len in [0, 5, CHUNK_SIZE, 3 * CHUNK_SIZE + 11] {
+            let content: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+            for c in [Compression::None, Compression::Zstd] {
+                let (stored, _) = seal_bytes(&k, &m, Kind::Pack, c, "p", &content).expect("seal");
+                assert_eq!(read_authenticated(&k, Kind::Pack, "p", &stored).expect("authentic"), stored, "{len} {c:?}");
+                assert!(read_authenticated(&k, Kind::Pack, "q", &stored).is_err(), "another id");
+                assert!(read_authenticated(&k, Kind::PackIndex, "p", &stored).is_err(), "another kind");
+                assert!(read_authenticated(&keys().0, Kind::Pack, "p", &stored).is_err(), "another key");
+                for cut in [0, HEADER_LEN - 1, HEADER_LEN, HEADER_LEN + TAG_LEN - 1, stored.len() - 1] {
+                    assert!(read_authenticated(&k, Kind::Pack, "p", &stored[..cut]).is_err(), "cut at {cut}");
+                }
+                let mut longer = stored.clone();
+                longer.push(0);
+                assert!(read_authenticated(&k, Kind::Pack, "p", &longer).is_err());
+            }
+        }
+        // Chunks swapped or dropped.
+        let content = vec![3u8; 3 * CHUNK_SIZE + 1];
+        let (stored, _) = seal_bytes(&k, &m, Kind::Pack, Compression::None, "p", &content).expect("seal");
+        let chunk = |i: usize| HEADER_LEN + i * SEALED_CHUNK..HEADER_LEN + (i + 1) * SEALED_CHUNK;
+        let mut swapped = stored.clone();
+        let (a, b) = (stored[chunk(0)].to_vec(), stored[chunk(1)].to_vec());
+        swapped[chunk(0)].copy_from_slice(&b);
+        swapped[chunk(1)].copy_from_slice(&a);
+        assert!(read_authenticated(&k, Kind::Pack, "p", &swapped).is_err());
+        let mut dropped = stored[..chunk(1).start].to_vec();
+        dropped.extend_from_slice(&stored[chunk(1).end..]);
+        assert!(read_authenticated(&k, Kind::Pack, "p", &dropped).is_err());
+        assert!(read_authenticated(&k, Kind::Pack, "p", &stored[..chunk(3).start]).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_flipped_bit_fails_the_tag_only_check(content in proptest::collection::vec(any::<u8>(), 0..3000), bit in any::<usize>(), zstd in any::<bool>()) {
+            let (k, m) = keys();
+            let c = if zstd { Compression::Zstd } else { Compression::None };
+            let (mut stored, _) = seal_bytes(&k, &m, Kind::Pack, c, "7", &content).expect("seal");
+            prop_assert_eq!(read_authenticated(&k, Kind::Pack, "7", &stored).expect("authentic"), stored.clone());
+            let bit = bit % (stored.len() * 8);
+            stored[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(read_authenticated(&k, Kind::Pack, "7", &stored).is_err());
+        }
     }
 
     proptest! {

@@ -4,8 +4,9 @@
 //! Two vaults normally have their own master keys, so nothing is copied byte for byte: each data
 //! object is decrypted from the source (authenticated, and checked against the MAC its snapshot
 //! records) and sealed again under the destination's key. A destination created with the
-//! source's keys (`init --keys-from`) takes the stored bytes as they are, opened on the way
-//! all the same, so a damaged object is never copied (see [`transfer_as_is`]). Ids are random, not derived from
+//! source's keys (`init --keys-from`) takes the stored bytes as they are, every chunk's
+//! authentication tag checked on the way, so a damaged object is never copied (see
+//! [`transfer_as_is`]). Ids are random, not derived from
 //! content, and an envelope binds only its header and its id string, so a data object keeps its
 //! data id and a snapshot its snapshot id: "does the destination have it" is a question about
 //! names. A copied snapshot is the source's document with each data reference's `mac` and
@@ -22,7 +23,7 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 
 use gitvault_format::FormatError;
-use gitvault_format::envelope::{Compression, Kind, OpenReader};
+use gitvault_format::envelope::{AuthenticatedReader, Compression, Kind, OpenReader};
 use gitvault_format::ids::{DataId, SnapshotId, paths};
 use gitvault_format::keys::MacKey;
 use gitvault_format::ledger::Event;
@@ -260,7 +261,7 @@ fn transfer(from: &Vault, to: &Vault, src: &DataRef, kind: Kind, progress: &dyn 
                 }
             }
         });
-        let written = writer.copy_from(to, &mut ChannelReader::new(rx, None), &mut |n| progress.bytes(n));
+        let written = writer.copy_from(to, &mut ChannelReader::new(rx), &mut |n| progress.bytes(n));
         let produced = producer
             .join()
             .unwrap_or_else(|_| Err(Error::io("decrypting", std::io::Error::other("the decrypting thread panicked"))));
@@ -284,54 +285,33 @@ fn transfer(from: &Vault, to: &Vault, src: &DataRef, kind: Kind, progress: &dyn 
 }
 
 /// Copy `src` between two vaults that share their keys: its stored bytes are valid in the
-/// destination as they are, so they are written there unchanged, while a second thread opens
-/// the same bytes as they pass — authenticating every chunk under the object's id and checking
-/// the MAC the snapshot records — so a damaged source object is never committed. Memory stays
-/// bounded: a few 1 MiB buffers are in flight.
+/// destination as they are, so they are written there unchanged — each chunk only once its
+/// authentication tag has been checked under the object's id and kind ([`AuthenticatedReader`],
+/// tags checked on every core, no decryption), so a damaged or altered source object is never
+/// committed. The content's MAC is not recomputed: a chunk's tag already proves it is what the
+/// key's holder sealed under this id, and `verify --read-data` checks MACs. Memory stays
+/// bounded: a few 1 MiB chunks are in flight.
 fn transfer_as_is(from: &Vault, to: &Vault, src: &DataRef, kind: Kind, progress: &dyn Progress) -> Result<DataRef> {
     let path = paths::data(&src.id);
-    let mut input = from.store.open_read(&path)?;
+    let input = from.store.open_read(&path)?;
+    let mut reader = AuthenticatedReader::new(&from.data_key, kind, &src.id.to_hex(), input)
+        .map_err(|e| in_vault(from, damaged_or_io(&path, e)))?;
     let mut out = to.store.create(&path)?;
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
-    let (give_back, returned) = mpsc::channel::<Vec<u8>>();
-    let (checked, sent) = std::thread::scope(|scope| {
-        let checker = scope.spawn(|| -> Result<()> {
-            let channel = ChannelReader::new(rx, Some(give_back));
-            let mut reader = OpenReader::new(&to.data_key, &to.mac_key, kind, &src.id.to_hex(), channel, Some(src.mac))
-                .map_err(|e| in_vault(from, damaged_or_io(&path, e)))?;
-            std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| in_vault(from, damaged_or_io(&path, e)))?;
-            Ok(())
-        });
-        let sent = (|| -> Result<u64> {
-            let mut total = 0u64;
-            loop {
-                let mut buf = returned.try_recv().unwrap_or_default();
-                buf.resize(1 << 20, 0);
-                let n = match input.read(&mut buf) {
-                    Ok(0) => return Ok(total),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::io(format!("reading {path} in {}", from.location()), e)),
-                };
-                buf.truncate(n);
-                out.write_all(&buf)
-                    .map_err(|e| gitvault_storage::StorageError::from_io("write", &path, &to.store.describe(), e))?;
-                total += n as u64;
-                progress.bytes(n as u64);
-                if tx.send(buf).is_err() {
-                    return Ok(total); // the checker stopped: its error is the one to report
-                }
-            }
-        })();
-        drop(tx);
-        let checked = checker
-            .join()
-            .unwrap_or_else(|_| Err(Error::io("checking", std::io::Error::other("the checking thread panicked"))));
-        (checked, sent)
-    });
-    // A damaged source object first: dropping the writer discards what it wrote.
-    checked?;
-    let sent = sent?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut sent = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // Dropping the writer discards what it wrote.
+            Err(e) => return Err(in_vault(from, damaged_or_io(&path, e))),
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| gitvault_storage::StorageError::from_io("write", &path, &to.store.describe(), e))?;
+        sent += n as u64;
+        progress.bytes(n as u64);
+    }
     if sent != src.size {
         return Err(Error::Damaged {
             path: format!("{path} in {}", from.location()),
@@ -346,19 +326,16 @@ fn transfer_as_is(from: &Vault, to: &Vault, src: &DataRef, kind: Kind, progress:
     Ok(DataRef { id: src.id, mac: src.mac, size, plain_size: src.plain_size })
 }
 
-/// Bytes arriving from another thread (plaintext, or stored envelopes when the keys are shared).
+/// Plaintext arriving from the decrypting thread.
 struct ChannelReader {
     rx: mpsc::Receiver<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
-    /// Where used buffers go back to the sender, so that it need not allocate (and fault in)
-    /// a fresh megabyte for every read.
-    recycle: Option<mpsc::Sender<Vec<u8>>>,
 }
 
 impl ChannelReader {
-    fn new(rx: mpsc::Receiver<Vec<u8>>, recycle: Option<mpsc::Sender<Vec<u8>>>) -> Self {
-        Self { rx, buf: Vec::new(), pos: 0, recycle }
+    fn new(rx: mpsc::Receiver<Vec<u8>>) -> Self {
+        Self { rx, buf: Vec::new(), pos: 0 }
     }
 }
 
@@ -367,12 +344,7 @@ impl Read for ChannelReader {
         while self.pos == self.buf.len() {
             match self.rx.recv() {
                 Ok(b) => {
-                    let used = std::mem::replace(&mut self.buf, b);
-                    if let Some(r) = &self.recycle
-                        && used.capacity() > 0
-                    {
-                        let _ = r.send(used);
-                    }
+                    self.buf = b;
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),

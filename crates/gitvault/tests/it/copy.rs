@@ -281,7 +281,7 @@ fn a_vault_made_with_the_sources_keys_takes_its_objects_as_they_are_and_never_a_
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!((c["snapshots_copied"].as_array().map(Vec::len), &c["same_keys"]), (Some(1), &true.into()), "{c}");
 
-    // A bit flipped in a new pack of the source: opened on the way, refused, nothing kept.
+    // A bit flipped in a new pack of the source: its chunk's tag fails on the way, refused, nothing kept.
     commit(&r, "b.bin", &noise(2, 300_000), "second");
     w.backup(&[s]);
     let new: Vec<String> = files_under(&w.vault.join("data")).difference(&data).cloned().collect();
