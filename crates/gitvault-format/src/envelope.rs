@@ -26,7 +26,8 @@ use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
 use chacha20::XChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::KeyInit;
+use chacha20poly1305::aead::inout::InOutBuf;
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use poly1305::Poly1305;
 use poly1305::universal_hash::UniversalHash;
 
@@ -199,45 +200,80 @@ fn parallel_chunks() -> usize {
 
 type Stream = StreamBE32<XChaCha20Poly1305>;
 
-/// Seal one chunk and open it again. Opening what we are about to store catches a fault in
-/// memory or in the cipher before the file exists, rather than on the day of the restore.
-fn seal_one(stream: &Stream, counter: u32, last: bool, aad: &[u8], chunk: &[u8]) -> io::Result<(Vec<u8>, Vec<u8>)> {
-    let mut sealed = Vec::with_capacity(chunk.len() + TAG_LEN);
-    sealed.extend_from_slice(chunk);
-    stream.encrypt_in_place(counter, last, aad, &mut sealed).map_err(|_| io_err(FormatError::Authentication))?;
-    let mut reopened = sealed.clone();
-    stream.decrypt_in_place(counter, last, aad, &mut reopened).map_err(|_| io_err(FormatError::Authentication))?;
-    Ok((sealed, reopened))
+/// What seals the chunks of one envelope: the AEAD under the data key, and the nonce prefix.
+struct ChunkKey {
+    aead: XChaCha20Poly1305,
+    prefix: [u8; NONCE_PREFIX_LEN],
+}
+
+std::thread_local! {
+    /// Per sealing thread: the chunk opened again, reused from chunk to chunk.
+    static REOPENED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A sealed chunk, checked: with [`Check::Exact`] the re-opened chunk was compared on the
-/// sealing thread; with zstd it still has to go through the decoder, in order.
+/// sealing thread; with zstd it still has to go through the decoder, in order. The content's
+/// buffer comes back with it, to be filled again.
 struct SealedChunk {
     sealed: Vec<u8>,
     reopened: Option<Vec<u8>>,
+    content: Vec<u8>,
 }
 
-/// Seal a chunk and check it opens again: byte for byte here when `exact`, else the re-opened
-/// chunk is handed back.
+/// `buf` holding `len` bytes, their values unspecified: a recycled buffer is cut to length
+/// (no zeroing), a new one zeroed once.
+fn sized(mut buf: Vec<u8>, len: usize) -> Vec<u8> {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    buf.truncate(len);
+    buf
+}
+
+/// Seal `content` into `out` (a buffer to reuse) and open it again: opening what we are about
+/// to store catches a fault in memory or in the cipher before the file exists, rather than on
+/// the day of the restore. The cipher reads one buffer and writes the other, so nothing is
+/// copied on the way. With `exact` the re-opened chunk is compared here with the content,
+/// byte for byte; otherwise it is handed back (zstd: it must be decompressed in order).
 fn seal_checked(
-    stream: &Stream,
+    key: &ChunkKey,
     counter: u32,
     last: bool,
     aad: &[u8],
-    chunk: &[u8],
+    content: Vec<u8>,
+    out: Vec<u8>,
     exact: bool,
 ) -> io::Result<SealedChunk> {
-    let (sealed, reopened) = seal_one(stream, counter, last, aad, chunk)?;
-    if !exact {
-        return Ok(SealedChunk { sealed, reopened: Some(reopened) });
-    }
-    if reopened != chunk {
-        return Err(io_err(FormatError::Invalid {
-            what: "envelope",
-            detail: "a sealed chunk did not open to its content (memory or cipher fault); nothing was stored".into(),
-        }));
-    }
-    Ok(SealedChunk { sealed, reopened: None })
+    let nonce = chunk_nonce(&key.prefix, counter, last).into();
+    let len = content.len();
+    let mut sealed = sized(out, len + TAG_LEN);
+    let (body, tag) = sealed.split_at_mut(len);
+    let inout = InOutBuf::new(&content, body).expect("equal lengths");
+    let computed =
+        key.aead.encrypt_inout_detached(&nonce, aad, inout).map_err(|_| io_err(FormatError::Authentication))?;
+    tag.copy_from_slice(&computed);
+    REOPENED.with_borrow_mut(|reopened| {
+        let mut buf = sized(std::mem::take(reopened), len);
+        let (body, tag) = sealed.split_at(len);
+        let opened = InOutBuf::new(body, &mut buf).expect("equal lengths");
+        let tag: [u8; TAG_LEN] = tag.try_into().expect("TAG_LEN bytes");
+        key.aead
+            .decrypt_inout_detached(&nonce, aad, opened, &tag.into())
+            .map_err(|_| io_err(FormatError::Authentication))?;
+        if !exact {
+            return Ok(SealedChunk { sealed, reopened: Some(buf), content });
+        }
+        let same = buf == content;
+        *reopened = buf;
+        if !same {
+            return Err(io_err(FormatError::Invalid {
+                what: "envelope",
+                detail: "a sealed chunk did not open to its content (memory or cipher fault); nothing was stored"
+                    .into(),
+            }));
+        }
+        Ok(SealedChunk { sealed, reopened: None, content })
+    })
 }
 
 type Task = Box<dyn FnOnce() + Send>;
@@ -316,7 +352,7 @@ impl Drop for Pool {
 /// content goes on arriving; at most a few are in flight, so memory stays bounded.
 struct ChunkSealer<W: Write> {
     out: W,
-    stream: Arc<Stream>,
+    key: Arc<ChunkKey>,
     aad: Arc<Vec<u8>>,
     buf: Vec<u8>,
     counter: u32,
@@ -326,6 +362,10 @@ struct ChunkSealer<W: Write> {
     /// Started with the first full chunk: an object of one chunk is sealed on the spot.
     pool: Option<Pool>,
     in_flight: VecDeque<mpsc::Receiver<io::Result<SealedChunk>>>,
+    /// Buffers of sealed chunks already written out, for the next chunks' output.
+    spare: Vec<Vec<u8>>,
+    /// Emptied buffers of chunks already sealed, to gather the next chunks' content.
+    empty: Vec<Vec<u8>>,
 }
 
 impl<W: Write> ChunkSealer<W> {
@@ -342,7 +382,8 @@ impl<W: Write> ChunkSealer<W> {
         let counter = self.next_counter()?;
         let exact = matches!(self.check, Check::Exact);
         if last && self.pool.is_none() {
-            let done = seal_checked(&self.stream, counter, last, &self.aad, &chunk, exact)?;
+            let out = self.spare.pop().unwrap_or_default();
+            let done = seal_checked(&self.key, counter, last, &self.aad, chunk, out, exact)?;
             return self.emit(done);
         }
         if self.pool.is_none() {
@@ -351,9 +392,10 @@ impl<W: Write> ChunkSealer<W> {
         while self.in_flight.len() > 2 * self.parallel {
             self.collect_one()?;
         }
-        let (stream, aad) = (Arc::clone(&self.stream), Arc::clone(&self.aad));
+        let (key, aad) = (Arc::clone(&self.key), Arc::clone(&self.aad));
+        let out = self.spare.pop().unwrap_or_default();
         let pool = self.pool.as_ref().expect("started above");
-        let answer = pool.run(move || seal_checked(&stream, counter, last, &aad, &chunk, exact))?;
+        let answer = pool.run(move || seal_checked(&key, counter, last, &aad, chunk, out, exact))?;
         self.in_flight.push_back(answer);
         Ok(())
     }
@@ -371,6 +413,12 @@ impl<W: Write> ChunkSealer<W> {
         }
         self.out.write_all(&done.sealed)?;
         self.written += done.sealed.len() as u64;
+        // Both buffers serve again: the sealed one as a chunk's output, the content's (emptied)
+        // to gather the next chunk.
+        self.spare.push(done.sealed);
+        let mut content = done.content;
+        content.clear();
+        self.empty.push(content);
         Ok(())
     }
 
@@ -400,12 +448,18 @@ impl<W: Write> Write for ChunkSealer<W> {
         let mut rest = data;
         while !rest.is_empty() {
             let take = (CHUNK_SIZE - self.buf.len()).min(rest.len());
+            if self.buf.capacity() == 0 && rest.len() >= CHUNK_SIZE {
+                // A full chunk at once: one allocation (small objects grow their one buffer
+                // as content comes).
+                self.buf.reserve_exact(CHUNK_SIZE);
+            }
             self.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             // A chunk of exactly CHUNK_SIZE is never the last one (the last may be empty), so
             // a full chunk can go out now.
             if self.buf.len() == CHUNK_SIZE {
-                let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
+                let next = self.empty.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK_SIZE));
+                let chunk = std::mem::replace(&mut self.buf, next);
                 self.push(chunk, false)?;
             }
         }
@@ -452,7 +506,7 @@ impl<W: Write> SealWriter<W> {
         let parallel = parallel_chunks();
         let sealer = ChunkSealer {
             out,
-            stream: Arc::new(stream(key, &prefix)),
+            key: Arc::new(ChunkKey { aead: XChaCha20Poly1305::new(&key.0.into()), prefix }),
             aad: Arc::new(aad(&header, id)),
             buf: Vec::new(),
             counter: 0,
@@ -461,6 +515,8 @@ impl<W: Write> SealWriter<W> {
             parallel,
             pool: None,
             in_flight: VecDeque::new(),
+            spare: Vec::new(),
+            empty: Vec::new(),
         };
         let stage = match compression {
             Compression::None => Stage::Plain(sealer),

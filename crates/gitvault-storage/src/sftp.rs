@@ -55,6 +55,7 @@ use openssh_sftp_client::error::{Error as SftpError, SftpErrorKind};
 use openssh_sftp_client::file::TokioCompatFile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod cipher;
 mod connection;
 
 use self::connection::{ConnectFailure, Connection, backoff, connect, is_connection_failure};
@@ -580,10 +581,20 @@ impl SftpWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let pending = std::mem::take(&mut self.pending);
+        let sent = self.send(&pending);
+        // Keep the buffer (and its memory) for what comes next.
+        self.pending = pending;
+        self.pending.clear();
+        sent
+    }
+
+    /// Hand `data` to the SFTP client, which pipelines it (at most [`WRITE_LIMIT`] bytes
+    /// awaiting the server's acknowledgement).
+    fn send(&mut self, data: &[u8]) -> Result<(), StorageError> {
         let file = self.file.as_mut().expect("writer used after commit");
-        let pending = &self.pending;
         let sent = self.store.block_on(async {
-            let mut rest: &[u8] = pending;
+            let mut rest: &[u8] = data;
             while !rest.is_empty() {
                 // The client copies a vectored write into its request with one memcpy; a plain
                 // write goes through its serializer a byte at a time (a quarter of the CPU time
@@ -596,7 +607,6 @@ impl SftpWriter {
             }
             Ok(())
         });
-        self.pending.clear();
         sent.map_err(|e| self.io_err("write", e))
     }
 
@@ -630,6 +640,13 @@ impl SftpWriter {
 
 impl Write for SftpWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.pending.is_empty() && buf.len() >= PENDING {
+            // Enough to cross into the runtime at once (a sealed chunk is a little over
+            // PENDING): no copy into the gathering buffer.
+            self.send(buf).map_err(io::Error::other)?;
+            self.written += buf.len() as u64;
+            return Ok(buf.len());
+        }
         let (n, full) = crate::gather(&mut self.pending, PENDING, buf);
         self.written += n as u64;
         if full {

@@ -354,6 +354,75 @@ fn sole_pack_is_offered_only_when_it_holds_exactly_the_wanted_objects() {
     assert!(!reader.verified(), "a flipped bit must fail the pack's checksum");
 }
 
+#[test]
+fn the_sole_pack_check_covers_every_byte_and_reads_64_bit_offsets() {
+    let sb = Sandbox::new();
+    let rich = rich_repo(&sb, "src");
+    let git = sb.git();
+    sb.run(&rich.path, &["repack", "-adq"]);
+    let all = tips(&git.read_refs(&rich.path).expect("refs"));
+    let file = only_pack_file(&rich.path);
+    let idx = file.with_extension("idx");
+    let pristine = fs::read(&file).expect("pack");
+    let make_writable = |path: &Path| {
+        let mut perms = fs::metadata(path).expect("meta").permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        fs::set_permissions(path, perms).expect("writable");
+    };
+    make_writable(&file);
+    make_writable(&idx);
+    // Offered as git wrote it; then (when given) damaged in place — the same file, which the
+    // check has open — and read: whether it reads whole.
+    let check = |what: &str, damage: Option<&[u8]>| {
+        fs::write(&file, &pristine).expect("pristine");
+        let sole = git.sole_pack(&rich.path, &all).expect("check").expect("offered");
+        if let Some(bytes) = damage {
+            fs::write(&file, bytes).expect("damage");
+        }
+        let mut reader = sole.pack_reader().expect("reader");
+        assert_eq!(read_all(&mut reader), fs::read(&file).expect("pack"), "{what}");
+        reader.verified()
+    };
+    assert!(check("as git wrote it", None));
+
+    // An index whose objects past the first 64 bytes sit in the 64-bit offset table (git's
+    // test knob for packs over 2 GiB): the same pack verifies.
+    let objects = git.sole_pack(&rich.path, &all).expect("check").expect("offered").files.objects;
+    fs::remove_file(&idx).expect("old index");
+    sb.run(
+        &rich.path,
+        &["index-pack", "--index-version=2,64", "-o", idx.to_str().expect("utf-8"), file.to_str().expect("utf-8")],
+    );
+    assert!(fs::metadata(&idx).expect("index").len() > 1072 + 28 * objects + 40, "64-bit offsets were written");
+    assert!(check("64-bit offsets", None));
+
+    // One flipped bit anywhere (the header, each object's first and last byte, the trailer)
+    // fails the check.
+    let listing = sb.run(&rich.path, &["verify-pack", "-v", idx.to_str().expect("utf-8")]);
+    let mut places = vec![0, 7, 11, pristine.len() - 1, pristine.len() - 20];
+    for line in listing.lines() {
+        // "<oid> <type> <size> <size-in-pack> <offset> ..."
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(Ok(in_pack)), Some(Ok(offset))) =
+            (f.get(3).map(|x| x.parse::<usize>()), f.get(4).map(|x| x.parse::<usize>()))
+        {
+            places.extend([offset, offset + in_pack - 1]);
+        }
+    }
+    assert!(places.len() > 10, "{listing}");
+    for at in places {
+        let mut bytes = pristine.clone();
+        bytes[at] ^= 0x10;
+        assert!(
+            !check(&format!("byte {at} flipped"), Some(&bytes)),
+            "a flipped bit at {at} of {} went unnoticed",
+            bytes.len()
+        );
+    }
+    assert!(check("repaired", None));
+}
+
 /// Text that compresses poorly, so a pack that stores it whole is large.
 fn noise(lines: usize, seed: u64) -> String {
     let mut x = seed;

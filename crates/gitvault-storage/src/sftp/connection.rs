@@ -77,10 +77,19 @@ pub(super) async fn connect(config: &SftpConfig) -> Result<Connection, (ConnectF
     if let Some(key) = &config.key_file {
         builder.keyfile(key);
     }
-    if let Some(ssh_config) = &config.ssh_config {
-        builder.config_file(ssh_config);
+    // The same configuration and an AES-GCM preference, when that changes nothing else.
+    let preference = super::cipher::prefer_aes_gcm(config, &config.control_dir);
+    match (&preference, &config.ssh_config) {
+        (Some(file), _) => {
+            builder.config_file(file.path());
+        }
+        (None, Some(ssh_config)) => {
+            builder.config_file(ssh_config);
+        }
+        (None, None) => {}
     }
     let session = builder.connect(&config.host).await.map_err(|e| explain_ssh_failure(e, config))?;
+    drop(preference); // read by the master as it started
     let sftp = Sftp::from_session(
         session,
         SftpOptions::new().tokio_compat_file_write_limit(NonZeroUsize::new(WRITE_LIMIT).expect("not zero")),
