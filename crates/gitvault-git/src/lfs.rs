@@ -83,7 +83,7 @@ impl Git {
         // Blobs only, with their size; then the contents of those small enough.
         let checked = self
             .cmd(Some(repo))
-            .args(["cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"])
+            .args(["cat-file", "--buffer", "--batch-check=%(objectname) %(objecttype) %(objectsize)"])
             .input(candidates)
             .run()?;
         let mut blobs = Vec::new();

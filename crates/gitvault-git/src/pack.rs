@@ -34,8 +34,11 @@ impl Git {
             return Ok(HashSet::new());
         }
         let input = revs_stdin(oids, &[]);
-        let output =
-            self.cmd(Some(repo)).args(["cat-file", "--batch-check=%(objectname)"]).input(input.into_bytes()).run()?;
+        let output = self
+            .cmd(Some(repo))
+            .args(["cat-file", "--buffer", "--batch-check=%(objectname)"])
+            .input(input.into_bytes())
+            .run()?;
         // cat-file answers one line per input line, in order.
         let lines: Vec<&[u8]> = output.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
         if lines.len() != oids.len() {

@@ -36,6 +36,14 @@ impl Git {
     /// The files are opened before anything is checked: a `git gc` running meanwhile
     /// replaces them under new names, and the opened ones keep the checked content.
     pub fn sole_pack(&self, repo: &Path, include: &[ObjectId]) -> Result<Option<SolePack>, Error> {
+        let Some(sole) = self.sole_pack_candidate(repo, include)? else { return Ok(None) };
+        Ok(self.confirm_sole_pack(repo, include, &sole)?.then_some(sole))
+    }
+
+    /// [`Git::sole_pack`] but for its last and slowest step, counting the objects `include`
+    /// reaches: the pack when everything else holds, to be confirmed by
+    /// [`Git::confirm_sole_pack`] — which can run while the pack is already being read.
+    pub fn sole_pack_candidate(&self, repo: &Path, include: &[ObjectId]) -> Result<Option<SolePack>, Error> {
         let Some(first) = include.first() else { return Ok(None) };
         let hash_len = first.as_str().len() / 2;
         let objects = self.objects_dir(repo)?;
@@ -64,14 +72,26 @@ impl Git {
         if has_loose_objects(&objects)? {
             return not("the repository has loose objects");
         }
-        if self.reachable_count(repo, include)? != count {
-            return not("the pack holds objects the backup does not want");
-        }
-        if only_pack(&pack_dir)?.as_deref() != Some(stem.as_str()) {
-            return not("the packs changed while they were checked");
-        }
         let files = PackFiles { pack: pack_path, index: index_path, checksum: checksum.to_string(), objects: count };
         Ok(Some(SolePack { files, pack, index, hash_len }))
+    }
+
+    /// Whether the objects reachable from `include` are as many as `sole` holds — so they are
+    /// its objects — and it is still the repository's only pack.
+    pub fn confirm_sole_pack(&self, repo: &Path, include: &[ObjectId], sole: &SolePack) -> Result<bool, Error> {
+        let not = |why: &str| {
+            tracing::debug!(repo = %repo.display(), why, "git writes a new pack");
+            Ok(false)
+        };
+        if self.reachable_count(repo, include)? != sole.files.objects {
+            return not("the pack holds objects the backup does not want");
+        }
+        let Some(pack_dir) = sole.files.pack.parent() else { return not("the pack has no directory") };
+        let stem = sole.files.pack.file_stem().map(|s| s.to_string_lossy().into_owned());
+        if only_pack(pack_dir)? != stem {
+            return not("the packs changed while they were checked");
+        }
+        Ok(true)
     }
 
     /// How many objects are reachable from `tips` (answered from the reachability bitmap

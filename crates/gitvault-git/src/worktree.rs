@@ -114,7 +114,9 @@ impl Git {
             input.extend_from_slice(s.as_bytes());
             input.push(b'\n');
         }
-        let out = self.cmd(Some(repo)).args(["cat-file", "--batch"]).input(input).run()?;
+        // All the input is there at once: `--buffer` lets git write its answers in large
+        // blocks instead of flushing after each object (a wake-up of both sides per object).
+        let out = self.cmd(Some(repo)).args(["cat-file", "--buffer", "--batch"]).input(input).run()?;
         // `<oid> <type> <size>\n<content>\n`, or `<spec> missing\n`, once per spec, in order.
         let mut blobs = Vec::with_capacity(specs.len());
         let mut rest = out.as_slice();

@@ -17,7 +17,7 @@ use gitvault_format::snapshot::{
     BackupType, HeadRecord, PackRecord, RefRecord, RepoFailure, RepoSnapshot, Snapshot, THIN_PACK_VERSION,
 };
 use gitvault_format::timestamp;
-use gitvault_git::{Git, Head, HttpAuth, ObjectId, RefState, SourceKind};
+use gitvault_git::{Git, Head, HttpAuth, ObjectId, RefState, SolePack, SourceKind};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -721,7 +721,7 @@ fn store_sole_pack(
     snapshot: SnapshotId,
     progress: &dyn Progress,
 ) -> Result<Option<PackRecord>> {
-    let sole = match git.sole_pack(repo, include) {
+    let sole = match git.sole_pack_candidate(repo, include) {
         Ok(Some(sole)) => sole,
         Ok(None) => return Ok(None),
         Err(e) => {
@@ -729,24 +729,74 @@ fn store_sole_pack(
             return Ok(None);
         }
     };
-    let files = &sole.files;
+    // Counting the objects the refs reach (the last condition) takes git a while even from a
+    // bitmap: the pack is stored meanwhile, and dropped if the count says no.
+    let refuted = AtomicBool::new(false);
+    let (confirmed, stored) = std::thread::scope(|scope| {
+        let confirm = scope.spawn(|| {
+            let confirmed = git.confirm_sole_pack(repo, include, &sole);
+            if !matches!(confirmed, Ok(true)) {
+                refuted.store(true, Ordering::Relaxed);
+            }
+            confirmed
+        });
+        let stored = seal_sole_pack(vault, name, &sole, &refuted, progress);
+        (confirm.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), stored)
+    });
+    match confirmed {
+        Ok(true) => {}
+        // Dropping the writers discards what they wrote.
+        Ok(false) => return Ok(None),
+        Err(e) => {
+            tracing::debug!(repo = %name, error = %e, "could not check whether the repository's pack can be stored as it is");
+            return Ok(None);
+        }
+    }
+    let Some((pack, index)) = stored? else {
+        tracing::warn!(repo = %name, file = %sole.files.pack.display(), "the source's pack does not match its index; git packs the objects again");
+        return Ok(None);
+    };
+    let (pack, index) = (pack.commit(vault)?, index.commit(vault)?);
+    tracing::debug!(repo = %name, objects = sole.files.objects, "stored the repository's only pack as it is");
+    let (checksum, objects) = (sole.files.checksum.clone(), sole.files.objects);
+    Ok(Some(PackRecord { snapshot, checksum, objects, pack, index: Some(index) }))
+}
+
+/// Seal the pack and index of `sole` into `vault`, not committed yet; `None` when they do not
+/// read whole (see `SolePack::pack_reader`) or `refuted` was set meanwhile.
+fn seal_sole_pack(
+    vault: &Vault,
+    name: &str,
+    sole: &SolePack,
+    refuted: &AtomicBool,
+    progress: &dyn Progress,
+) -> Result<Option<(DataWriter, DataWriter)>> {
     let mut pack_in = sole.pack_reader()?;
     progress.start(name, "storing", Some(pack_in.total_bytes()));
     // Pack data is already deflated by git: compressing it again costs time and saves nothing.
     let mut pack = vault.begin_data(Kind::Pack, Compression::None)?;
-    pack.copy_from(vault, &mut pack_in, &mut |n| progress.bytes(n))?;
+    let mut until_refuted = Refutable { inner: &mut pack_in, refuted };
+    match pack.copy_from(vault, &mut until_refuted, &mut |n| progress.bytes(n)) {
+        Err(_) if refuted.load(Ordering::Relaxed) => return Ok(None),
+        other => other?,
+    }
     let mut index_in = sole.index_reader()?;
     let mut index = vault.begin_data(Kind::PackIndex, Compression::Zstd)?;
     index.copy_from(vault, &mut index_in, &mut |_| {})?;
-    // Dropping the writers discards what they wrote.
-    for (file, whole) in [(&files.pack, pack_in.verified()), (&files.index, index_in.verified())] {
-        if !whole {
-            tracing::warn!(repo = %name, file = %file.display(), "the source's pack file does not match its checksum; git packs the objects again");
-            return Ok(None);
+    Ok((pack_in.verified() && index_in.verified()).then_some((pack, index)))
+}
+
+/// A reader that stops with an error once `refuted` is set: the rest is not wanted.
+struct Refutable<'a, R> {
+    inner: R,
+    refuted: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Refutable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.refuted.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("not wanted any more"));
         }
+        self.inner.read(buf)
     }
-    let (pack, index) = (pack.commit(vault)?, index.commit(vault)?);
-    tracing::debug!(repo = %name, objects = files.objects, "stored the repository's only pack as it is");
-    let (checksum, objects) = (files.checksum.clone(), files.objects);
-    Ok(Some(PackRecord { snapshot, checksum, objects, pack, index: Some(index) }))
 }

@@ -327,6 +327,30 @@ fn a_gc_ed_repository_is_stored_with_its_own_pack_and_a_damaged_pack_is_never_st
     assert_eq!(restored[0].file_name(), source_pack.file_name(), "the source's pack, under its own name");
     assert_eq!(std::fs::read(&restored[0]).expect("restored"), std::fs::read(&source_pack).expect("source"));
 
+    // An only pack holding more than the refs reach (a deleted branch's commit, kept for the
+    // reflog): the count refutes it while it is being stored, what was stored of it is
+    // dropped, and git writes the pack.
+    git(&r, &["checkout", "-q", "-b", "gone"]);
+    commit(&r, "gone.txt", b"soon unreachable\n", "on a branch about to go");
+    git(&r, &["checkout", "-q", "-"]);
+    git(&r, &["branch", "-q", "-D", "gone"]);
+    git(&r, &["repack", "-adq"]);
+    let [with_extra] = pack_files(&r.join(".git/objects")).try_into().expect("one pack");
+    let data_before = crate::common::files_under(&w.vault.join("data"));
+    let packed = w.backup(&["--type", "full", src]);
+    let id = packed["snapshot"].as_str().expect("id").to_string();
+    assert_restores_exactly(&w, &id, None, &refs(&r), "packed-by-git");
+    let restored = pack_files(&w.path("restore-packed-by-git.git/objects"));
+    assert_eq!(restored.len(), 1);
+    assert_ne!(restored[0].file_name(), with_extra.file_name(), "git wrote a pack of what the refs reach");
+    assert_eq!(
+        crate::common::files_under(&w.vault.join("data")).len(),
+        data_before.len() + 2,
+        "one pack and its index"
+    );
+    assert!(crate::common::files_under(&w.vault.join("tmp")).is_empty(), "nothing of the refuted pack is left");
+    git(&r, &["reflog", "expire", "--expire=now", "--all"]);
+
     // A bit flipped inside a blob of the (new) only pack: git's own checks would not notice
     // it while counting, the pack's checksum does, and git then refuses to copy the object.
     commit(&r, "bin/other.dat", &noise(7, 300_000), "another binary");
@@ -349,13 +373,13 @@ fn a_gc_ed_repository_is_stored_with_its_own_pack_and_a_damaged_pack_is_never_st
     let out = w.run(&["backup", "--type", "full", src]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("does not match its checksum"), "{stderr}");
+    assert!(stderr.contains("does not match its index"), "{stderr}");
     assert!(
         stderr.contains("CRC") || stderr.contains("corrupt") || stderr.contains("bad"),
         "git names the damage: {stderr}"
     );
     assert_eq!(crate::common::files_under(&w.vault.join("data")), data_before, "nothing of the damaged pack was kept");
-    assert_eq!(w.snapshots().len(), 1);
+    assert_eq!(w.snapshots().len(), 2, "the two before, none from the damaged pack");
 }
 
 /// Data files under the vault's `data/`.
