@@ -16,6 +16,10 @@ use sha1::Digest;
 use crate::pack::{IDX_FANOUT_END, parse_idx_object_count, revs_stdin};
 use crate::{Error, Git, ObjectId, PackFiles};
 
+/// The most objects a pack may hold for [`SolePack::pack_reader`] to check them one by one
+/// (their offsets and CRCs take 32 MiB); larger packs are hashed whole.
+pub const MAX_CRC_OBJECTS: u64 = 2_000_000;
+
 /// The only pack of a repository, opened, holding exactly the objects a backup wants.
 #[derive(Debug)]
 pub struct SolePack {
@@ -113,14 +117,30 @@ impl SolePack {
     /// object's bytes against the CRC-32 its version 2 index records for them, the 12-byte
     /// header against the index's object count, and the trailing checksum against the pack's
     /// name and the checksum the index records. Every byte of the file is covered, at a tenth
-    /// of the cost of hashing it all again with SHA-1.
+    /// of the cost of hashing it all again with SHA-1. The objects' offsets are held in memory
+    /// (16 bytes each): a pack of more than [`MAX_CRC_OBJECTS`] is hashed whole instead.
     pub fn pack_reader(&self) -> Result<VerifiedReader<'_>, Error> {
+        if self.files.objects > MAX_CRC_OBJECTS {
+            return self.hashed_pack_reader();
+        }
+        let check = Check::Objects(ObjectCrcs::new(self.object_crcs()?, self.files.objects));
+        VerifiedReader::new(&self.pack, &self.files.pack, self.hash_len, check, Some(self.checksum()?))
+    }
+
+    /// The pack's bytes, hashed as they are read: the trailing checksum must equal the hash of
+    /// everything before it, and the pack's name (what [`SolePack::pack_reader`] does for a pack
+    /// too large to check object by object).
+    pub fn hashed_pack_reader(&self) -> Result<VerifiedReader<'_>, Error> {
+        let check = Check::Hash(Hasher::new(self.hash_len));
+        VerifiedReader::new(&self.pack, &self.files.pack, self.hash_len, check, Some(self.checksum()?))
+    }
+
+    /// The pack's checksum (its name) as bytes.
+    fn checksum(&self) -> Result<Vec<u8>, Error> {
         let mut expected = vec![0u8; self.hash_len];
         hex::decode_to_slice(&self.files.checksum, &mut expected)
             .map_err(|_| Error::Parse { what: "pack checksum", line: self.files.checksum.clone() })?;
-        let regions = self.object_crcs()?;
-        let check = Check::Objects(ObjectCrcs::new(regions, self.files.objects));
-        VerifiedReader::new(&self.pack, &self.files.pack, self.hash_len, check, Some(expected))
+        Ok(expected)
     }
 
     /// The index's bytes, checked against its own trailing checksum as they are read.

@@ -382,7 +382,12 @@ fn the_sole_pack_check_covers_every_byte_and_reads_64_bit_offsets() {
         }
         let mut reader = sole.pack_reader().expect("reader");
         assert_eq!(read_all(&mut reader), fs::read(&file).expect("pack"), "{what}");
-        reader.verified()
+        // The whole-pack hash (for packs too large to check object by object) agrees.
+        let mut hashed = sole.hashed_pack_reader().expect("reader");
+        read_all(&mut hashed);
+        let verified = reader.verified();
+        assert_eq!(hashed.verified(), verified, "{what}: the two checks disagree");
+        verified
     };
     assert!(check("as git wrote it", None));
 
