@@ -91,6 +91,7 @@ impl Git {
             path_envs: Vec::new(),
             input: None,
             remote: None,
+            background: false,
         }
     }
 
@@ -145,6 +146,8 @@ pub(crate) struct Invocation<'a> {
     path_envs: Vec<(&'static str, OsString)>,
     input: Option<Vec<u8>>,
     remote: Option<&'a str>,
+    /// Run at a low CPU priority (see [`Invocation::background`]).
+    background: bool,
 }
 
 /// A finished git command, successful or not.
@@ -202,6 +205,14 @@ impl<'a> Invocation<'a> {
         Ok((child, command))
     }
 
+    /// Run git at the lowest CPU priority (nice 19): work that runs beside the pack being
+    /// stored and is not needed before it is, so that on a busy machine it takes what the
+    /// storing leaves idle instead of slowing it down.
+    pub(crate) fn background(mut self) -> Self {
+        self.background = true;
+        self
+    }
+
     /// Bytes fed to git's stdin; without input, stdin is closed so git can never wait on it.
     pub(crate) fn input(mut self, input: Vec<u8>) -> Self {
         self.input = Some(input);
@@ -245,6 +256,11 @@ impl<'a> Invocation<'a> {
 
         let spawn_error = |source| Error::Spawn { program: self.git.program.clone(), source };
         let mut child = cmd.spawn().map_err(spawn_error)?;
+        if self.background
+            && let Err(e) = rustix::process::setpriority_process(Some(rustix::process::Pid::from_child(&child)), 19)
+        {
+            tracing::debug!(error = %e, "git runs at the normal priority");
+        }
         let (output, written) = match (child.stdin.take(), self.input.as_deref()) {
             // Input is written from a second thread while this one drains stdout and stderr:
             // with both pipes full, git and we would otherwise wait on each other forever.

@@ -69,7 +69,7 @@ impl Git {
                 args.extend(["--filter=object:type=blob", "--use-bitmap-index"]);
             }
             args.push("--stdin");
-            self.cmd(Some(repo)).args(args).input(input.clone().into_bytes()).run()
+            self.cmd(Some(repo)).background().args(args).input(input.clone().into_bytes()).run()
         };
         let listed = walk(true).or_else(|_| walk(false))?;
         let mut candidates = Vec::new();
@@ -83,6 +83,7 @@ impl Git {
         // Blobs only, with their size; then the contents of those small enough.
         let checked = self
             .cmd(Some(repo))
+            .background()
             .args(["cat-file", "--buffer", "--batch-check=%(objectname) %(objecttype) %(objectsize)"])
             .input(candidates)
             .run()?;
@@ -95,8 +96,12 @@ impl Git {
                 blobs.push(id.to_string());
             }
         }
-        let found: std::collections::BTreeSet<LfsPointer> =
-            self.cat_batch(repo, &blobs)?.iter().flatten().filter_map(|body| parse_pointer(body)).collect();
+        let found: std::collections::BTreeSet<LfsPointer> = self
+            .cat_batch_in_background(repo, &blobs)?
+            .iter()
+            .flatten()
+            .filter_map(|body| parse_pointer(body))
+            .collect();
         Ok(found.into_iter().collect())
     }
 

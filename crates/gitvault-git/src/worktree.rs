@@ -106,6 +106,15 @@ impl Git {
     /// The contents of each object named by `specs` (ids or `<rev>:<path>`; `None` for one that
     /// does not exist), read by one `git cat-file --batch`.
     pub(crate) fn cat_batch(&self, repo: &Path, specs: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.cat_batch_as(repo, specs, false)
+    }
+
+    /// [`Git::cat_batch`] at a low CPU priority (see `Invocation::background`).
+    pub(crate) fn cat_batch_in_background(&self, repo: &Path, specs: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.cat_batch_as(repo, specs, true)
+    }
+
+    fn cat_batch_as(&self, repo: &Path, specs: &[String], background: bool) -> Result<Vec<Option<Vec<u8>>>, Error> {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
@@ -116,7 +125,9 @@ impl Git {
         }
         // All the input is there at once: `--buffer` lets git write its answers in large
         // blocks instead of flushing after each object (a wake-up of both sides per object).
-        let out = self.cmd(Some(repo)).args(["cat-file", "--buffer", "--batch"]).input(input).run()?;
+        let cmd = self.cmd(Some(repo));
+        let cmd = if background { cmd.background() } else { cmd };
+        let out = cmd.args(["cat-file", "--buffer", "--batch"]).input(input).run()?;
         // `<oid> <type> <size>\n<content>\n`, or `<spec> missing\n`, once per spec, in order.
         let mut blobs = Vec::with_capacity(specs.len());
         let mut rest = out.as_slice();

@@ -10,10 +10,12 @@
 //! (`Ciphers ^...`), after the user's own configuration — ssh keeps the first value it reads
 //! for an option, so a `Ciphers` line of the user's wins and nothing changes. The file
 //! includes what ssh would read anyway (the `GITVAULT_SSH_CONFIG` file, or `~/.ssh/config`
-//! and `/etc/ssh/ssh_config`), and it is only used when `ssh -G` shows that, for this
+//! and `/etc/ssh/ssh_config`), and it is only kept when `ssh -G` shows that, for this
 //! destination, it yields exactly the configuration ssh would use on its own but for the
-//! cipher list. A server that does not offer AES-GCM negotiates one of the other ciphers,
-//! as it would have.
+//! cipher list. That check runs while the master connects with the file; when it fails, the
+//! master is stopped and ssh connects again as configured (host keys are checked strictly
+//! either way, so a key is only ever offered to a server known for that name). A server that
+//! does not offer AES-GCM negotiates one of the other ciphers, as it would have.
 
 use std::io::Write;
 use std::path::Path;
@@ -96,32 +98,51 @@ fn split_ciphers(effective: &str) -> (Vec<&str>, Option<&str>) {
     (rest, ciphers)
 }
 
-/// A configuration file for the ssh master of `config` that prefers AES-GCM, written in `dir`;
-/// `None` (ssh reads its configuration as it would anyway) when this CPU lacks AES
-/// instructions, the user's configuration chooses ciphers, or the file would change anything
-/// else.
-pub(super) fn prefer_aes_gcm(config: &SftpConfig, dir: &Path) -> Option<NamedTempFile> {
-    if !has_aes_instructions() {
-        return None;
+/// A configuration file for the ssh master of `config` that prefers AES-GCM, written in a
+/// directory, with the `ssh -G` runs that check it started beside it.
+pub(super) struct Preference {
+    file: NamedTempFile,
+    plain: Option<Child>,
+    wrapped: Option<Child>,
+}
+
+impl Preference {
+    /// `None` (ssh reads its configuration as it would anyway) when this CPU lacks AES
+    /// instructions or the file cannot be written.
+    pub(super) fn start(config: &SftpConfig, dir: &Path) -> Option<Self> {
+        if !has_aes_instructions() {
+            return None;
+        }
+        let mut file = tempfile::Builder::new().prefix("gitvault-ssh-").suffix(".conf").tempfile_in(dir).ok()?;
+        file.write_all(wrapper_text(config).as_bytes()).ok()?;
+        file.flush().ok()?;
+        // Each is a few tens of milliseconds of ssh starting up: they run while ssh connects.
+        let (plain, wrapped) = (effective(config, None), effective(config, Some(file.path())));
+        Some(Self { file, plain, wrapped })
     }
-    let mut file = tempfile::Builder::new().prefix("gitvault-ssh-").suffix(".conf").tempfile_in(dir).ok()?;
-    file.write_all(wrapper_text(config).as_bytes()).ok()?;
-    file.flush().ok()?;
-    // Both at once: each is a few tens of milliseconds of ssh starting up.
-    let (plain, wrapped) = (effective(config, None), effective(config, Some(file.path())));
-    let (plain, wrapped) = (plain.and_then(printed), wrapped.and_then(printed));
-    let (plain, wrapped) = (plain?, wrapped?);
-    let ((plain_rest, plain_ciphers), (wrapped_rest, wrapped_ciphers)) =
-        (split_ciphers(&plain), split_ciphers(&wrapped));
-    if plain_rest != wrapped_rest {
-        tracing::debug!(host = %config.host, "the ssh configuration could not be reproduced: ssh's default cipher stays");
-        return None;
+
+    pub(super) fn path(&self) -> &Path {
+        self.file.path()
     }
-    if plain_ciphers == wrapped_ciphers {
-        return None; // the user's configuration names its ciphers
+
+    /// The file, when the configuration it yields for `host` is, but for the cipher list,
+    /// exactly the one ssh would use on its own, and its cipher list differs (a user's
+    /// `Ciphers` line keeps it the same: nothing to gain).
+    pub(super) fn check(self) -> Option<NamedTempFile> {
+        let (plain, wrapped) = (self.plain.and_then(printed), self.wrapped.and_then(printed));
+        let (plain, wrapped) = (plain?, wrapped?);
+        let ((plain_rest, plain_ciphers), (wrapped_rest, wrapped_ciphers)) =
+            (split_ciphers(&plain), split_ciphers(&wrapped));
+        if plain_rest != wrapped_rest {
+            tracing::debug!("the ssh configuration could not be reproduced: ssh's default cipher stays");
+            return None;
+        }
+        if plain_ciphers == wrapped_ciphers {
+            return None;
+        }
+        tracing::debug!(ciphers = wrapped_ciphers, "ssh prefers AES-GCM");
+        Some(self.file)
     }
-    tracing::debug!(host = %config.host, ciphers = wrapped_ciphers, "ssh prefers AES-GCM");
-    Some(file)
 }
 
 #[cfg(test)]
@@ -170,8 +191,9 @@ mod tests {
         };
         let plain = config_with("Host vault.example\n  ServerAliveCountMax 7\n");
         let chosen = config_with("Host *\n  Ciphers chacha20-poly1305@openssh.com\n  ServerAliveCountMax 7\n");
-        assert!(prefer_aes_gcm(&chosen, dir.path()).is_none(), "the user's Ciphers line is kept");
-        let Some(file) = prefer_aes_gcm(&plain, dir.path()) else {
+        let prefer = |config: &SftpConfig| Preference::start(config, dir.path()).and_then(Preference::check);
+        assert!(prefer(&chosen).is_none(), "the user's Ciphers line is kept");
+        let Some(file) = prefer(&plain) else {
             assert!(!has_aes_instructions(), "this CPU has AES instructions: AES-GCM should go first");
             return;
         };

@@ -149,6 +149,31 @@ fn missing_vault_directory_reads_as_not_found() {
     assert!(s.list("").expect("list of a missing root").is_empty());
 }
 
+/// An ssh configuration that gitvault's AES-GCM preference cannot reproduce is used as it
+/// is: here a file others may write, which ssh reads when given it with `-F` but refuses to
+/// include (so the master started with the preference fails, and so does `ssh -G` with it).
+/// The store connects all the same, and no configuration file of gitvault's is left behind.
+#[test]
+fn an_ssh_configuration_the_cipher_preference_cannot_reproduce_is_used_as_it_is() {
+    let Some(sshd) = Sshd::start_unless_skipped() else { return };
+    let loose = sshd.dir().join("loose_ssh_config");
+    std::fs::copy(sshd.ssh_config(), &loose).expect("copy");
+    let mut perms = std::fs::metadata(&loose).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o666);
+    std::fs::set_permissions(&loose, perms).expect("chmod");
+    let store = SftpStore::connect(&SftpConfig { ssh_config: Some(loose), ..config(&sshd, "vault") })
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    store.put_new("x", b"written").expect("put");
+    assert_eq!(store.read("x").expect("read"), b"written");
+    drop(store);
+    let wrappers: Vec<_> = std::fs::read_dir(sshd.dir())
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("gitvault-ssh-"))
+        .collect();
+    assert!(wrappers.is_empty(), "{wrappers:?}");
+}
+
 /// A store dropped just after a file was read (the file's close still travelling to the
 /// server) ends its session without a panic, and its ssh master exits.
 #[test]
