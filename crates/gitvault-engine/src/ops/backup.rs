@@ -721,36 +721,33 @@ fn store_sole_pack(
     snapshot: SnapshotId,
     progress: &dyn Progress,
 ) -> Result<Option<PackRecord>> {
-    let sole = match git.sole_pack_candidate(repo, include) {
-        Ok(Some(sole)) => sole,
-        Ok(None) => return Ok(None),
-        Err(e) => {
-            tracing::debug!(repo = %name, error = %e, "could not check whether the repository's pack can be stored as it is");
-            return Ok(None);
-        }
+    // A check git cannot answer leaves the packing to git, which reports what is wrong.
+    let undecided = |e: gitvault_git::Error| {
+        tracing::debug!(repo = %name, error = %e, "could not check whether the repository's pack can be stored as it is");
+    };
+    let Some(sole) = git.sole_pack_candidate(repo, include).unwrap_or_else(|e| {
+        undecided(e);
+        None
+    }) else {
+        return Ok(None);
     };
     // Counting the objects the refs reach (the last condition) takes git a while even from a
     // bitmap: the pack is stored meanwhile, and dropped if the count says no.
     let refuted = AtomicBool::new(false);
     let (confirmed, stored) = std::thread::scope(|scope| {
         let confirm = scope.spawn(|| {
-            let confirmed = git.confirm_sole_pack(repo, include, &sole);
-            if !matches!(confirmed, Ok(true)) {
-                refuted.store(true, Ordering::Relaxed);
-            }
+            let confirmed = git.confirm_sole_pack(repo, include, &sole).unwrap_or_else(|e| {
+                undecided(e);
+                false
+            });
+            refuted.store(!confirmed, Ordering::Relaxed);
             confirmed
         });
         let stored = seal_sole_pack(vault, name, &sole, &refuted, progress);
         (confirm.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), stored)
     });
-    match confirmed {
-        Ok(true) => {}
-        // Dropping the writers discards what they wrote.
-        Ok(false) => return Ok(None),
-        Err(e) => {
-            tracing::debug!(repo = %name, error = %e, "could not check whether the repository's pack can be stored as it is");
-            return Ok(None);
-        }
+    if !confirmed {
+        return Ok(None); // dropping the writers discards what they wrote
     }
     let Some((pack, index)) = stored? else {
         tracing::warn!(repo = %name, file = %sole.files.pack.display(), "the source's pack does not match its index; git packs the objects again");
