@@ -1,9 +1,10 @@
 //! A vault on an SFTP server, reached through the system's OpenSSH client.
 //!
 //! The connection is an `ssh` master process that the `openssh` crate starts (`-M -f -N`, with
-//! `BatchMode=yes` and `StrictHostKeyChecking=yes`), over which one SFTP channel runs. So
-//! authentication and host checking are exactly the user's `ssh`: ssh-agent, the default keys
-//! in `~/.ssh`, `~/.ssh/config` (or the file of [`SftpConfig::ssh_config`]), `known_hosts`. A
+//! `BatchMode=yes` and `StrictHostKeyChecking=yes`), over which an SFTP channel runs (two while
+//! a large object is written: see step 2 below). So authentication and host checking are
+//! exactly the user's `ssh`: ssh-agent, the default keys in `~/.ssh`, `~/.ssh/config` (or the
+//! file of [`SftpConfig::ssh_config`]), `known_hosts`. A
 //! key file given in [`SftpConfig::key_file`] replaces the agent's and the default keys
 //! (`IdentitiesOnly`; the config's `IdentityFile` lines still count). No password or passphrase
 //! ever passes through gitvault (`BatchMode`: ssh never prompts).
@@ -18,7 +19,9 @@
 //!
 //! 1. create `tmp/<host>-<pid>-<24 hex>.tmp` exclusively (`SSH_FXF_EXCL`) and stream the content
 //!    into it (writes pipelined, at most [`WRITE_LIMIT`] bytes in flight: memory stays bounded);
-//! 2. `fsync@openssh.com` on it, when the server offers the extension;
+//! 2. `fsync@openssh.com` on it, when the server offers the extension (an object of more than
+//!    [`SYNC_EVERY`] bytes is also synced as it grows, through a second SFTP session, so that
+//!    the server's disk works while the rest arrives: this last `fsync` then waits for little);
 //! 3. publish with `hardlink@openssh.com` (`link(2)`: fails if the name exists, so exactly one of
 //!    two racing writers wins), creating parent directories as needed; without that extension,
 //!    with a plain SFTPv3 `SSH_FXP_RENAME`, which the protocol defines to fail on an existing
@@ -47,6 +50,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures_core::Stream;
@@ -68,6 +72,14 @@ const WRITE_LIMIT: usize = 8 << 20;
 const READ_CHUNK: usize = 256 << 10;
 /// What a writer gathers before crossing into the runtime.
 const PENDING: usize = 1 << 20;
+/// Each time a writer has sent this much more, it asks for an early `fsync` of its temporary
+/// (when the server offers the extension and the previous one is done), through a second SFTP
+/// session of the same connection: the server runs a session's requests one after another, so
+/// an `fsync` among the writes would hold them up for as long as the disk takes (measured: the
+/// stream lost more than the commit gained). The server's disk then writes while the rest of
+/// the object arrives, and the commit's own `fsync` finds a few megabytes to write instead of
+/// the whole object (a 204 MB pack: 110 ms → 10 ms on our benchmark machine).
+const SYNC_EVERY: u64 = 32 << 20;
 /// Attempts of one operation when the connection is lost, and the backoff between them.
 const MAX_ATTEMPTS: u32 = 6;
 const MIN_DELAY: Duration = Duration::from_millis(200);
@@ -124,6 +136,9 @@ struct Inner {
     /// The live connection; `None` after it was found broken, until the next operation
     /// reconnects. The lock also keeps two threads from connecting at once.
     conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    /// Early syncs completed (see [`SYNC_EVERY`]); shared with the tasks running them, which
+    /// must not hold the store (its last reference would drop the runtime inside itself).
+    early_syncs: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for SftpStore {
@@ -164,6 +179,7 @@ impl SftpStore {
             root: root.to_string(),
             runtime,
             conn: tokio::sync::Mutex::new(None),
+            early_syncs: Arc::new(AtomicU64::new(0)),
         };
         let store = Self { inner: Arc::new(inner) };
         let conn = store.block_on(connect(&store.inner.config)).map_err(|(_, e)| store.connect_err(e))?;
@@ -174,6 +190,12 @@ impl SftpStore {
     /// Where and how this store reaches its server.
     pub fn config(&self) -> &SftpConfig {
         &self.inner.config
+    }
+
+    /// How many early syncs of objects being written have completed (see [`SYNC_EVERY`]):
+    /// for tests and benchmarks.
+    pub fn early_syncs(&self) -> u64 {
+        self.inner.early_syncs.load(Ordering::Relaxed)
     }
 
     fn block_on<F: Future>(&self, f: F) -> F::Output {
@@ -440,6 +462,8 @@ impl Store for SftpStore {
             file: Some(Box::pin(TokioCompatFile::new(file))),
             pending: Vec::new(),
             written: 0,
+            unsynced: 0,
+            syncing: None,
         }))
     }
 
@@ -565,6 +589,10 @@ struct SftpWriter {
     /// Bytes not yet handed to the SFTP client (at most [`PENDING`]).
     pending: Vec<u8>,
     written: u64,
+    /// Bytes handed to the SFTP client since the last early sync began.
+    unsynced: u64,
+    /// The early sync in flight, if any (see [`SYNC_EVERY`]).
+    syncing: Option<tokio::task::JoinHandle<Result<(), SftpError>>>,
 }
 
 impl SftpWriter {
@@ -607,7 +635,36 @@ impl SftpWriter {
             }
             Ok(())
         });
-        sent.map_err(|e| self.io_err("write", e))
+        sent.map_err(|e| self.io_err("write", e))?;
+        self.unsynced += data.len() as u64;
+        if self.conn.fsync && self.unsynced >= SYNC_EVERY {
+            self.sync_early()?;
+        }
+        Ok(())
+    }
+
+    /// Start an early `fsync` of what was sent so far, unless the previous one is still running
+    /// (see [`SYNC_EVERY`]). A failed one fails the writer: some file systems report a
+    /// write-back error to one open file only, and it may not be the writer's.
+    fn sync_early(&mut self) -> Result<(), StorageError> {
+        if let Some(previous) = self.syncing.take_if(|h| h.is_finished()) {
+            let synced = self.store.block_on(previous).expect("the sync task does not panic");
+            synced.map_err(|e| self.store.err("sync", &self.path, &e))?;
+        }
+        if self.syncing.is_none() {
+            let (conn, tmp) = (Arc::clone(&self.conn), self.store.remote(&self.tmp));
+            let done = Arc::clone(&self.store.inner.early_syncs);
+            self.syncing = Some(self.store.inner.runtime.spawn(async move {
+                // Without a second session, the commit's fsync does it all.
+                let Some(syncer) = conn.syncer().await else { return Ok(()) };
+                let mut file = syncer.options().write(true).open(&tmp).await?;
+                file.sync_all().await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }));
+            self.unsynced = 0;
+        }
+        Ok(())
     }
 
     /// Publish the durable temporary under the object's name, create-only, and remove the
@@ -666,8 +723,13 @@ impl ObjectWriter for SftpWriter {
         self.send_pending()?;
         let mut file = self.file.take().expect("commit runs once");
         let store = self.store.clone();
+        let early = self.syncing.take();
         let synced = store.block_on(async {
             file.flush().await.map_err(|e| ("write", SftpError::IOError(e)))?;
+            // Its error may not be reported to the writer's own handle (see `sync_early`).
+            if let Some(early) = early {
+                early.await.expect("the sync task does not panic").map_err(|e| ("sync", e))?;
+            }
             if self.conn.fsync {
                 file.as_mut().as_mut_file().sync_all().await.map_err(|e| ("sync", e))?;
             }
@@ -707,6 +769,9 @@ impl SftpWriter {
 
 impl Drop for SftpWriter {
     fn drop(&mut self) {
+        if let Some(early) = self.syncing.take() {
+            early.abort();
+        }
         if let Some(file) = self.file.take() {
             drop(file);
             self.remove_temporary();

@@ -189,7 +189,18 @@ impl Sshd {
         (!sftp_skipped()).then(Self::start)
     }
 
+    /// [`Sshd::start_with_max_sessions`], or `None` when SFTP tests are skipped deliberately.
+    pub fn start_unless_skipped_with_max_sessions(max_sessions: u32) -> Option<Self> {
+        (!sftp_skipped()).then(|| Self::start_with_max_sessions(max_sessions))
+    }
+
     pub fn start() -> Self {
+        Self::start_with_max_sessions(100)
+    }
+
+    /// A server that lets a connection run at most `max_sessions` channels at once (sshd's
+    /// `MaxSessions`). It logs at `VERBOSE`: each session started is a line of [`Sshd::log`].
+    pub fn start_with_max_sessions(max_sessions: u32) -> Self {
         assert!(Path::new(SSHD).exists(), "{SSHD} is missing; {SSHD_INSTALL_HINT}");
         // sshd refuses to start without its privilege separation directory (made by the
         // package's service, which tests do not run).
@@ -211,7 +222,7 @@ impl Sshd {
             "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
              PermitRootLogin prohibit-password\nAllowUsers {user}\nPidFile {d}/sshd.pid\nMaxStartups 100\n\
-             MaxSessions 100\nSubsystem sftp internal-sftp\n",
+             MaxSessions {max_sessions}\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).expect("sshd_config");

@@ -13,13 +13,37 @@ use openssh_sftp_client::{Sftp, SftpAuxiliaryData, SftpOptions};
 
 use super::{MASTER_IDLE_SECS, MAX_DELAY, MIN_DELAY, SftpConfig, WRITE_LIMIT};
 
-/// One ssh master with one SFTP session over it, and what the server offers.
+/// One ssh master with an SFTP session over it (and a second one for early syncs, opened when
+/// needed), and what the server offers.
 pub(super) struct Connection {
     pub(super) sftp: Sftp,
     /// The server offers `hardlink@openssh.com` (else a plain `SSH_FXP_RENAME` publishes).
     pub(super) hardlink: bool,
     /// The server offers `fsync@openssh.com`.
     pub(super) fsync: bool,
+    /// A second SFTP session over the same master, opened on first need (see
+    /// [`Connection::syncer`]); `None` inside when it could not be opened.
+    syncer: tokio::sync::OnceCell<Option<Sftp>>,
+    /// The master; it exits once this and every session's channel are gone.
+    session: Arc<openssh::Session>,
+}
+
+impl Connection {
+    /// A second SFTP session on this connection, for `fsync` requests that must not wait
+    /// behind (or hold up) the writes of the first: the server runs each session's requests one
+    /// after another. Opened on the first call; `None` when the server refuses it.
+    pub(super) async fn syncer(&self) -> Option<&Sftp> {
+        let open = || async {
+            match open_sftp(Arc::clone(&self.session), SftpOptions::new()).await {
+                Ok(sftp) => Some(sftp),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no second SFTP session: objects are synced at their commit only");
+                    None
+                }
+            }
+        };
+        self.syncer.get_or_init(open).await.as_ref()
+    }
 }
 
 /// Why connecting failed, which decides whether a retry can help.
@@ -102,9 +126,9 @@ pub(super) async fn connect(config: &SftpConfig) -> Result<Connection, (ConnectF
         }
         None => builder(config, config.ssh_config.as_deref()).connect(&config.host).await,
     };
-    let session = session.map_err(|e| explain_ssh_failure(e, config))?;
+    let session = Arc::new(session.map_err(|e| explain_ssh_failure(e, config))?);
     let sftp = open_sftp(
-        session,
+        Arc::clone(&session),
         SftpOptions::new().tokio_compat_file_write_limit(NonZeroUsize::new(WRITE_LIMIT).expect("not zero")),
     )
     .await
@@ -128,7 +152,7 @@ pub(super) async fn connect(config: &SftpConfig) -> Result<Connection, (ConnectF
     if !fsync {
         tracing::warn!(host = %config.host, "the SFTP server lacks fsync@openssh.com: objects are not synced to its disk");
     }
-    Ok(Connection { sftp, hardlink, fsync })
+    Ok(Connection { sftp, hardlink, fsync, syncer: tokio::sync::OnceCell::new(), session })
 }
 
 /// Bytes each pipe between the SFTP client and ssh holds. At the default 64 KiB, ssh drains
@@ -140,11 +164,10 @@ const PIPE_SIZE: usize = 1 << 20;
 
 /// Start the SFTP subsystem over `session`, as `Sftp::from_session` does, but with larger pipes
 /// (see [`PIPE_SIZE`]; where the system refuses, they keep their size). The channel's `ssh`
-/// process holds the session; once the SFTP server has exited (the client closes its input
-/// when the `Sftp` is dropped) the session is closed, which stops the ssh master. Dropping the
-/// `Sftp` before that stops waiting and drops the session, which stops the master as well.
-async fn open_sftp(session: openssh::Session, options: SftpOptions) -> Result<Sftp, SftpError> {
-    let session = Arc::new(session);
+/// process holds a reference to the session until the SFTP server has exited (the client
+/// closes its input when the `Sftp` is dropped) or the `Sftp` is dropped; the last reference
+/// to go — the [`Connection`]'s, usually — closes the session, which stops the ssh master.
+async fn open_sftp(session: Arc<openssh::Session>, options: SftpOptions) -> Result<Sftp, SftpError> {
     let mut child = openssh::Session::to_subsystem(Arc::clone(&session), "sftp")
         .stdin(openssh::Stdio::piped())
         .stdout(openssh::Stdio::piped())

@@ -199,3 +199,54 @@ fn a_store_dropped_right_after_a_read_ends_its_session_cleanly() {
         assert_eq!(masters(), 0, "round {round}: the ssh master exited with the store");
     }
 }
+
+/// `len` bytes that differ from one MiB to the next (so a misplaced piece would show).
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i / 4099 + i % 251) as u8).collect()
+}
+
+/// How many SFTP sessions the server started, from its log.
+fn sessions_started(sshd: &Sshd) -> usize {
+    sshd.log().matches("Starting session: subsystem 'sftp'").count()
+}
+
+/// Write `content` into `name` in pieces of a sealed chunk's size, as the vault does.
+fn write_in_pieces(s: &SftpStore, name: &str, content: &[u8]) {
+    let mut w = s.create(name).expect("create");
+    for piece in content.chunks((1 << 20) + 40) {
+        w.write_all(piece).expect("write");
+    }
+    assert_eq!(w.commit().expect("commit"), content.len() as u64);
+}
+
+#[test]
+fn a_large_object_is_synced_through_a_second_session_while_it_is_written() {
+    let Some((sshd, s)) = backend() else { return };
+    write_in_pieces(&s, "data/sm/small", &patterned(5 << 20));
+    assert_eq!((s.early_syncs(), sessions_started(&sshd)), (0, 1), "a small object is synced at its commit only");
+
+    let content = patterned(100 << 20);
+    write_in_pieces(&s, "data/la/large", &content);
+    assert_eq!(s.read("data/la/large").expect("read back"), content);
+    // An early sync every 32 MiB sent, each once the previous is done; the commit waits for the
+    // last one (how many there are depends on the disk's speed against the link's).
+    assert!(s.early_syncs() >= 1, "{}", s.early_syncs());
+    assert_eq!(sessions_started(&sshd), 2, "one more session, opened once:\n{}", sshd.log());
+    let before = s.early_syncs();
+    write_in_pieces(&s, "data/la/larger", &content);
+    assert!(s.early_syncs() > before, "{} then {}", before, s.early_syncs());
+    assert_eq!(sessions_started(&sshd), 2, "the second session is kept for the next object");
+    let leftovers: Vec<_> = std::fs::read_dir(sshd.srv().join("vault/tmp")).expect("tmp").collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_server_allowing_one_session_gets_large_objects_synced_at_their_commit() {
+    let Some(sshd) = Sshd::start_unless_skipped_with_max_sessions(1) else { return };
+    let s = SftpStore::connect(&config(&sshd, "vault")).unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let content = patterned(80 << 20);
+    write_in_pieces(&s, "data/la/large", &content);
+    assert_eq!(s.read("data/la/large").expect("read back"), content);
+    assert_eq!(s.early_syncs(), 0);
+    assert_eq!(sessions_started(&sshd), 1, "{}", sshd.log());
+}
