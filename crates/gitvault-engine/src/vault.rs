@@ -418,16 +418,28 @@ impl DataWriter {
         input: &mut dyn Read,
         on_bytes: &mut dyn FnMut(u64),
     ) -> Result<()> {
-        let mut buf = vec![0u8; 1 << 20];
+        // Whole chunks are read into buffers that become the chunks themselves (no copy).
+        let mut buf = vec![0u8; gitvault_format::envelope::CHUNK_SIZE];
         loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(format!("reading the {} to store", self.kind.name()), e)),
-            };
-            self.sealer.write_all(&buf[..n]).map_err(|e| vault.write_error(&self.path, e))?;
+            let mut n = 0;
+            while n < buf.len() {
+                match input.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(read) => n += read,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(format!("reading the {} to store", self.kind.name()), e)),
+                }
+            }
+            let whole = n == buf.len();
+            if whole {
+                buf = self.sealer.write_chunk(buf).map_err(|e| vault.write_error(&self.path, e))?;
+            } else {
+                self.sealer.write_all(&buf[..n]).map_err(|e| vault.write_error(&self.path, e))?;
+            }
             on_bytes(n as u64);
+            if !whole {
+                return Ok(());
+            }
         }
     }
 

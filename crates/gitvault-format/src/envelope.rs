@@ -332,6 +332,12 @@ fn answered<T>(result: io::Result<T>) -> mpsc::Receiver<io::Result<T>> {
     answer
 }
 
+/// `buf`, emptied for gathering content again.
+fn empty(mut buf: Vec<u8>) -> Vec<u8> {
+    buf.clear();
+    buf
+}
+
 /// Take the next result of a pool, in order.
 fn receive<T>(answer: &mpsc::Receiver<io::Result<T>>) -> io::Result<T> {
     answer.recv().map_err(|_| io::Error::other("an encryption thread stopped"))?
@@ -413,13 +419,24 @@ impl<W: Write> ChunkSealer<W> {
         }
         self.out.write_all(&done.sealed)?;
         self.written += done.sealed.len() as u64;
-        // Both buffers serve again: the sealed one as a chunk's output, the content's (emptied)
-        // to gather the next chunk.
+        // Both buffers serve again: the sealed one as a chunk's output, the content's to gather
+        // the next chunk (or, whole, to read the next one into: see `take_chunk`).
         self.spare.push(done.sealed);
-        let mut content = done.content;
-        content.clear();
-        self.empty.push(content);
+        self.empty.push(done.content);
         Ok(())
+    }
+
+    /// Seal `chunk`, a whole chunk of content, as the next chunk without copying it; returns a
+    /// chunk-sized buffer for the caller to read the next one into. Only when no content is
+    /// gathered yet (else the chunk's bytes go after it, copied).
+    fn take_chunk(&mut self, chunk: Vec<u8>) -> io::Result<Vec<u8>> {
+        if !self.buf.is_empty() || chunk.len() != CHUNK_SIZE {
+            self.write_all(&chunk)?;
+            return Ok(chunk);
+        }
+        self.push(chunk, false)?;
+        // A recycled buffer is whole already (a full chunk's content): no zeroing.
+        Ok(self.empty.pop().filter(|b| b.len() == CHUNK_SIZE).unwrap_or_else(|| vec![0; CHUNK_SIZE]))
     }
 
     /// Seal what is left, the last chunk included; returns the hash of the re-decompressed
@@ -458,7 +475,7 @@ impl<W: Write> Write for ChunkSealer<W> {
             // A chunk of exactly CHUNK_SIZE is never the last one (the last may be empty), so
             // a full chunk can go out now.
             if self.buf.len() == CHUNK_SIZE {
-                let next = self.empty.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK_SIZE));
+                let next = self.empty.pop().map_or_else(|| Vec::with_capacity(CHUNK_SIZE), empty);
                 let chunk = std::mem::replace(&mut self.buf, next);
                 self.push(chunk, false)?;
             }
@@ -545,6 +562,24 @@ impl<W: Write> SealWriter<W> {
             }));
         }
         Ok((out, Sealed { mac, plain_size: self.plain_size, stored_size }))
+    }
+}
+
+impl<W: Write> SealWriter<W> {
+    /// Write `chunk` — [`CHUNK_SIZE`] bytes of content read by the caller — as
+    /// [`Write::write_all`] would, but without copying it when it falls on a chunk boundary (it
+    /// then becomes the chunk itself); returns a buffer of the same size to read the next
+    /// chunk's worth into. Content that is compressed first is copied as usual.
+    pub fn write_chunk(&mut self, chunk: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.mac.update(&chunk);
+        self.plain_size += chunk.len() as u64;
+        match &mut self.stage {
+            Stage::Plain(s) => s.take_chunk(chunk),
+            Stage::Zstd(e) => {
+                e.write_all(&chunk)?;
+                Ok(chunk)
+            }
+        }
     }
 }
 
@@ -887,6 +922,37 @@ mod tests {
                 assert_eq!(sealed.plain_size, len as u64);
                 assert_eq!(sealed.mac, m.mac(&content));
                 assert_eq!(open_bytes(&k, &m, Kind::Pack, "id", &stored).expect("open"), content, "len {len} {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn whole_chunks_handed_over_seal_as_written_content_does() {
+        let (k, m) = keys();
+        let content: Vec<u8> = (0..5 * CHUNK_SIZE + 99).map(|i| (i * 13 % 253) as u8).collect();
+        // Each way of cutting the content into writes: whole chunks only, whole chunks after a
+        // few bytes (off the chunk boundary: copied), and mixed with plain writes.
+        let cuts: [&[usize]; 3] = [&[], &[7], &[CHUNK_SIZE, 3, CHUNK_SIZE - 3]];
+        for c in [Compression::None, Compression::Zstd] {
+            for cut in cuts {
+                let mut w = SealWriter::new(&k, &m, Kind::Pack, c, "id", Vec::new()).expect("new");
+                let mut rest = &content[..];
+                for &n in cut {
+                    w.write_all(&rest[..n]).expect("write");
+                    rest = &rest[n..];
+                }
+                let mut buf = vec![0u8; CHUNK_SIZE];
+                while rest.len() >= CHUNK_SIZE {
+                    buf.copy_from_slice(&rest[..CHUNK_SIZE]);
+                    buf = w.write_chunk(buf).expect("write_chunk");
+                    assert_eq!(buf.len(), CHUNK_SIZE, "a whole buffer comes back");
+                    rest = &rest[CHUNK_SIZE..];
+                }
+                w.write_all(rest).expect("write the rest");
+                let (stored, sealed) = w.finish().expect("finish");
+                assert_eq!((sealed.plain_size, sealed.mac), (content.len() as u64, m.mac(&content)));
+                let opened = open_bytes(&k, &m, Kind::Pack, "id", &stored).expect("open");
+                assert!(opened == content, "{c:?} {cut:?}");
             }
         }
     }

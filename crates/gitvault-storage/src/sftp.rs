@@ -697,9 +697,11 @@ impl SftpWriter {
 
 impl Write for SftpWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.pending.is_empty() && buf.len() >= PENDING {
+        if buf.len() >= PENDING {
             // Enough to cross into the runtime at once (a sealed chunk is a little over
-            // PENDING): no copy into the gathering buffer.
+            // PENDING): no copy into the gathering buffer, after what it holds (an envelope's
+            // header, written first) — else every chunk after it would be copied.
+            self.send_pending().map_err(io::Error::other)?;
             self.send(buf).map_err(io::Error::other)?;
             self.written += buf.len() as u64;
             return Ok(buf.len());
