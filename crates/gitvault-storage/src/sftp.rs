@@ -4,10 +4,10 @@
 //! `BatchMode=yes` and `StrictHostKeyChecking=yes`), over which an SFTP channel runs (two while
 //! a large object is written: see step 2 below). So authentication and host checking are
 //! exactly the user's `ssh`: ssh-agent, the default keys in `~/.ssh`, `~/.ssh/config` (or the
-//! file of [`SftpConfig::ssh_config`]), `known_hosts`. A
-//! key file given in [`SftpConfig::key_file`] replaces the agent's and the default keys
-//! (`IdentitiesOnly`; the config's `IdentityFile` lines still count). No password or passphrase
-//! ever passes through gitvault (`BatchMode`: ssh never prompts).
+//! file of [`SftpConfig::ssh_config`]), `known_hosts`. A key file given in
+//! [`SftpConfig::key_file`] replaces the agent's and the default keys (`IdentitiesOnly`; the
+//! config's `IdentityFile` lines still count). No password or passphrase ever passes through
+//! gitvault (`BatchMode`: ssh never prompts).
 //!
 //! # Why not OpenDAL's sftp service
 //!
