@@ -88,9 +88,11 @@ pub enum Command {
     /// only what the destination lacks.
     ///
     /// Every data object is decrypted from the source, checked, and sealed again under the
-    /// destination's key; snapshots and data objects keep their ids. The source's passphrase
-    /// comes from GITVAULT_PASSWORD or --password-file; the destination's from
-    /// GITVAULT_TO_PASSWORD or --to-password-file, else it is the source's.
+    /// destination's key — or, into a replica made with `init --keys-from` (the same keys),
+    /// copied as it is stored once each chunk's authentication tag has been checked.
+    /// Snapshots and data objects keep their ids. The source's passphrase comes from
+    /// GITVAULT_PASSWORD or --password-file; the destination's from GITVAULT_TO_PASSWORD or
+    /// --to-password-file, else it is the source's.
     Copy(CopyArgs),
     /// Manage the passphrase key slots.
     #[command(subcommand)]
@@ -519,10 +521,11 @@ pub struct RestoreArgs {
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// The vault to copy from (PATH, file://PATH or s3://BUCKET/PREFIX); it is only read.
+    /// The vault to copy from (PATH, file://PATH, s3://BUCKET/PREFIX or
+    /// sftp://USER@HOST[:PORT]/PATH, as --vault); it is only read.
     #[arg(long, value_name = "PATH|URL")]
     pub from: String,
-    /// The vault to copy into; it must already be a vault.
+    /// The vault to copy into (the same forms); it must already be a vault.
     #[arg(long, value_name = "PATH|URL")]
     pub to: String,
     /// Read the destination's passphrase from this file (its first line). GITVAULT_TO_PASSWORD

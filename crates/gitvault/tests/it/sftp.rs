@@ -198,3 +198,39 @@ fn kill_9_mid_backup_loses_nothing() {
     assert!(s.ok(&["verify", "--read-data"]).contains("no problems found"));
     assert!(files_under(&tmp).is_empty(), "the killed writer's temporary was cleaned");
 }
+
+#[test]
+fn copy_goes_into_and_out_of_an_sftp_vault() {
+    let Some(s) = SftpWorld::new() else { return };
+    // `gitvault ARGS` reaching the server, with no --vault.
+    let run = |args: &[&str]| {
+        let out =
+            s.w.cmd_without_vault(args)
+                .env("GITVAULT_SSH_CONFIG", s.sshd.ssh_config())
+                .env("TMPDIR", s.w.dir.path())
+                .env_remove("SSH_AUTH_SOCK")
+                .output()
+                .expect("run gitvault");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let repo = new_repo(&s.w.path("src.git"));
+    commit(&repo, "a.bin", &noise(1, 300_000), "one");
+    s.w.init();
+    s.w.ok(&["backup", repo.to_str().expect("utf-8")]);
+    let expected = refs(&repo);
+    let local = s.w.vault.to_str().expect("utf-8").to_string();
+    // Local → SFTP, into a replica holding the local vault's keys: stored bytes copied as they are.
+    s.ok(&["init", "--keys-from", &local]);
+    run(&["copy", "--from", &local, "--to", &s.url]);
+    let id = s.snapshot_ids().pop().expect("the copied snapshot");
+    s.restore_and_check(&id, &expected, "from-sftp");
+    s.ok(&["verify", "--read-data"]);
+    // SFTP → a new local vault with its own keys: every object decrypted and sealed again.
+    let other = s.w.path("other-vault");
+    let other = other.to_str().expect("utf-8");
+    run(&["init", "--vault", other, "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]);
+    run(&["copy", "--from", &s.url, "--to", other]);
+    let target = s.w.path("from-other.git");
+    run(&["restore", "--vault", other, &id, "--target", target.to_str().expect("utf-8")]);
+    assert_eq!(refs(&target).refs, expected.refs);
+}
