@@ -563,9 +563,7 @@ impl<W: Write> SealWriter<W> {
         }
         Ok((out, Sealed { mac, plain_size: self.plain_size, stored_size }))
     }
-}
 
-impl<W: Write> SealWriter<W> {
     /// Write `chunk` — [`CHUNK_SIZE`] bytes of content read by the caller — as
     /// [`Write::write_all`] would, but without copying it when it falls on a chunk boundary (it
     /// then becomes the chunk itself); returns a buffer of the same size to read the next

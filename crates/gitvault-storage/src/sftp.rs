@@ -192,8 +192,8 @@ impl SftpStore {
         &self.inner.config
     }
 
-    /// How many early syncs of objects being written have completed (see [`SYNC_EVERY`]):
-    /// for tests and benchmarks.
+    /// How many early syncs of objects being written have completed (see [`SYNC_EVERY`]), for
+    /// tests.
     pub fn early_syncs(&self) -> u64 {
         self.inner.early_syncs.load(Ordering::Relaxed)
     }

@@ -160,6 +160,9 @@ pub const SSHD_INSTALL_HINT: &str = "the SFTP tests need OpenSSH's server and cl
 /// Where Debian's openssh-server puts the daemon.
 const SSHD: &str = "/usr/sbin/sshd";
 
+/// Channels a test server lets one connection open at once, unless a test asks otherwise.
+const MAX_SESSIONS: u32 = 100;
+
 /// Whether the SFTP tests were asked to be skipped (`GITVAULT_TEST_NO_SFTP=1`).
 pub fn sftp_skipped() -> bool {
     std::env::var_os("GITVAULT_TEST_NO_SFTP").is_some_and(|v| v == "1")
@@ -186,7 +189,7 @@ impl Drop for Sshd {
 impl Sshd {
     /// A server, or `None` when SFTP tests are skipped deliberately.
     pub fn start_unless_skipped() -> Option<Self> {
-        (!sftp_skipped()).then(Self::start)
+        Self::start_unless_skipped_with_max_sessions(MAX_SESSIONS)
     }
 
     /// [`Sshd::start_with_max_sessions`], or `None` when SFTP tests are skipped deliberately.
@@ -195,7 +198,7 @@ impl Sshd {
     }
 
     pub fn start() -> Self {
-        Self::start_with_max_sessions(100)
+        Self::start_with_max_sessions(MAX_SESSIONS)
     }
 
     /// A server that lets a connection run at most `max_sessions` channels at once (sshd's

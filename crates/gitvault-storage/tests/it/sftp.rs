@@ -210,10 +210,11 @@ fn sessions_started(sshd: &Sshd) -> usize {
     sshd.log().matches("Starting session: subsystem 'sftp'").count()
 }
 
-/// Write `content` into `name` in pieces of a sealed chunk's size, as the vault does.
+/// Write `content` into `name` in pieces of a sealed chunk's size (1 MiB and a 16-byte tag), as
+/// the vault does.
 fn write_in_pieces(s: &SftpStore, name: &str, content: &[u8]) {
     let mut w = s.create(name).expect("create");
-    for piece in content.chunks((1 << 20) + 40) {
+    for piece in content.chunks((1 << 20) + 16) {
         w.write_all(piece).expect("write");
     }
     assert_eq!(w.commit().expect("commit"), content.len() as u64);

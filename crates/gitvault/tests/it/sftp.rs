@@ -14,10 +14,15 @@ use crate::common::{PASSWORD, World, commit, files_under, new_repo, noise, refs}
 /// `gitvault` against the vault `url`, trusting and authenticating through the ssh_config
 /// `ssh_config` only (no agent, no `~/.ssh`).
 pub(crate) fn gitvault(w: &World, url: &str, ssh_config: &Path, args: &[&str]) -> Command {
+    let mut c = gitvault_without_vault(w, ssh_config, args);
+    c.arg("--vault").arg(url);
+    c
+}
+
+/// [`gitvault`] with no `--vault`: for commands that name their vaults otherwise (`copy`).
+fn gitvault_without_vault(w: &World, ssh_config: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gitvault"));
     c.args(args)
-        .arg("--vault")
-        .arg(url)
         .env("GITVAULT_PASSWORD", PASSWORD)
         .env("GITVAULT_CACHE_DIR", &w.cache)
         .env("GITVAULT_SSH_CONFIG", ssh_config)
@@ -25,6 +30,8 @@ pub(crate) fn gitvault(w: &World, url: &str, ssh_config: &Path, args: &[&str]) -
         // The ssh master's control directory goes there: a killed gitvault's stays in the test's.
         .env("TMPDIR", w.dir.path())
         .env_remove("GITVAULT_SSH_KEY")
+        .env_remove("GITVAULT_VAULT")
+        .env_remove("GITVAULT_TO_PASSWORD")
         .env_remove("SSH_AUTH_SOCK")
         .env("GIT_CONFIG_NOSYSTEM", "1");
     c
@@ -202,15 +209,8 @@ fn kill_9_mid_backup_loses_nothing() {
 #[test]
 fn copy_goes_into_and_out_of_an_sftp_vault() {
     let Some(s) = SftpWorld::new() else { return };
-    // `gitvault ARGS` reaching the server, with no --vault.
     let run = |args: &[&str]| {
-        let out =
-            s.w.cmd_without_vault(args)
-                .env("GITVAULT_SSH_CONFIG", s.sshd.ssh_config())
-                .env("TMPDIR", s.w.dir.path())
-                .env_remove("SSH_AUTH_SOCK")
-                .output()
-                .expect("run gitvault");
+        let out = gitvault_without_vault(&s.w, &s.sshd.ssh_config(), args).output().expect("run gitvault");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     let repo = new_repo(&s.w.path("src.git"));
